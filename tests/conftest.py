@@ -1,0 +1,145 @@
+"""Shared fixtures: real databases on loopback, created fresh for each test.
+
+Tests that need PostgreSQL or MariaDB skip with the reason when the server is
+unreachable, except under CI=true, where they fail instead.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+
+SERVER_URLS = {
+    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    "mariadb": "mysql+mysqldb://root@127.0.0.1:3306/mysql?charset=utf8mb4",
+}
+_server_errors: dict[str, str | None] = {}
+
+
+def server_error(kind: str) -> str | None:
+    """None when the server answers, else why not (memoised per session)."""
+    if kind not in _server_errors:
+        try:
+            engine = sa.create_engine(SERVER_URLS[kind], connect_args={"connect_timeout": 3})
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            engine.dispose()
+            _server_errors[kind] = None
+        except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+            _server_errors[kind] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return _server_errors[kind]
+
+
+def require_server(kind: str) -> None:
+    error = server_error(kind)
+    if error is None:
+        return
+    message = f"{kind} server on 127.0.0.1 unreachable ({error})"
+    if IN_CI:
+        pytest.fail(f"{message}; under CI=true it must run")
+    pytest.skip(message)
+
+
+@dataclass
+class Database:
+    """An empty database created for one test."""
+
+    kind: str  # sqlite | postgresql | mariadb
+    name: str
+    url: str  # SQLAlchemy URL
+    django_url: str  # dj-database-url URL (LEGACY_DATABASE_URL)
+
+    def engine(self, **kwargs) -> sa.Engine:
+        return sa.create_engine(self.url, **kwargs)
+
+
+class DatabaseFactory:
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.created: list[Database] = []
+
+    def __call__(self, kind: str) -> Database:
+        name = f"mbtest_{uuid.uuid4().hex[:12]}"
+        if kind == "sqlite":
+            path = self.tmp_path / f"{name}.sqlite3"
+            db = Database(kind, name, f"sqlite:///{path}", f"sqlite:///{path}")
+        else:
+            require_server(kind)
+            admin = sa.create_engine(SERVER_URLS[kind], isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                if kind == "postgresql":
+                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                else:
+                    conn.execute(
+                        sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+                    )
+            admin.dispose()
+            if kind == "postgresql":
+                db = Database(kind, name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+                              f"postgres://postgres@127.0.0.1:5432/{name}")
+            else:
+                db = Database(kind, name, f"mysql+mysqldb://root@127.0.0.1:3306/{name}?charset=utf8mb4",
+                              f"mysql://root@127.0.0.1:3306/{name}")
+        self.created.append(db)
+        return db
+
+    def drop_all(self) -> None:
+        for db in self.created:
+            if db.kind == "sqlite":
+                continue
+            admin = sa.create_engine(SERVER_URLS[db.kind], isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                if db.kind == "postgresql":
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)'))
+                else:
+                    conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{db.name}`"))
+            admin.dispose()
+
+
+@pytest.fixture
+def make_database(tmp_path):
+    """Factory: ``make_database("sqlite" | "postgresql" | "mariadb") -> Database``."""
+    factory = DatabaseFactory(tmp_path)
+    yield factory
+    factory.drop_all()
+
+
+TARGET_DIALECTS = ["sqlite", "postgresql", "mariadb"]
+LEGACY_DIALECTS = ["sqlite", "mariadb"]
+
+
+@pytest.fixture(params=TARGET_DIALECTS)
+def target_db(request, make_database) -> Database:
+    """A fresh, empty target database, once per dialect."""
+    return make_database(request.param)
+
+
+@pytest.fixture(params=LEGACY_DIALECTS)
+def legacy_dialect(request) -> str:
+    return request.param
+
+
+def run_manage(*args: str, env: dict | None = None, check: bool = True, timeout: int = 900,
+               cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess:
+    """Run ``manage.py`` in a subprocess (the way a user runs it)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("DJANGO_SETTINGS_MODULE", None)
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "manage.py"), *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"manage.py {' '.join(args)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc
