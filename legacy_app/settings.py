@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "migration_bridge.middleware.FreezeMiddleware",  # read-only freeze: 503 + admin banner
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -140,6 +141,8 @@ MIGRATION_BRIDGE = {
     "TARGET_STORAGE": "flask",
     "STATIC_BASE_URL": os.environ.get("FLASK_STATIC_BASE_URL", "/static/"),
     "MEDIA_BASE_URL": os.environ.get("FLASK_MEDIA_BASE_URL", "/media/"),
+    "FREEZE_CACHE_SECONDS": 2,  # how stale a worker's view of the freeze flag may be
+    "FREEZE_RETRY_AFTER": 300,  # Retry-After of the 503 while frozen
 }
 
 LOGGING = {

@@ -1,0 +1,77 @@
+"""The migration's own tables, in the target database (never in the legacy one).
+
+- ``bridge_runs``: one row per export run (options, status, whether the source was frozen).
+- ``bridge_checkpoints``: per entity, the last source id committed and running counts;
+  written in the same transaction as the batch it follows, so a kill loses nothing.
+- ``bridge_notes``: per source row, what the report lists: rejects (with reason),
+  skips, password outcomes, inferred attributions, archived duplicate sessions.
+- ``bridge_deferred``: rows waiting for a parent later in id order (comment replies).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from flask_models import UtcDateTime
+
+bookkeeping_metadata = sa.MetaData()
+_MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+
+runs = sa.Table(
+    "bridge_runs", bookkeeping_metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # export | sync
+    sa.Column("status", sa.String(20), nullable=False),  # running | complete | failed
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime),
+    sa.Column("options", sa.JSON),
+    sa.Column("source_frozen", sa.Boolean),
+    sa.Column("report_dir", sa.String(1000)),
+    **_MYSQL,
+)
+
+checkpoints = sa.Table(
+    "bridge_checkpoints", bookkeeping_metadata,
+    sa.Column("entity", sa.String(50), primary_key=True),
+    sa.Column("last_id", sa.BigInteger, nullable=False, default=0),
+    sa.Column("read", sa.BigInteger, nullable=False, default=0),
+    sa.Column("written", sa.BigInteger, nullable=False, default=0),
+    sa.Column("rejected", sa.BigInteger, nullable=False, default=0),
+    sa.Column("skipped", sa.BigInteger, nullable=False, default=0),
+    sa.Column("seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("done", sa.Boolean, nullable=False, default=False),
+    sa.Column("updated_at", UtcDateTime),
+    **_MYSQL,
+)
+
+notes = sa.Table(
+    "bridge_notes", bookkeeping_metadata,
+    sa.Column("entity", sa.String(50), primary_key=True),
+    sa.Column("source_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(30), primary_key=True),  # reject | skip | password | attribution | ...
+    sa.Column("detail", sa.JSON),
+    **_MYSQL,
+)
+
+deferred = sa.Table(
+    "bridge_deferred", bookkeeping_metadata,
+    sa.Column("entity", sa.String(50), primary_key=True),
+    sa.Column("source_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("parent_id", sa.BigInteger, nullable=False),
+    **_MYSQL,
+)
+
+ROW_TABLES = (checkpoints, notes, deferred)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def create_bookkeeping(engine: sa.Engine) -> None:
+    bookkeeping_metadata.create_all(engine)
+
+
+def has_bookkeeping(conn: sa.Connection) -> bool:
+    return sa.inspect(conn).has_table("bridge_checkpoints")

@@ -1,0 +1,170 @@
+"""All dialect-specific SQL of the target side lives here.
+
+- ``upsert``: insert-or-update on the primary key (PostgreSQL: COPY into a staging
+  table, then INSERT ... ON CONFLICT; MySQL/MariaDB: INSERT ... ON DUPLICATE KEY
+  UPDATE; SQLite: INSERT ... ON CONFLICT).
+- ``reset_sequences``: after loading explicit ids, move PostgreSQL sequences past them.
+- ``empty_tables``: children first.
+- URL normalisation and masking.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from .errors import BridgeError
+
+
+# --- URLs ------------------------------------------------------------------------
+
+def normalize_url(url: str) -> sa.URL:
+    """Accept the URLs users type: postgres:// and postgresql:// use psycopg 3,
+    mysql:// uses mysqlclient with utf8mb4."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise BridgeError(f"invalid database URL: {mask_url(url)!r}") from None
+    driver = parsed.drivername
+    if driver in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif driver in ("mysql", "mariadb", "mysql+mysqldb", "mariadb+mysqldb"):
+        parsed = parsed.set(drivername="mysql+mysqldb")
+        if "charset" not in parsed.query:
+            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def mask_url(url) -> str:
+    """The URL with its password replaced by ***, for every message and report."""
+    if isinstance(url, sa.URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - unparsable: show no part that may hold a secret
+        return "<unparsable URL>"
+
+
+def create_target_engine(url: str) -> sa.Engine:
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            import os
+
+            os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+    try:
+        # hide_parameters: row values (media passwords, hashes) never reach an error message
+        engine = sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
+        raise BridgeError(f"unsupported target URL {mask_url(parsed)}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def describe_connect_error(exc: Exception, url) -> str:
+    detail = str(getattr(exc, "orig", exc)).strip().splitlines()
+    first = detail[0] if detail else type(exc).__name__
+    return f"target database {mask_url(url)} unreachable: {first}"
+
+
+# --- loading ----------------------------------------------------------------------
+
+def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
+    if not rows:
+        return
+    name = conn.dialect.name
+    if name == "postgresql":
+        _copy_upsert_postgresql(conn, table, rows)
+        return
+    pk = [c.name for c in table.primary_key.columns]
+    others = [c.name for c in table.columns if c.name not in pk]
+    if name in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in (others or pk)})
+    elif name == "sqlite":
+        stmt = sqlite.insert(table)
+        stmt = (stmt.on_conflict_do_update(index_elements=pk, set_={c: stmt.excluded[c] for c in others})
+                if others else stmt.on_conflict_do_nothing(index_elements=pk))
+    else:
+        raise BridgeError(f"unsupported target dialect {name!r}")
+    conn.execute(stmt, list(rows))
+
+
+def _copy_upsert_postgresql(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
+    columns = [c for c in table.columns]
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    pk = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+    updates = ", ".join(
+        f'"{c.name}" = EXCLUDED."{c.name}"' for c in columns if not c.primary_key
+    )
+    staging = f"_bridge_stage_{table.name}"
+    json_columns = {c.name for c in columns if isinstance(c.type, sa.JSON)}
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(
+            f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" '
+            f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
+        )
+        with cur.copy(f'COPY "{staging}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([
+                    json.dumps(row.get(c.name)) if c.name in json_columns and row.get(c.name) is not None
+                    else row.get(c.name)
+                    for c in columns
+                ])
+        conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        cur.execute(
+            f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{staging}" '
+            f"ON CONFLICT ({pk}) {conflict}"
+        )
+        cur.execute(f'DELETE FROM "{staging}"')
+
+
+def delete_keys(conn: sa.Connection, table: sa.Table, keys: Iterable[dict]) -> None:
+    keys = list(keys)
+    if keys:
+        pk = list(table.primary_key.columns)
+        cond = sa.and_(*[c == sa.bindparam(f"k_{c.name}") for c in pk])
+        conn.execute(table.delete().where(cond), [{f"k_{c.name}": k[c.name] for c in pk} for k in keys])
+
+
+def reset_sequences(conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
+    """PostgreSQL: the next generated id comes after the highest loaded one.
+    (MySQL/MariaDB AUTO_INCREMENT and SQLite rowids follow explicit ids by themselves.)"""
+    if conn.dialect.name != "postgresql":
+        return
+    for table in tables:
+        conn.execute(sa.text(
+            f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "
+            f'COALESCE((SELECT MAX(id) FROM "{table.name}"), 0) + 1, false)'
+        ))
+
+
+def empty_tables(conn: sa.Connection, tables_in_dependency_order: Sequence[sa.Table]) -> None:
+    if conn.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in tables_in_dependency_order)
+        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        return
+    if conn.dialect.name in ("mysql", "mariadb"):
+        # TRUNCATE is refused on referenced tables unless checks are off for the session.
+        conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=0"))
+        try:
+            for table in tables_in_dependency_order:
+                conn.execute(sa.text(f"TRUNCATE TABLE `{table.name}`"))
+        finally:
+            conn.execute(sa.text("SET FOREIGN_KEY_CHECKS=1"))
+        return
+    for table in reversed(tables_in_dependency_order):
+        conn.execute(table.delete())

@@ -1,0 +1,45 @@
+"""A set of row ids as a bitmap: one bit per id, so a million ids cost 125 KB.
+
+Legacy ids are dense auto-increment integers; the rare huge id goes to a plain set.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+_BITMAP_LIMIT = 1 << 31
+
+
+class IdSet:
+    def __init__(self, ids: Iterable[int] = ()):
+        self._bits = bytearray()
+        self._sparse: set[int] = set()
+        self._len = 0
+        self.update(ids)
+
+    def add(self, i: int) -> None:
+        if i < 0 or i >= _BITMAP_LIMIT:
+            if i not in self._sparse:
+                self._sparse.add(i)
+                self._len += 1
+            return
+        byte, bit = divmod(i, 8)
+        if byte >= len(self._bits):
+            self._bits.extend(bytes(max(byte + 1 - len(self._bits), len(self._bits))))
+        if not self._bits[byte] & (1 << bit):
+            self._bits[byte] |= 1 << bit
+            self._len += 1
+
+    def update(self, ids: Iterable[int]) -> None:
+        for i in ids:
+            self.add(i)
+
+    def __contains__(self, i) -> bool:
+        if i is None:
+            return False
+        if i < 0 or i >= _BITMAP_LIMIT:
+            return i in self._sparse
+        byte, bit = divmod(i, 8)
+        return byte < len(self._bits) and bool(self._bits[byte] & (1 << bit))
+
+    def __len__(self) -> int:
+        return self._len

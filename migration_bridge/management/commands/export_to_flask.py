@@ -1,0 +1,75 @@
+"""manage.py export_to_flask: parse options, run the export, print the summary."""
+import os
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from migration_bridge.conf import bridge_settings
+from migration_bridge.dialects import mask_url
+from migration_bridge.errors import BridgeError
+from migration_bridge.mapping import ENTITY_NAMES
+from migration_bridge.pipeline import DEFAULT_PIN_HASH_METHOD, DUPLICATE_POLICIES, ExportOptions, run_export
+from migration_bridge.report import summary_table
+
+
+def _entity_list(value):
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+class Command(BaseCommand):
+    help = "Migrate the legacy rows into the Flask app's database (resumable, idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--target", help="SQLAlchemy URL of the Flask database "
+                            "(default: MIGRATION_BRIDGE['TARGET_URL'], $FLASK_DATABASE_URL, sqlite:///var/flask.sqlite3)")
+        parser.add_argument("--create-schema", action="store_true", help="create the Flask tables if missing")
+        parser.add_argument("--only", type=_entity_list, default=(), help=f"comma-separated: {', '.join(ENTITY_NAMES)}")
+        parser.add_argument("--exclude", type=_entity_list, default=(), help="comma-separated entities to leave out")
+        parser.add_argument("--batch-size", type=int, default=None, help="rows per batch and transaction")
+        parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="PIN-hashing processes (default: cores)")
+        parser.add_argument("--pin-hash-method", default=DEFAULT_PIN_HASH_METHOD,
+                            help="werkzeug method for student PINs (default: %(default)s, werkzeug's default)")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="extract, transform and validate everything into a scratch database; write nothing to the target")
+        parser.add_argument("--report-dir", help="where report.json and rejects.ndjson go (default var/reports/<timestamp>/)")
+        parser.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
+        parser.add_argument("--pin-roster", metavar="PATH",
+                            help="opt-in: write existing PINs per teacher/session to PATH (mode 0600)")
+        parser.add_argument("--restart", action="store_true", help="ignore checkpoints and read everything again")
+        parser.add_argument("--reset", action="store_true", help="empty the target tables first (needs --yes)")
+        parser.add_argument("--yes", action="store_true", help="confirm --reset")
+        parser.add_argument("--on-duplicate-session", choices=DUPLICATE_POLICIES, default="archive")
+        parser.add_argument("--allow-live", action="store_true",
+                            help="migrate although the legacy app is not frozen (rehearsals, pre-copies)")
+
+    def handle(self, *args, **opts):
+        try:
+            conf = bridge_settings()
+            options = ExportOptions(
+                target_url=opts["target"] or conf.target_url,
+                create_schema=opts["create_schema"],
+                only=opts["only"],
+                exclude=opts["exclude"],
+                batch_size=opts["batch_size"] or conf.BATCH_SIZE,
+                workers=opts["workers"],
+                pin_hash_method=opts["pin_hash_method"],
+                dry_run=opts["dry_run"],
+                report_dir=opts["report_dir"],
+                strict=opts["strict"],
+                pin_roster=opts["pin_roster"],
+                restart=opts["restart"],
+                reset=opts["reset"],
+                yes=opts["yes"],
+                on_duplicate_session=opts["on_duplicate_session"],
+                allow_live=opts["allow_live"],
+            )
+            self.stdout.write(f"export_to_flask → {mask_url(options.target_url)}"
+                              + (" (dry run: nothing is written to the target)" if options.dry_run else ""))
+            result = run_export(options, conf)
+        except BridgeError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from None
+        self.stdout.write(summary_table(result.entities))
+        self.stdout.write(f"report:  {result.report_path}\nrejects: {result.rejects_path}")
+        if options.strict and result.rejected:
+            self.stderr.write(f"--strict: {result.rejected} rows rejected (see {result.rejects_path})")
+            sys.exit(1)

@@ -1,0 +1,105 @@
+"""Password and PIN transforms: pure functions, no database, no Django.
+
+Django stores ``<algorithm>$<fields...>``; werkzeug checks ``<method>$<salt>$<hex>``.
+Both hash the UTF-8 bytes of password and salt, so PBKDF2 and scrypt hashes can be
+re-encoded losslessly: keep the salt string, hex-encode the base64 digest.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from werkzeug.security import generate_password_hash
+
+# Outcomes, as counted in the report.
+CONVERTED = "converted"  # werkzeug hash in password_hash
+KEPT_LEGACY = "kept_legacy"  # Django hash in legacy_password_hash, upgraded on login
+MUST_RESET = "must_reset"  # nothing kept: weak, unusable or unknown
+
+# Hashers werkzeug cannot express but flask_models.verify_password checks.
+LEGACY_VERIFIABLE = ("argon2", "bcrypt_sha256")
+
+
+@dataclass(frozen=True)
+class PasswordOutcome:
+    hasher: str
+    outcome: str
+    password_hash: str | None = None
+    legacy_password_hash: str | None = None
+
+    @property
+    def must_reset_password(self) -> bool:
+        return self.outcome == MUST_RESET
+
+
+def hasher_name(encoded: str | None) -> str:
+    """The Django hasher of an encoded password, as the report names it."""
+    if not encoded:
+        return "empty"
+    if encoded.startswith("!"):
+        return "unusable"
+    if "$" not in encoded:
+        return "unsalted_or_unknown"
+    return encoded.split("$", 1)[0] or "unsalted_or_unknown"
+
+
+def _b64_to_hex(data: str) -> str:
+    return base64.b64decode(data.encode("ascii"), validate=True).hex()
+
+
+def _pbkdf2(digest: str, parts: list[str]) -> str | None:
+    iterations, salt, b64 = parts
+    if not iterations.isdigit() or int(iterations) < 1 or not salt or "$" in salt:
+        return None
+    return f"pbkdf2:{digest}:{int(iterations)}${salt}${_b64_to_hex(b64)}"
+
+
+def _scrypt(parts: list[str]) -> str | None:
+    n, salt, r, p, b64 = parts
+    if not (n.isdigit() and r.isdigit() and p.isdigit()) or not salt:
+        return None
+    key = base64.b64decode(b64.encode("ascii"), validate=True)
+    if len(key) != 64:  # werkzeug derives 64-byte keys, like Django
+        return None
+    return f"scrypt:{int(n)}:{int(r)}:{int(p)}${salt}${key.hex()}"
+
+
+_CONVERTERS = {
+    "pbkdf2_sha256": (3, lambda parts: _pbkdf2("sha256", parts)),
+    "pbkdf2_sha1": (3, lambda parts: _pbkdf2("sha1", parts)),
+    "scrypt": (5, _scrypt),
+}
+
+
+def convert_django_hash(encoded: str | None) -> PasswordOutcome:
+    """Re-encode a Django password hash for werkzeug, keep it for upgrade, or drop it."""
+    hasher = hasher_name(encoded)
+    if hasher in _CONVERTERS:
+        nparts, convert = _CONVERTERS[hasher]
+        parts = encoded.split("$")[1:]
+        if len(parts) == nparts:
+            try:
+                converted = convert(parts)
+            except (binascii.Error, ValueError):
+                converted = None
+            if converted is not None:
+                return PasswordOutcome(hasher, CONVERTED, password_hash=converted)
+        return PasswordOutcome(hasher, MUST_RESET)
+    if hasher in LEGACY_VERIFIABLE:
+        return PasswordOutcome(hasher, KEPT_LEGACY, legacy_password_hash=encoded)
+    return PasswordOutcome(hasher, MUST_RESET)
+
+
+def check_pin_hash_method(method: str) -> None:
+    """Raise ValueError unless werkzeug accepts ``method``."""
+    generate_password_hash("00000", method=method)
+
+
+def hash_pin(pin: str, method: str) -> str:
+    return generate_password_hash(pin, method=method)
+
+
+def hash_pins(pins: list[str], method: str) -> list[str]:
+    """Process-pool entry point: one task hashes a chunk of PINs."""
+    return [generate_password_hash(pin, method=method) for pin in pins]

@@ -1,0 +1,504 @@
+"""The row export: extract (keyset batches) → transform (pure) → load (upsert + checkpoint).
+
+One transaction per batch holds the batch's rows, its notes and its checkpoint, so a
+run killed at any point resumes exactly where the last commit left it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import sqlalchemy as sa
+
+import flask_models as fm
+
+from . import bookkeeping as bk
+from . import dialects
+from .conf import BridgeSettings
+from .errors import BridgeError
+from .idset import IdSet
+from .mapping import ENTITIES, ENTITY_NAMES, Entity
+from .passwords import check_pin_hash_method, hash_pins
+from .progress import Progress
+from .report import jsonable, write_report
+from .source import LegacySource
+from .transforms import Note, Reject, Skip, TransformContext, find_superseded_sessions, validate_row
+
+log = logging.getLogger("migration_bridge")
+
+DEFAULT_PIN_HASH_METHOD = "scrypt"  # werkzeug's default, what the Flask app uses for new PINs
+DUPLICATE_POLICIES = ("archive", "fail")
+
+
+@dataclass
+class ExportOptions:
+    target_url: str
+    create_schema: bool = False
+    only: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    batch_size: int = 2000
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    pin_hash_method: str = DEFAULT_PIN_HASH_METHOD
+    dry_run: bool = False
+    report_dir: str | None = None
+    strict: bool = False
+    pin_roster: str | None = None
+    restart: bool = False
+    reset: bool = False
+    yes: bool = False
+    on_duplicate_session: str = "archive"
+    allow_live: bool = False
+    interactive: bool | None = None  # progress bars; None = when stderr is a terminal
+
+    def public(self) -> dict:
+        """The options as the report shows them (URL masked)."""
+        data = dataclasses.asdict(self)
+        data["target_url"] = dialects.mask_url(self.target_url)
+        data.pop("interactive")
+        return data
+
+
+@dataclass
+class EntityStats:
+    name: str
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    last_id: int = 0
+    done: bool = False
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def as_checkpoint(self) -> dict:
+        return {
+            "entity": self.name, "last_id": self.last_id, "read": self.read,
+            "written": self.written, "rejected": self.rejected, "skipped": self.skipped,
+            "seconds": self.seconds, "done": self.done, "updated_at": bk.utcnow(),
+        }
+
+
+@dataclass
+class ExportResult:
+    status: str
+    entities: list[EntityStats]
+    report: dict
+    report_path: Path
+    rejects_path: Path
+
+    @property
+    def rejected(self) -> int:
+        return sum(e.rejected for e in self.entities)
+
+
+@dataclass
+class BatchOutcome:
+    rows: list[dict] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)
+    deferred: list[dict] = field(default_factory=list)
+    pins: list[str] = field(default_factory=list)
+    rejected: int = 0
+    skipped: int = 0
+
+
+def select_entities(only: tuple[str, ...], exclude: tuple[str, ...]) -> list[Entity]:
+    for name in (*only, *exclude):
+        if name not in ENTITY_NAMES:
+            raise BridgeError(f"unknown entity {name!r} (choose from: {', '.join(ENTITY_NAMES)})")
+    return [e for e in ENTITIES if (not only or e.name in only) and e.name not in exclude]
+
+
+class Exporter:
+    def __init__(self, options: ExportOptions, conf: BridgeSettings, source: LegacySource):
+        self.options = options
+        self.conf = conf
+        self.source = source
+        self.entities = select_entities(options.only, options.exclude)
+        self.loaded: dict[str, IdSet] = {}
+        self.pending: dict[str, dict[int, int]] = {}
+        self.pin_stats = {"method": options.pin_hash_method, "workers": options.workers,
+                          "hashed": 0, "seconds": 0.0}
+        self._pool: ProcessPoolExecutor | None = None
+        self._scratch_dir: str | None = None
+        self.ctx = TransformContext(
+            static_base_url=conf.STATIC_BASE_URL,
+            media_base_url=conf.MEDIA_BASE_URL,
+            media_url_prefix=conf.MEDIA_URL_PREFIX,
+            encrypt_media_password=_media_password_encryptor(conf.MEDIA_PASSWORD_KEY),
+        )
+
+    # --- checks before anything is written ----------------------------------------
+
+    def preflight(self) -> None:
+        o = self.options
+        if o.batch_size < 1:
+            raise BridgeError("--batch-size must be >= 1")
+        if o.workers < 1:
+            raise BridgeError("--workers must be >= 1")
+        if o.on_duplicate_session not in DUPLICATE_POLICIES:
+            raise BridgeError(f"--on-duplicate-session must be one of {', '.join(DUPLICATE_POLICIES)}")
+        if o.reset and not o.yes:
+            raise BridgeError("--reset empties the target tables: add --yes to confirm")
+        if o.reset and o.dry_run:
+            raise BridgeError("--reset and --dry-run exclude each other")
+        try:
+            check_pin_hash_method(o.pin_hash_method)
+        except ValueError as exc:
+            raise BridgeError(f"--pin-hash-method {o.pin_hash_method!r} is not a werkzeug method: {exc}") from None
+        if not self.entities:
+            raise BridgeError("--only/--exclude leave no entity to export")
+        self.source.check_reachable()
+        if o.on_duplicate_session == "fail" and any(e.name == "sessions" for e in self.entities):
+            superseded = find_superseded_sessions(self.source.active_sessions())
+            if superseded:
+                ids = sorted(superseded)
+                raise BridgeError(
+                    f"{len(ids)} sessions duplicate an active session of the same teacher and "
+                    f"section (ids {ids[:20]}); --on-duplicate-session archive would archive them"
+                )
+
+    def open_target(self) -> sa.Engine:
+        """The real target, or in --dry-run a scratch SQLite copy of the schema."""
+        real = dialects.create_target_engine(self.options.target_url)
+        try:
+            with real.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+                has_schema = all(sa.inspect(conn).has_table(t.name) for t in fm.TABLES_IN_ORDER)
+        except sa.exc.DBAPIError as exc:
+            raise BridgeError(dialects.describe_connect_error(exc, real.url)) from None
+        if self.options.dry_run:
+            real.dispose()
+            self._scratch_dir = tempfile.mkdtemp(prefix="bridge-dry-run-")
+            engine = dialects.create_target_engine(f"sqlite:///{self._scratch_dir}/scratch.sqlite3")
+            fm.create_all(engine)
+            bk.create_bookkeeping(engine)
+            return engine
+        if not has_schema:
+            if not self.options.create_schema:
+                missing = [t.name for t in fm.TABLES_IN_ORDER if not sa.inspect(real).has_table(t.name)]
+                raise BridgeError(
+                    f"target {dialects.mask_url(real.url)} has no Flask schema (missing tables: "
+                    f"{', '.join(missing)}); run with --create-schema"
+                )
+            fm.create_all(real)
+        bk.create_bookkeeping(real)
+        return real
+
+    def prepare_target(self, engine: sa.Engine) -> dict[str, EntityStats]:
+        o = self.options
+        with engine.begin() as conn:
+            if o.reset:
+                dialects.empty_tables(conn, fm.TABLES_IN_ORDER)
+                for table in bk.ROW_TABLES:
+                    conn.execute(table.delete())
+            elif o.restart:
+                for table in bk.ROW_TABLES:
+                    conn.execute(table.delete().where(table.c.entity.in_([e.name for e in self.entities])))
+            stats = {
+                row.entity: EntityStats(row.entity, row.read, row.written, row.rejected, row.skipped,
+                                        row.seconds, row.last_id, row.done)
+                for row in conn.execute(sa.select(bk.checkpoints))
+            }
+            if not stats and not o.restart:
+                foreign = [t.name for t in fm.TABLES_IN_ORDER
+                           if conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first()]
+                if foreign:
+                    raise BridgeError(
+                        f"target already holds rows this tool did not write (tables: {', '.join(foreign)}); "
+                        "use --reset --yes to empty it first"
+                    )
+            for row in conn.execute(sa.select(bk.deferred)):
+                self.pending.setdefault(row.entity, {})[row.source_id] = row.parent_id
+        return stats
+
+    # --- the run -----------------------------------------------------------------
+
+    def run(self) -> ExportResult:
+        started = bk.utcnow()
+        self.preflight()
+        engine = self.open_target()
+        stats = self.prepare_target(engine)
+        with engine.begin() as conn:
+            run_id = conn.execute(bk.runs.insert().values(
+                kind="export", status="running", started_at=started,
+                options=jsonable(self.options.public()),
+            )).inserted_primary_key[0]
+        status = "failed"
+        error = None
+        try:
+            for entity in self.entities:
+                stats[entity.name] = self.export_entity(engine, entity, stats.get(entity.name))
+            with engine.begin() as conn:
+                dialects.reset_sequences(conn, fm.TABLES_IN_ORDER)
+            if self.options.pin_roster:
+                self.write_pin_roster(self.options.pin_roster)
+            status = "complete"
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._close_pool()
+            finished = bk.utcnow()
+            with engine.begin() as conn:
+                conn.execute(bk.runs.update().where(bk.runs.c.id == run_id).values(
+                    status=status, finished_at=finished))
+            result = self.finish(engine, run_id, status, started, finished, stats, error)
+            engine.dispose()
+            if self._scratch_dir:
+                shutil.rmtree(self._scratch_dir, ignore_errors=True)
+        return result
+
+    def finish(self, engine, run_id, status, started, finished, stats, error) -> ExportResult:
+        report_dir = Path(self.options.report_dir or _default_report_dir(self.conf, started))
+        ordered = [stats[e.name] for e in ENTITIES if e.name in stats]
+        report, report_path, rejects_path = write_report(
+            engine, report_dir,
+            header={
+                "tool": "migration_bridge export_to_flask",
+                "run_id": run_id,
+                "status": status,
+                "error": _one_line(error) if error else None,
+                "dry_run": self.options.dry_run,
+                "started_at": started.isoformat(),
+                "finished_at": finished.isoformat(),
+                "seconds": round((finished - started).total_seconds(), 3),
+                "source": {"vendor": self.source.vendor, "app_label": self.source.app.label},
+                "target": dialects.mask_url(self.options.target_url),
+                "options": self.options.public(),
+                "pin_hashing": {**self.pin_stats, "hashes_per_s": round(
+                    self.pin_stats["hashed"] / self.pin_stats["seconds"], 1) if self.pin_stats["seconds"] else None},
+            },
+            entities=ordered,
+        )
+        return ExportResult(status, ordered, report, report_path, rejects_path)
+
+    def export_entity(self, engine: sa.Engine, entity: Entity, stats: EntityStats | None) -> EntityStats:
+        stats = stats or EntityStats(entity.name)
+        if stats.done and not self.options.restart:
+            log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
+            return stats
+        self._load_parent_ids(engine, entity)
+        ctx = self._entity_context(entity)
+        total = self.source.count(entity.source_model)
+        progress = Progress(entity.name, total, interactive=self.options.interactive, initial=stats.read)
+        try:
+            for rows in self.source.extract_rows(entity.source_model, entity.source_fields,
+                                                 stats.last_id, self.options.batch_size):
+                started = time.monotonic()
+                batch_ctx = self._batch_context(entity, ctx, rows)
+                outcome = self.process_rows(entity, rows, batch_ctx)
+                stats.read += len(rows)
+                stats.last_id = rows[-1]["id"]
+                self.commit_batch(engine, entity, outcome, stats, started)
+                progress.update(len(rows))
+            if entity.self_foreign_key:
+                self.resolve_deferred(engine, entity, ctx, stats)
+            stats.done = True
+            with engine.begin() as conn:
+                dialects.upsert(conn, bk.checkpoints, [stats.as_checkpoint()])
+        finally:
+            progress.close()
+        return stats
+
+    def commit_batch(self, engine, entity: Entity, outcome: BatchOutcome, stats: EntityStats,
+                     started: float, resolved: list[int] = ()) -> None:
+        if outcome.pins:
+            self._hash_pins(entity, outcome)
+        stats.written += len(outcome.rows)
+        stats.rejected += outcome.rejected
+        stats.skipped += outcome.skipped
+        stats.seconds += time.monotonic() - started
+        with engine.begin() as conn:
+            dialects.upsert(conn, entity.target, outcome.rows)
+            dialects.upsert(conn, bk.notes, outcome.notes)
+            dialects.upsert(conn, bk.deferred, outcome.deferred)
+            if resolved:
+                dialects.delete_keys(conn, bk.deferred,
+                                     [{"entity": entity.name, "source_id": i} for i in resolved])
+            dialects.upsert(conn, bk.checkpoints, [stats.as_checkpoint()])
+
+    # --- transform, validate, check keys -------------------------------------------
+
+    def process_rows(self, entity: Entity, rows: list[dict], ctx: TransformContext) -> BatchOutcome:
+        out = BatchOutcome()
+        loaded_self = self.loaded.setdefault(entity.name, IdSet())
+        pending = self.pending.setdefault(entity.name, {})
+        for src in rows:
+            result = entity.transform(src, ctx)
+            if isinstance(result, (Reject, Skip)):
+                self._note_rejection(entity, src, result, out)
+                continue
+            row = result.row
+            filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
+            problem = (validate_row(row, entity.target, entity.choices, filled_later)
+                       or self._check_keys(entity, row))
+            if problem is None and entity.self_foreign_key:
+                parent = row[entity.self_foreign_key]
+                if parent is not None and parent not in loaded_self:
+                    if parent > src["id"] or parent in pending:
+                        pending[src["id"]] = parent
+                        out.deferred.append({"entity": entity.name, "source_id": src["id"], "parent_id": parent})
+                        continue
+                    problem = Reject(f"{entity.self_foreign_key}: {entity.name} id {parent} not in target "
+                                     "(missing in source or rejected)")
+            if problem is not None:
+                self._note_rejection(entity, src, problem, out)
+                continue
+            loaded_self.add(row["id"])
+            out.rows.append(row)
+            if entity.hashed_pin:
+                out.pins.append(src[entity.hashed_pin[1]])
+            out.notes.extend(_note_row(entity, src["id"], n) for n in result.notes)
+        return out
+
+    def _check_keys(self, entity: Entity, row: dict) -> Reject | None:
+        for column, parent in entity.foreign_keys.items():
+            value = row.get(column)
+            if value is not None and value not in self.loaded[parent]:
+                return Reject(f"{column}: {parent} id {value} not in target (missing in source or rejected)")
+        return None
+
+    def _note_rejection(self, entity: Entity, src: dict, result, out: BatchOutcome) -> None:
+        kind = "skip" if isinstance(result, Skip) else "reject"
+        if kind == "skip":
+            out.skipped += 1
+        else:
+            out.rejected += 1
+        row = {f: src[f] for f in entity.secret_free_fields}
+        out.notes.append(_note_row(entity, src["id"], Note(kind, {"reason": result.reason, "row": row})))
+
+    def resolve_deferred(self, engine, entity: Entity, ctx: TransformContext, stats: EntityStats) -> None:
+        """Rows that waited for a parent later in id order: load them once it is there,
+        reject them when it never came (missing, rejected, or a cycle)."""
+        pending = self.pending.setdefault(entity.name, {})
+        loaded_self = self.loaded[entity.name]
+        while pending:
+            started = time.monotonic()
+            ready = sorted(i for i, parent in pending.items() if parent in loaded_self)
+            if not ready:
+                dead = sorted(pending)
+                outcome = BatchOutcome()
+                for src in self.source.rows_by_id(entity.source_model, entity.source_fields, dead):
+                    self._note_rejection(entity, src, Reject(
+                        f"{entity.self_foreign_key}: {entity.name} id {pending[src['id']]} never loaded "
+                        "(missing in source, rejected, or a cycle)"), outcome)
+                pending.clear()
+                self.commit_batch(engine, entity, outcome, stats, started, resolved=dead)
+                return
+            for chunk_start in range(0, len(ready), self.options.batch_size):
+                chunk = ready[chunk_start:chunk_start + self.options.batch_size]
+                for i in chunk:
+                    del pending[i]
+                rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
+                outcome = self.process_rows(entity, rows, ctx)
+                self.commit_batch(engine, entity, outcome, stats, time.monotonic(), resolved=chunk)
+
+    # --- context the pure transforms need ------------------------------------------
+
+    def _load_parent_ids(self, engine: sa.Engine, entity: Entity) -> None:
+        needed = set(entity.foreign_keys.values()) | {entity.name}
+        if entity.name == "media":
+            needed |= {"students", "users"}  # attribution candidates must exist
+        for table_name in needed:
+            if table_name not in self.loaded:
+                table = fm.metadata.tables[table_name]
+                with engine.connect() as conn:
+                    result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+                        sa.select(table.c.id))
+                    self.loaded[table_name] = IdSet(i for (i,) in result)
+
+    def _entity_context(self, entity: Entity) -> TransformContext:
+        if entity.name == "sessions":
+            loaded_users = self.loaded["users"]
+            active = [s for s in self.source.active_sessions() if s[1] in loaded_users]
+            return dataclasses.replace(self.ctx, archived_sessions=find_superseded_sessions(active))
+        return self.ctx
+
+    def _batch_context(self, entity: Entity, ctx: TransformContext, rows: list[dict]) -> TransformContext:
+        if entity.name == "media":
+            attributions = self.source.media_attributions(rows, self.loaded["students"], self.loaded["users"])
+            return dataclasses.replace(ctx, attributions=attributions)
+        return ctx
+
+    # --- PIN hashing in a process pool -------------------------------------------
+
+    def _hash_pins(self, entity: Entity, outcome: BatchOutcome) -> None:
+        started = time.monotonic()
+        pins, method, workers = outcome.pins, self.options.pin_hash_method, self.options.workers
+        if workers == 1 or len(pins) < 2:
+            hashes = hash_pins(pins, method)
+        else:
+            if self._pool is None:
+                # spawn: workers inherit no database connection from this process
+                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+            size = -(-len(pins) // workers)
+            chunks = [pins[i:i + size] for i in range(0, len(pins), size)]
+            hashes = [h for part in self._pool.map(hash_pins, chunks, [method] * len(chunks)) for h in part]
+        column = entity.hashed_pin[0]
+        for row, hashed in zip(outcome.rows, hashes):
+            row[column] = hashed
+        outcome.pins = []
+        self.pin_stats["hashed"] += len(hashes)
+        self.pin_stats["seconds"] += time.monotonic() - started
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    # --- the opt-in PIN roster --------------------------------------------------------
+
+    def write_pin_roster(self, path: str) -> None:
+        """The only place plain PINs are ever written: a CSV readable by its owner only."""
+        import csv
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its old mode otherwise
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["teacher", "session_code", "session_name", "student_id", "student_name", "pin"])
+            writer.writerows(self.source.pin_roster())
+
+
+def _note_row(entity: Entity, source_id: int, note: Note) -> dict:
+    return {"entity": entity.name, "source_id": source_id, "kind": note.kind, "detail": jsonable(note.detail)}
+
+
+def _media_password_encryptor(key: str):
+    if not key:
+        return None
+    from cryptography.fernet import Fernet
+
+    try:
+        fernet = Fernet(key.encode())
+    except ValueError:
+        raise BridgeError("bad settings: MIGRATION_BRIDGE['MEDIA_PASSWORD_KEY'] is not a Fernet key") from None
+    return lambda value: fernet.encrypt(value.encode()).decode()
+
+
+def _default_report_dir(conf: BridgeSettings, started: dt.datetime) -> str:
+    from django.conf import settings
+
+    base = conf.REPORT_DIR or os.path.join(str(getattr(settings, "BASE_DIR", ".")), "var", "reports")
+    return os.path.join(base, started.strftime("%Y%m%dT%H%M%S.%fZ"))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def run_export(options: ExportOptions, conf: BridgeSettings) -> ExportResult:
+    return Exporter(options, conf, LegacySource(conf.LEGACY_APP)).run()

@@ -1,0 +1,105 @@
+"""The run's report: ``report.json`` (counts, timings, notes aggregated) and
+``rejects.ndjson`` (one line per rejected or skipped row, with its reason), built from
+the bookkeeping tables so that a resumed run reports on the whole migration."""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from . import bookkeeping as bk
+
+
+def jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    return value
+
+
+def _reason_kind(reason: str) -> str:
+    """'section_id: sessions id 7 not in target ...' -> 'section_id: not in target'."""
+    column, _, rest = reason.partition(": ")
+    for phrase in ("not in target", "never loaded", "characters", "invalid value", "NULL"):
+        if phrase in rest:
+            return f"{column}: {phrase}"
+    return reason
+
+
+def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: list) -> tuple[dict, Path, Path]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    rejects_path = report_dir / "rejects.ndjson"
+    passwords: dict = defaultdict(lambda: defaultdict(Counter))
+    attributions: dict = defaultdict(list)
+    archived = []
+    reject_kinds: dict = defaultdict(Counter)
+    skip_reasons: dict = defaultdict(Counter)
+    with engine.connect() as conn, rejects_path.open("w", encoding="utf-8") as rejects:
+        rows = conn.execution_options(stream_results=True, yield_per=10_000).execute(
+            sa.select(bk.notes).order_by(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind))
+        for note in rows:
+            detail = note.detail or {}
+            if note.kind in ("reject", "skip"):
+                rejects.write(json.dumps({
+                    "entity": note.entity, "id": note.source_id, "outcome": {"reject": "rejected", "skip": "skipped"}[note.kind],
+                    "reason": detail.get("reason"), "row": detail.get("row"),
+                }, ensure_ascii=False) + "\n")
+                if note.kind == "reject":
+                    reject_kinds[note.entity][_reason_kind(detail.get("reason", ""))] += 1
+                else:
+                    skip_reasons[note.entity][detail.get("reason", "")] += 1
+            elif note.kind == "password":
+                passwords[note.entity][detail["hasher"]][detail["outcome"]] += 1
+            elif note.kind == "attribution":
+                attributions[detail["kind"]].append({"media_id": note.source_id, **{
+                    k: v for k, v in detail.items() if k != "kind" and v is not None}})
+            elif note.kind == "archived_duplicate":
+                archived.append({"session_id": note.source_id, **detail})
+    report = {
+        **header,
+        "entities": {
+            e.name: {
+                "read": e.read, "written": e.written, "rejected": e.rejected, "skipped": e.skipped,
+                "seconds": round(e.seconds, 3), "rows_per_s": round(e.rows_per_s, 1), "complete": e.done,
+            }
+            for e in entities
+        },
+        "totals": {
+            key: sum(getattr(e, key) for e in entities) for key in ("read", "written", "rejected", "skipped")
+        },
+        "passwords": {ent: {h: dict(c) for h, c in by_hasher.items()} for ent, by_hasher in passwords.items()},
+        "attributions": {kind: items for kind, items in sorted(attributions.items())},
+        "archived_duplicate_sessions": archived,
+        "rejects": {ent: dict(c) for ent, c in reject_kinds.items()},
+        "skipped": {ent: dict(c) for ent, c in skip_reasons.items()},
+        "rejects_file": str(rejects_path),
+    }
+    report_path = report_dir / "report.json"
+    report_path.write_text(json.dumps(jsonable(report), indent=2, ensure_ascii=False), encoding="utf-8")
+    return report, report_path, rejects_path
+
+
+def summary_table(entities: list) -> str:
+    """The closing table printed on the terminal."""
+    head = f"{'entity':<28}{'read':>10}{'written':>10}{'rejected':>10}{'skipped':>9}{'seconds':>9}{'rows/s':>10}"
+    lines = [head, "-" * len(head)]
+    for e in entities:
+        lines.append(f"{e.name:<28}{e.read:>10}{e.written:>10}{e.rejected:>10}{e.skipped:>9}"
+                     f"{e.seconds:>9.1f}{e.rows_per_s:>10.0f}")
+    total_read = sum(e.read for e in entities)
+    total_seconds = sum(e.seconds for e in entities)
+    lines.append("-" * len(head))
+    lines.append(f"{'total':<28}{total_read:>10}{sum(e.written for e in entities):>10}"
+                 f"{sum(e.rejected for e in entities):>10}{sum(e.skipped for e in entities):>9}"
+                 f"{total_seconds:>9.1f}{(total_read / total_seconds if total_seconds else 0):>10.0f}")
+    return "\n".join(lines)

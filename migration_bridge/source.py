@@ -1,0 +1,121 @@
+"""Everything read from the legacy database, through the Django ORM only.
+
+Models are found through the app registry by label, so this works unchanged
+inside the real legacy project (no import of ``legacy_app``).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterator
+
+from django.apps import apps
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.utils import Error as DjangoDatabaseError
+
+from .errors import BridgeError
+from .transforms import Attribution, infer_author
+
+
+class LegacySource:
+    def __init__(self, label: str, alias: str = DEFAULT_DB_ALIAS):
+        try:
+            self.app = apps.get_app_config(label)
+        except LookupError:
+            raise BridgeError(
+                f"no installed Django app with label {label!r} "
+                "(set MIGRATION_BRIDGE['LEGACY_APP'] to the legacy app's label)"
+            ) from None
+        self.alias = alias
+
+    def model(self, name: str):
+        try:
+            return self.app.get_model(name)
+        except LookupError:
+            raise BridgeError(
+                f"the app {self.app.label!r} has no model {name!r}: is it the legacy app?"
+            ) from None
+
+    def check_reachable(self) -> None:
+        try:
+            connections[self.alias].ensure_connection()
+            self.model("District").objects.using(self.alias).exists()
+        except DjangoDatabaseError as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BridgeError(f"legacy database unreachable or not migrated: {first_line}") from None
+
+    @property
+    def vendor(self) -> str:
+        return connections[self.alias].vendor
+
+    def count(self, model_name: str) -> int:
+        return self.model(model_name).objects.using(self.alias).count()
+
+    def extract_rows(
+        self, model_name: str, fields: tuple[str, ...], after_id: int, batch_size: int,
+    ) -> Iterator[list[dict]]:
+        """Batches of rows in primary-key order by keyset pagination (no OFFSET)."""
+        qs = self.model(model_name).objects.using(self.alias).order_by("pk")
+        last = after_id
+        while True:
+            rows = list(qs.filter(pk__gt=last).values_list(*fields)[:batch_size])
+            if not rows:
+                return
+            yield [dict(zip(fields, row)) for row in rows]
+            last = rows[-1][0]
+
+    def rows_by_id(self, model_name: str, fields: tuple[str, ...], ids: list[int]) -> list[dict]:
+        qs = self.model(model_name).objects.using(self.alias).order_by("pk")
+        return [dict(zip(fields, row)) for row in qs.filter(pk__in=ids).values_list(*fields)]
+
+    def active_sessions(self) -> list[tuple]:
+        """(id, teacher_id, section, created_at) of every non-archived session with a teacher."""
+        qs = self.model("Session").objects.using(self.alias)
+        return list(
+            qs.filter(is_archived=False, created_by_id__isnull=False)
+            .order_by("pk")
+            .values_list("id", "created_by_id", "section", "created_at")
+        )
+
+    def media_attributions(self, rows: list[dict], loaded_students, loaded_users) -> dict[int, Attribution]:
+        """For media rows with no student, who ``submitted_password`` points at.
+
+        Plain PINs are compared here in memory and never leave this function.
+        """
+        candidates = [r for r in rows if r["student_id"] is None and r["submitted_password"]]
+        if not candidates:
+            return {}
+        session_ids = {r["session_id"] for r in candidates}
+        secrets = {r["submitted_password"] for r in candidates}
+        by_pin: dict[tuple[int, str], list[int]] = defaultdict(list)
+        students = self.model("Student").objects.using(self.alias)
+        for sid, section_id, pin in students.filter(
+            section_id__in=session_ids, password__in=secrets
+        ).order_by("pk").values_list("id", "section_id", "password"):
+            if sid in loaded_students:
+                by_pin[(section_id, pin)].append(sid)
+        teacher_of = dict(
+            self.model("Session").objects.using(self.alias)
+            .filter(id__in=session_ids).values_list("id", "created_by_id")
+        )
+        teacher_ids = {tid for tid in teacher_of.values() if tid is not None and tid in loaded_users}
+        media_password_of = dict(
+            self.model("CustomAdmin").objects.using(self.alias)
+            .filter(id__in=teacher_ids).values_list("id", "media_password")
+        )
+        result = {}
+        for r in candidates:
+            teacher_id = teacher_of.get(r["session_id"])
+            teacher_password = media_password_of.get(teacher_id)
+            result[r["id"]] = infer_author(
+                by_pin.get((r["session_id"], r["submitted_password"]), []),
+                teacher_id if teacher_id in teacher_ids else None,
+                bool(teacher_password) and teacher_password == r["submitted_password"],
+            )
+        return result
+
+    def pin_roster(self) -> Iterator[tuple]:
+        """(teacher username, session code, session name, student id, student name, PIN)."""
+        qs = self.model("Student").objects.using(self.alias)
+        yield from qs.order_by("admin__username", "section__session_code", "pk").values_list(
+            "admin__username", "section__session_code", "section__name", "id", "name", "password"
+        ).iterator(chunk_size=2000)

@@ -1,0 +1,260 @@
+"""Row transforms: pure functions, source row (dict of Django attnames) in, target row out.
+
+No database access here: whatever a transform needs from other rows arrives in the
+``TransformContext`` (built by the pipeline), so every function is unit-testable.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import sqlalchemy as sa
+
+from .passwords import convert_django_hash
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Not migrated on purpose (counted as skipped, not as rejected)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the report lists about one row (never a secret)."""
+
+    kind: str
+    detail: Mapping[str, Any]
+
+
+@dataclass
+class Transformed:
+    row: dict
+    notes: list[Note] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who posted a media row whose ``student`` is NULL, inferred from ``submitted_password``."""
+
+    kind: str  # student | teacher | ambiguous | unmatched
+    student_id: int | None = None
+    teacher_id: int | None = None
+    candidates: int = 0
+
+
+@dataclass
+class TransformContext:
+    static_base_url: str = "/static/"
+    media_base_url: str = "/media/"
+    media_url_prefix: str = "/media/"
+    encrypt_media_password: Callable[[str], str] | None = None
+    # session id -> archived_at, for older duplicate active sessions
+    archived_sessions: Mapping[int, dt.datetime] = field(default_factory=dict)
+    # media id -> Attribution (filled per batch by the pipeline)
+    attributions: Mapping[int, Attribution] = field(default_factory=dict)
+
+
+# --- users and observers -------------------------------------------------------
+
+LOGIN_ARTIFACT_USERNAME = re.compile(r"^student_\d+$")
+
+
+def is_login_artifact(row: Mapping[str, Any]) -> bool:
+    """A ``student_<id>`` account created by the PIN login: not a teacher."""
+    return bool(
+        LOGIN_ARTIFACT_USERNAME.match(row["username"] or "")
+        and not row["is_staff"]
+        and not row["is_superuser"]
+    )
+
+
+def password_columns(encoded: str | None) -> tuple[dict, Note]:
+    outcome = convert_django_hash(encoded)
+    columns = {
+        "password_hash": outcome.password_hash,
+        "legacy_password_hash": outcome.legacy_password_hash,
+        "must_reset_password": outcome.must_reset_password,
+    }
+    return columns, Note("password", {"hasher": outcome.hasher, "outcome": outcome.outcome})
+
+
+def transform_user(row: Mapping[str, Any], ctx: TransformContext) -> Transformed | Skip:
+    if is_login_artifact(row):
+        return Skip("student login artefact account (student_<id>), not a teacher")
+    out = {k: row[k] for k in (
+        "id", "username", "email", "first_name", "last_name", "school", "district_id",
+        "profile_picture", "is_active", "is_staff", "is_superuser", "last_login", "date_joined",
+    )}
+    media_password = row["media_password"]
+    if media_password and ctx.encrypt_media_password is not None:
+        media_password = ctx.encrypt_media_password(media_password)
+    out["media_password"] = media_password
+    columns, note = password_columns(row["password"])
+    out.update(columns)
+    return Transformed(out, [note])
+
+
+def transform_observer(row: Mapping[str, Any], ctx: TransformContext) -> Transformed:
+    out = {k: row[k] for k in (
+        "id", "name", "email", "district_id", "is_active", "created_by_id", "created_at",
+    )}
+    columns, note = password_columns(row["password"])
+    out.update(columns)
+    return Transformed(out, [note])
+
+
+# --- sessions ------------------------------------------------------------------
+
+def find_superseded_sessions(
+    active: list[tuple[int, int, int, dt.datetime]],
+) -> dict[int, dt.datetime]:
+    """Given active sessions as (id, teacher_id, section, created_at), return the older
+    ones of every (teacher, section) group with more than one, mapped to the
+    created_at of the newest (their archived_at)."""
+    groups: dict[tuple[int, int], list[tuple[dt.datetime, int]]] = {}
+    for session_id, teacher_id, section, created_at in active:
+        groups.setdefault((teacher_id, section), []).append((created_at, session_id))
+    superseded: dict[int, dt.datetime] = {}
+    for members in groups.values():
+        if len(members) > 1:
+            members.sort()
+            newest_created_at = members[-1][0]
+            for _, session_id in members[:-1]:
+                superseded[session_id] = newest_created_at
+    return superseded
+
+
+def transform_session(row: Mapping[str, Any], ctx: TransformContext) -> Transformed:
+    out = dict(row)
+    notes = []
+    archived_at = ctx.archived_sessions.get(row["id"])
+    if archived_at is not None:
+        out["is_archived"] = True
+        out["archived_at"] = archived_at
+        out["original_name"] = row["original_name"] or row["name"]
+        notes.append(Note("archived_duplicate", {
+            "teacher_id": row["created_by_id"], "section": row["section"],
+            "archived_at": archived_at.isoformat(),
+        }))
+    return Transformed(out, notes)
+
+
+# --- students ------------------------------------------------------------------
+
+def static_url(path: str | None, static_base_url: str) -> str | None:
+    """A static path (``video_app/images/...``) as a URL under the static base."""
+    if not path:
+        return path
+    if "://" in path or path.startswith(static_base_url):
+        return path
+    return static_base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def transform_student(row: Mapping[str, Any], ctx: TransformContext) -> Transformed:
+    out = {k: row[k] for k in (
+        "id", "name", "section_id", "admin_id", "device_id", "character_description",
+    )}
+    out["avatar_image_path"] = static_url(row["avatar_image_path"], ctx.static_base_url)
+    # pin_hash is filled by the pipeline's process pool from the source "password" (the PIN).
+    return Transformed(out)
+
+
+# --- media ---------------------------------------------------------------------
+
+def infer_author(
+    matching_student_ids: list[int], teacher_id: int | None, matches_teacher_password: bool,
+) -> Attribution:
+    """Attribute a post from its ``submitted_password`` matches (computed by the caller)."""
+    n = len(matching_student_ids)
+    if n == 1 and not matches_teacher_password:
+        return Attribution("student", student_id=matching_student_ids[0], candidates=1)
+    if n == 0 and matches_teacher_password and teacher_id is not None:
+        return Attribution("teacher", teacher_id=teacher_id, candidates=1)
+    if n + int(matches_teacher_password) > 1:
+        return Attribution("ambiguous", candidates=n + int(matches_teacher_password))
+    return Attribution("unmatched")
+
+
+def storage_name_from_url(url: str, media_url_prefix: str = "/media/") -> str | None:
+    """``/media/images/x.png`` -> ``images/x.png``; None when it is not a media URL."""
+    if not isinstance(url, str) or not url.startswith(media_url_prefix):
+        return None
+    name = url[len(media_url_prefix):]
+    return name or None
+
+
+def media_url(name: str, media_base_url: str) -> str:
+    return media_base_url.rstrip("/") + "/" + name.lstrip("/")
+
+
+def project_image_urls(
+    entries: Any, ctx: TransformContext, key_for: Callable[[str], str] = lambda name: name,
+) -> Any:
+    """Each ``/media/<name>`` entry -> URL of the migrated object; other values as they are."""
+    if not isinstance(entries, list):
+        return entries
+    urls = []
+    for entry in entries:
+        name = storage_name_from_url(entry, ctx.media_url_prefix)
+        urls.append(entry if name is None else media_url(key_for(name), ctx.media_base_url))
+    return urls
+
+
+def transform_media(row: Mapping[str, Any], ctx: TransformContext) -> Transformed:
+    out = {k: row[k] for k in (
+        "id", "session_id", "title", "description", "media_type", "video_file", "image_file",
+        "uploaded_at", "graph_likes", "eye_likes", "read_likes", "graph_tag", "is_graph",
+        "variable_tag", "student_id", "posted_by_admin_id", "is_project",
+    )}
+    group = row["project_group"]
+    out["project_group"] = str(uuid.UUID(str(group))) if group not in (None, "") else None
+    out["project_images"] = project_image_urls(row["project_images"], ctx)
+    notes = []
+    attribution = ctx.attributions.get(row["id"])
+    if attribution is not None:
+        if attribution.kind == "student":
+            out["student_id"] = attribution.student_id
+        elif attribution.kind == "teacher" and out["posted_by_admin_id"] is None:
+            out["posted_by_admin_id"] = attribution.teacher_id
+        notes.append(Note("attribution", {
+            "kind": attribution.kind, "student_id": attribution.student_id,
+            "teacher_id": attribution.teacher_id, "candidates": attribution.candidates,
+        }))
+    return Transformed(out, notes)
+
+
+def copy_row(row: Mapping[str, Any], ctx: TransformContext) -> Transformed:
+    return Transformed(dict(row))
+
+
+# --- validation against the target table ----------------------------------------
+
+def validate_row(
+    row: Mapping[str, Any], table: sa.Table, choices: Mapping[str, frozenset] | None = None,
+    filled_later: tuple[str, ...] = (),
+) -> Reject | None:
+    """Never truncate: a value the target column cannot hold rejects the row."""
+    for column in table.columns:
+        if column.name in filled_later:
+            continue
+        value = row.get(column.name)
+        if value is None:
+            if not column.nullable and not column.primary_key:
+                return Reject(f"{column.name}: NULL in a NOT NULL column")
+            continue
+        length = getattr(column.type, "length", None)
+        if length is not None and isinstance(value, str) and len(value) > length:
+            return Reject(f"{column.name}: {len(value)} characters, column holds {length}")
+        if choices and column.name in choices and value not in choices[column.name]:
+            return Reject(f"{column.name}: invalid value {value!r} (allowed: {sorted(choices[column.name])})")
+    return None
