@@ -6,7 +6,10 @@ against the legacy column asks the caller to store a fresh werkzeug hash.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 from werkzeug.security import check_password_hash
@@ -47,10 +50,50 @@ def check_django_bcrypt_sha256(encoded: str, password: str) -> bool:
         return False
 
 
+def _django_scrypt_parts(encoded: str):
+    algorithm, n, salt, r, p, b64 = encoded.split("$")
+    if algorithm != "scrypt":
+        raise ValueError(algorithm)
+    key = base64.b64decode(b64.encode("ascii"), validate=True)
+    return int(n), salt, int(r), int(p), key
+
+
+def check_django_scrypt(encoded: str, password: str) -> bool:
+    """Django scrypt hashes whose cost is too small for werkzeug's own check."""
+    try:
+        n, salt, r, p, key = _django_scrypt_parts(encoded)
+        derived = hashlib.scrypt(password.encode(), salt=salt.encode(), n=n, r=r, p=p,
+                                 maxmem=128 * r * (n + p + 2) + 1024 * 1024, dklen=len(key))
+    except (ValueError, binascii.Error):
+        return False
+    return hmac.compare_digest(derived, key)
+
+
 LEGACY_CHECKERS = {
     "argon2": check_django_argon2,
     "bcrypt_sha256": check_django_bcrypt_sha256,
+    "scrypt": check_django_scrypt,
 }
+
+
+def legacy_hash_parses(encoded: str) -> bool:
+    """True when ``encoded`` is a hash one of LEGACY_CHECKERS can evaluate."""
+    algorithm = encoded.partition("$")[0]
+    try:
+        if algorithm == "argon2":
+            import argon2
+
+            argon2.extract_parameters(encoded[len("argon2"):])
+            return True
+        if algorithm == "bcrypt_sha256":
+            data = encoded.partition("$")[2]
+            return data.startswith("$2") and len(data) == 60
+        if algorithm == "scrypt":
+            n, salt, r, p, key = _django_scrypt_parts(encoded)
+            return n > 1 and (n & (n - 1)) == 0 and r > 0 and p > 0 and bool(salt) and len(key) > 0
+    except Exception:  # noqa: BLE001 - any parse failure means the hash is not kept
+        return False
+    return False
 
 
 def verify_password(row, plaintext: str) -> PasswordCheck:

@@ -17,8 +17,9 @@ CONVERTED = "converted"  # werkzeug hash in password_hash
 KEPT_LEGACY = "kept_legacy"  # Django hash in legacy_password_hash, upgraded on login
 MUST_RESET = "must_reset"  # nothing kept: weak, unusable or unknown
 
-# Hashers werkzeug cannot express but flask_models.verify_password checks.
-LEGACY_VERIFIABLE = ("argon2", "bcrypt_sha256")
+# Hashers werkzeug cannot express but flask_models.verify_password checks
+# (scrypt only when its cost parameters are too small for werkzeug's check).
+LEGACY_VERIFIABLE = ("argon2", "bcrypt_sha256", "scrypt")
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,17 @@ def _pbkdf2(digest: str, parts: list[str]) -> str | None:
     return f"pbkdf2:{digest}:{int(iterations)}${salt}${_b64_to_hex(b64)}"
 
 
+def werkzeug_can_check_scrypt(n: int, r: int, p: int) -> bool:
+    """werkzeug passes maxmem=132*n*r*p to OpenSSL, which needs 128*r*(n+p+2) bytes:
+    tiny cost parameters would make check_password_hash raise."""
+    return n > 1 and r > 0 and p > 0 and 128 * r * (n + p + 2) <= 132 * n * r * p
+
+
 def _scrypt(parts: list[str]) -> str | None:
     n, salt, r, p, b64 = parts
     if not (n.isdigit() and r.isdigit() and p.isdigit()) or not salt:
+        return None
+    if not werkzeug_can_check_scrypt(int(n), int(r), int(p)):
         return None
     key = base64.b64decode(b64.encode("ascii"), validate=True)
     if len(key) != 64:  # werkzeug derives 64-byte keys, like Django
@@ -85,10 +94,18 @@ def convert_django_hash(encoded: str | None) -> PasswordOutcome:
                 converted = None
             if converted is not None:
                 return PasswordOutcome(hasher, CONVERTED, password_hash=converted)
-        return PasswordOutcome(hasher, MUST_RESET)
-    if hasher in LEGACY_VERIFIABLE:
+    if hasher in LEGACY_VERIFIABLE and legacy_hash_is_checkable(encoded):
         return PasswordOutcome(hasher, KEPT_LEGACY, legacy_password_hash=encoded)
+    if hasher in _CONVERTERS:
+        return PasswordOutcome(hasher, MUST_RESET)
     return PasswordOutcome(hasher, MUST_RESET)
+
+
+def legacy_hash_is_checkable(encoded: str) -> bool:
+    """Keep only what flask_models.verify_password can parse: never a dead hash."""
+    from flask_models.passwords import legacy_hash_parses
+
+    return legacy_hash_parses(encoded)
 
 
 def check_pin_hash_method(method: str) -> None:

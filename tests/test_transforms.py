@@ -1,0 +1,151 @@
+"""Row transforms: pure functions, tested without a database."""
+import datetime as dt
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import flask_models as fm
+from migration_bridge import transforms as t
+
+UTC = dt.timezone.utc
+CTX = t.TransformContext(static_base_url="/static/", media_base_url="https://cdn.example.org/m/")
+
+
+# --- URLs and paths ------------------------------------------------------------
+
+@pytest.mark.parametrize("path,url", [
+    ("video_app/images/avatars/avatar3.png", "/static/video_app/images/avatars/avatar3.png"),
+    ("/video_app/images/characters/marvel/ironman.png", "/static/video_app/images/characters/marvel/ironman.png"),
+    ("/static/video_app/x.png", "/static/video_app/x.png"),
+    ("https://cdn/x.png", "https://cdn/x.png"),
+    ("", ""),
+    (None, None),
+])
+def test_static_url(path, url):
+    assert t.static_url(path, "/static/") == url
+
+
+PATHS = st.lists(st.text(alphabet="abcdefghij_-.0123456789", min_size=1, max_size=12), min_size=1, max_size=4)
+
+
+@given(parts=PATHS, base=st.sampled_from(["/static/", "/static", "https://cdn.example.org/static/"]))
+def test_static_url_properties(parts, base):
+    path = "/".join(parts)
+    url = t.static_url(path, base)
+    assert url.endswith(path) and url.startswith(base.rstrip("/") + "/")
+    assert "//" not in url.replace("://", "")
+    assert t.static_url(url, base) == url  # idempotent: a re-run never prefixes twice
+
+
+@given(name=st.text(alphabet="abcdefghij_-.0123456789/", min_size=1, max_size=40).filter(lambda s: not s.startswith("/")))
+def test_media_url_round_trip(name):
+    assert t.storage_name_from_url("/media/" + name) == name
+    url = t.project_image_urls(["/media/" + name], CTX)[0]
+    assert url == "https://cdn.example.org/m/" + name
+
+
+def test_project_images_keeps_what_is_not_a_media_url():
+    entries = ["/media/images/project_7_0a1b2c3d.png", "https://elsewhere/x.png", 42]
+    assert t.project_image_urls(entries, CTX) == [
+        "https://cdn.example.org/m/images/project_7_0a1b2c3d.png", "https://elsewhere/x.png", 42]
+    assert t.project_image_urls(None, CTX) is None
+    assert t.project_image_urls({"not": "a list"}, CTX) == {"not": "a list"}
+
+
+# --- attribution ---------------------------------------------------------------
+
+@pytest.mark.parametrize("students,teacher_id,teacher_match,expected", [
+    ([7], 3, False, t.Attribution("student", student_id=7, candidates=1)),
+    ([], 3, True, t.Attribution("teacher", teacher_id=3, candidates=1)),
+    ([7, 8], 3, False, t.Attribution("ambiguous", candidates=2)),
+    ([7], 3, True, t.Attribution("ambiguous", candidates=2)),
+    ([], 3, False, t.Attribution("unmatched")),
+    ([], None, True, t.Attribution("unmatched")),
+])
+def test_infer_author(students, teacher_id, teacher_match, expected):
+    assert t.infer_author(students, teacher_id, teacher_match) == expected
+
+
+def _media(**kw):
+    row = dict(id=1, session_id=2, title="t", description=None, media_type="image", video_file="",
+               image_file="images/a.png", uploaded_at=dt.datetime(2025, 1, 1, tzinfo=UTC), graph_likes=1,
+               eye_likes=0, read_likes=0, graph_tag=None, is_graph=False, variable_tag=None,
+               submitted_password="12345", student_id=None, posted_by_admin_id=None,
+               project_group=uuid.UUID(int=5).hex, project_images=None, is_project=False)
+    row.update(kw)
+    return row
+
+
+def test_media_drops_submitted_password_and_applies_attributions():
+    for attribution, student_id, admin_id in [
+        (t.Attribution("student", student_id=9, candidates=1), 9, None),
+        (t.Attribution("teacher", teacher_id=4, candidates=1), None, 4),
+        (t.Attribution("ambiguous", candidates=2), None, None),
+    ]:
+        ctx = t.TransformContext(attributions={1: attribution})
+        out = t.transform_media(_media(), ctx)
+        assert "submitted_password" not in out.row
+        assert (out.row["student_id"], out.row["posted_by_admin_id"]) == (student_id, admin_id)
+        assert out.notes[0].kind == "attribution" and out.notes[0].detail["kind"] == attribution.kind
+        assert "12345" not in repr(out.notes)
+    assert t.transform_media(_media(), CTX).row["project_group"] == str(uuid.UUID(int=5))
+
+
+# --- sessions, users -----------------------------------------------------------
+
+def test_find_superseded_sessions_archives_all_but_the_newest():
+    d = lambda day: dt.datetime(2025, 1, day, tzinfo=UTC)  # noqa: E731
+    active = [(1, 10, 2, d(1)), (2, 10, 2, d(3)), (3, 10, 2, d(2)), (4, 10, 3, d(1)), (5, 11, 2, d(1))]
+    assert t.find_superseded_sessions(active) == {1: d(3), 3: d(3)}
+
+
+def test_archived_duplicate_keeps_its_name_and_notes_it():
+    row = dict(id=1, name="Period 2", original_name=None, session_code="0A1B2C3D", section=2, module="4",
+               created_at=dt.datetime(2025, 1, 1, tzinfo=UTC), is_paused=False, is_archived=False,
+               archived_at=None, created_by_id=10, character_set="marvel")
+    when = dt.datetime(2025, 2, 1, tzinfo=UTC)
+    out = t.transform_session(row, t.TransformContext(archived_sessions={1: when}))
+    assert out.row["is_archived"] and out.row["archived_at"] == when
+    assert out.row["original_name"] == out.row["name"] == "Period 2"
+    assert out.notes[0].kind == "archived_duplicate"
+    assert t.transform_session(row, CTX).row == row
+
+
+@pytest.mark.parametrize("username,staff,superuser,artefact", [
+    ("student_42", False, False, True),
+    ("student_42", True, False, False),
+    ("student_42", False, True, False),
+    ("student_x", False, False, False),
+    ("mrs_student_4", False, False, False),
+])
+def test_login_artefacts(username, staff, superuser, artefact):
+    assert t.is_login_artifact({"username": username, "is_staff": staff, "is_superuser": superuser}) is artefact
+
+
+def test_user_media_password_encrypted_only_when_asked():
+    row = dict(id=1, username="t", email="", password="md5$x$y", first_name=None, last_name=None, school=None,
+               district_id=None, media_password="shared", profile_picture=None, is_active=True, is_staff=True,
+               is_superuser=False, last_login=None, date_joined=dt.datetime(2025, 1, 1, tzinfo=UTC))
+    assert t.transform_user(row, CTX).row["media_password"] == "shared"
+    enc = t.TransformContext(encrypt_media_password=lambda v: "enc:" + v[::-1])
+    out = t.transform_user(row, enc)
+    assert out.row["media_password"] == "enc:derahs" and out.row["must_reset_password"]
+    assert "password" not in out.row
+
+
+# --- validation ----------------------------------------------------------------
+
+def test_validate_row_rejects_instead_of_truncating():
+    table = fm.Student.__table__
+    ok = dict(id=1, name="x" * 100, pin_hash="h", section_id=1, admin_id=1)
+    assert t.validate_row(ok, table) is None
+    long = t.validate_row({**ok, "name": "x" * 101}, table)
+    assert long == t.Reject("name: 101 characters, column holds 100")
+    assert t.validate_row({**ok, "name": None}, table).reason.startswith("name: NULL")
+    assert t.validate_row({**ok, "pin_hash": None}, table, filled_later=("pin_hash",)) is None
+    media = dict(id=1, session_id=1, title="t", media_type="gif", uploaded_at=dt.datetime(2025, 1, 1, tzinfo=UTC),
+                 graph_likes=0, eye_likes=0, read_likes=0, is_graph=False, is_project=False)
+    bad = t.validate_row(media, fm.Media.__table__, {"media_type": frozenset({"image"})})
+    assert bad is not None and "media_type" in bad.reason
