@@ -10,6 +10,7 @@ Everything deployment-specific comes from the environment:
 - ``FLASK_S3_BUCKET``, ``FLASK_S3_ENDPOINT_URL``, ``FLASK_S3_REGION``: target storage on S3
   (credentials through the usual ``AWS_*`` variables).
 """
+import json
 import os
 from pathlib import Path
 
@@ -144,6 +145,9 @@ MIGRATION_BRIDGE = {
     "FREEZE_CACHE_SECONDS": 2,  # how stale a worker's view of the freeze flag may be
     "FREEZE_RETRY_AFTER": 300,  # Retry-After of the 503 while frozen
 }
+
+# JSON merged into MIGRATION_BRIDGE, e.g. '{"MEDIA_BASE_URL": "https://cdn.example.org/"}'.
+MIGRATION_BRIDGE.update(json.loads(os.environ.get("MIGRATION_BRIDGE_OVERRIDES") or "{}"))
 
 LOGGING = {
     "version": 1,

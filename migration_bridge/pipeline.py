@@ -25,6 +25,7 @@ from . import bookkeeping as bk
 from . import dialects
 from .conf import BridgeSettings
 from .errors import BridgeError
+from .freeze import FreezeState, get_freeze_state
 from .idset import IdSet
 from .mapping import ENTITIES, ENTITY_NAMES, Entity
 from .passwords import check_pin_hash_method, hash_pins
@@ -132,6 +133,7 @@ class Exporter:
                           "hashed": 0, "seconds": 0.0}
         self._pool: ProcessPoolExecutor | None = None
         self._scratch_dir: str | None = None
+        self.frozen_at_start: FreezeState | None = None
         self.ctx = TransformContext(
             static_base_url=conf.STATIC_BASE_URL,
             media_base_url=conf.MEDIA_BASE_URL,
@@ -160,6 +162,12 @@ class Exporter:
         if not self.entities:
             raise BridgeError("--only/--exclude leave no entity to export")
         self.source.check_reachable()
+        self.frozen_at_start = get_freeze_state(use_cache=False)
+        if not (self.frozen_at_start.frozen or o.allow_live or o.dry_run):
+            raise BridgeError(
+                "the legacy app is live (not frozen): run `manage.py flask_freeze on` first, "
+                "or pass --allow-live for a rehearsal or a pre-copy"
+            )
         if o.on_duplicate_session == "fail" and any(e.name == "sessions" for e in self.entities):
             superseded = find_superseded_sessions(self.source.active_sessions())
             if superseded:
@@ -277,12 +285,21 @@ class Exporter:
                 "source": {"vendor": self.source.vendor, "app_label": self.source.app.label},
                 "target": dialects.mask_url(self.options.target_url),
                 "options": self.options.public(),
+                "source_frozen": self._frozen_whole_run(),
                 "pin_hashing": {**self.pin_stats, "hashes_per_s": round(
                     self.pin_stats["hashed"] / self.pin_stats["seconds"], 1) if self.pin_stats["seconds"] else None},
             },
             entities=ordered,
         )
         return ExportResult(status, ordered, report, report_path, rejects_path)
+
+    def _frozen_whole_run(self) -> dict:
+        """Re-checked at the end: frozen at start and end with the same ``since`` means
+        nobody could write to the legacy app during the run."""
+        end = get_freeze_state(use_cache=False)
+        start = self.frozen_at_start
+        whole = bool(start and start.frozen and end.frozen and start.since == end.since)
+        return {"whole_run": whole, "at_start": start.as_dict() if start else None, "at_end": end.as_dict()}
 
     def export_entity(self, engine: sa.Engine, entity: Entity, stats: EntityStats | None) -> EntityStats:
         stats = stats or EntityStats(entity.name)
@@ -364,11 +381,12 @@ class Exporter:
         return out
 
     def _check_keys(self, entity: Entity, row: dict) -> Reject | None:
-        for column, parent in entity.foreign_keys.items():
-            value = row.get(column)
-            if value is not None and value not in self.loaded[parent]:
-                return Reject(f"{column}: {parent} id {value} not in target (missing in source or rejected)")
-        return None
+        missing = [
+            f"{column}: {parent} id {row[column]} not in target (missing in source or rejected)"
+            for column, parent in entity.foreign_keys.items()
+            if row.get(column) is not None and row[column] not in self.loaded[parent]
+        ]
+        return Reject("; ".join(missing)) if missing else None
 
     def _note_rejection(self, entity: Entity, src: dict, result, out: BatchOutcome) -> None:
         kind = "skip" if isinstance(result, Skip) else "reject"
@@ -469,7 +487,8 @@ class Exporter:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["teacher", "session_code", "session_name", "student_id", "student_name", "pin"])
-            writer.writerows(self.source.pin_roster())
+            migrated = self.loaded.get("students") or IdSet()
+            writer.writerows(row for row in self.source.pin_roster() if row[3] in migrated)
 
 
 def _note_row(entity: Entity, source_id: int, note: Note) -> dict:

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole flow on the embedded default: SQLite legacy DB + files under var/media
+# → SQLite Flask DB + files under var/flask_media. Installs what it needs first.
+# It rebuilds var/legacy.sqlite3, var/flask.sqlite3, var/media and var/flask_media.
+source "$(dirname "$0")/bootstrap.sh" runtime
+unset LEGACY_DATABASE_URL LEGACY_MEDIA_ROOT FLASK_DATABASE_URL FLASK_MEDIA_ROOT FLASK_S3_BUCKET
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+rm -rf var/legacy.sqlite3 var/flask.sqlite3* var/media var/flask_media var/reports/demo
+step "1. legacy app: migrate and seed demo data (with files and every dirty case)"
+"$PY" manage.py migrate -v0
+"$PY" manage.py seed_legacy --scale demo --seed 1
+
+step "2. export_to_flask (SQLite → var/flask.sqlite3)"
+"$PY" manage.py export_to_flask --create-schema --allow-live --report-dir var/reports/demo
+
+step "3. result"
+"$PY" - <<'PY'
+import json
+r = json.load(open("var/reports/demo/report.json"))
+print("status:", r["status"], "| rows written:", r["totals"]["written"], "| rejected:", r["totals"]["rejected"],
+      "| skipped:", r["totals"]["skipped"])
+print("passwords:", json.dumps(r["passwords"]))
+print("attributions:", {k: len(v) for k, v in r["attributions"].items()},
+      "| archived duplicate sessions:", len(r["archived_duplicate_sessions"]))
+print("rejects by reason:", json.dumps(r["rejects"]))
+PY
+echo "report: var/reports/demo/report.json  rejects: var/reports/demo/rejects.ndjson  target: var/flask.sqlite3"

@@ -1,0 +1,399 @@
+"""export_to_flask end to end, on data seeded with every dirty case of legacy_schema.md.
+
+Runs the command the way a user does (a subprocess of manage.py) for each pair of
+legacy and target dialects the issue names.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.security import check_password_hash
+
+import flask_models as fm
+from migration_bridge import bookkeeping as bk
+
+from .conftest import PROJECT_ROOT, run_manage, seed_legacy
+
+PAIRS = [("sqlite", "sqlite"), ("mariadb", "postgresql"), ("mariadb", "mariadb")]
+CHEAP_PIN = ("--pin-hash-method", "pbkdf2:sha256:1000")
+MODEL_OF = {
+    "districts": "district", "users": "customadmin", "observers": "observer", "sessions": "session",
+    "students": "student", "media": "media", "comments": "comment",
+    "student_media_interactions": "studentmediainteraction",
+}
+
+
+@pytest.fixture(scope="module")
+def seeded(make_module_database):
+    """One seeded legacy database per dialect, shared by the module's tests (read only)."""
+    cache = {}
+
+    def get(kind):
+        if kind not in cache:
+            cache[kind] = seed_legacy(make_module_database, kind, "small", seed=3)
+        return cache[kind]
+
+    return get
+
+
+def export(legacy, target, *args, check=True, report_dir=None, **kw):
+    report_dir = report_dir or str(PROJECT_ROOT / "var" / "test-reports" / target.name)
+    proc = run_manage("export_to_flask", "--target", target.url, "--allow-live", *CHEAP_PIN,
+                      "--report-dir", report_dir, *args, env=legacy.env, check=check, **kw)
+    report_path = os.path.join(report_dir, "report.json")
+    report = json.load(open(report_path)) if os.path.exists(report_path) else None
+    return proc, report
+
+
+def legacy_rows(legacy, sql):
+    engine = sa.create_engine(legacy.db.url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(sql)).all()
+    engine.dispose()
+    return rows
+
+
+def target_snapshot(engine, exclude=("pin_hash",)) -> dict:
+    """Every target table as {id: row tuple}, salted columns left out."""
+    snap = {}
+    with engine.connect() as conn:
+        for table in fm.TABLES_IN_ORDER:
+            cols = [c for c in table.columns if c.name not in exclude]
+            snap[table.name] = {r[0]: tuple(r) for r in conn.execute(sa.select(*cols).order_by(table.c.id))}
+    return snap
+
+
+@pytest.fixture(params=PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
+def migrated(request, seeded, make_database):
+    legacy_kind, target_kind = request.param
+    legacy = seeded(legacy_kind)
+    target = make_database(target_kind)
+    proc, report = export(legacy, target, "--create-schema")
+    return legacy, target, proc, report
+
+
+# --- every row is written or rejected, every anomaly handled -----------------------
+
+def test_counts_add_up_per_entity(migrated):
+    legacy, target, _, report = migrated
+    assert report["status"] == "complete"
+    engine = target.engine()
+    with engine.connect() as conn:
+        for name, stats in report["entities"].items():
+            assert stats["read"] == legacy.manifest["counts"][MODEL_OF[name]], name
+            assert stats["read"] == stats["written"] + stats["rejected"] + stats["skipped"], name
+            table = fm.metadata.tables[name]
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == stats["written"], name
+        rejected_by_table = dict(conn.execute(
+            sa.select(bk.notes.c.entity, sa.func.count()).where(bk.notes.c.kind == "reject")
+            .group_by(bk.notes.c.entity)).all())
+    assert {k: v["rejected"] for k, v in report["entities"].items() if v["rejected"]} == rejected_by_table
+    lines = [json.loads(line) for line in open(report["rejects_file"])]
+    assert len(lines) == report["totals"]["rejected"] + report["totals"]["skipped"]
+    assert all(line["reason"] for line in lines)
+
+
+def test_orphans_rejected_with_reason_and_artefacts_skipped(migrated):
+    legacy, _, _, report = migrated
+    rejects = {(r["entity"], r["id"]): r for r in map(json.loads, open(report["rejects_file"]))}
+    table_of = {v: k for k, v in MODEL_OF.items()}
+    for key, ids in legacy.manifest["anomalies"]["orphan_fk"].items():
+        model, column = key.split(".")
+        for source_id in ids:
+            reject = rejects[(table_of[model], source_id)]
+            assert reject["outcome"] == "rejected" and f"{column}: " in reject["reason"], reject
+    for user_id in legacy.manifest["anomalies"]["login_artifact_users"]:
+        assert rejects[("users", user_id)]["outcome"] == "skipped"
+        assert "login artefact" in rejects[("users", user_id)]["reason"]
+    for model, ids in legacy.manifest["anomalies"]["over_length_rows"].items():
+        for source_id in ids:
+            assert "characters, column holds" in rejects[(table_of[model], source_id)]["reason"]
+    for model, ids in legacy.manifest["anomalies"]["invalid_choice_rows"].items():
+        for source_id in ids:
+            assert "invalid value" in rejects[(table_of[model], source_id)]["reason"]
+
+
+def test_duplicate_active_sessions_archived_not_dropped(migrated):
+    legacy, target, _, report = migrated
+    engine = target.engine()
+    archived_ids = {a["session_id"] for a in report["archived_duplicate_sessions"]}
+    with engine.connect() as conn:
+        for group in legacy.manifest["anomalies"]["duplicate_active_sessions"]:
+            rows = conn.execute(sa.select(fm.Session).where(fm.Session.id.in_(group["session_ids"]))).all()
+            active = [r for r in rows if not r.is_archived]
+            assert len(active) <= 1, group
+            for r in rows:
+                if r.is_archived:
+                    assert r.id in archived_ids and r.archived_at is not None and r.original_name
+        # the rule the partial unique index enforces holds everywhere
+        dupes = conn.execute(
+            sa.select(fm.Session.created_by_id, fm.Session.section)
+            .where(fm.Session.is_archived.is_(False), fm.Session.created_by_id.is_not(None))
+            .group_by(fm.Session.created_by_id, fm.Session.section).having(sa.func.count() > 1)).all()
+    assert dupes == []
+
+
+def test_attribution_inferred_from_submitted_password(migrated):
+    legacy, target, _, report = migrated
+    anomalies = legacy.manifest["anomalies"]
+    engine = target.engine()
+    with engine.connect() as conn:
+        media = {r.id: r for r in conn.execute(sa.select(fm.Media.id, fm.Media.student_id, fm.Media.posted_by_admin_id))}
+    listed = {kind: {a["media_id"] for a in items} for kind, items in report["attributions"].items()}
+    for media_id, student_id in anomalies["attribution_unique"]:
+        if media_id in media:
+            assert media[media_id].student_id == student_id
+            assert media_id in listed["student"]
+    for media_id, teacher_id in anomalies["attribution_teacher"]:
+        if media_id in media:
+            assert media[media_id].posted_by_admin_id == teacher_id
+            assert media_id in listed["teacher"]
+    for media_id in anomalies["attribution_ambiguous"]:
+        assert media[media_id].student_id is None and media_id in listed["ambiguous"]
+    for media_id in anomalies["attribution_unmatched"]:
+        if media_id in media:
+            assert media[media_id].student_id is None and media_id in listed["unmatched"]
+    assert "submitted_password" not in fm.Media.__table__.columns
+
+
+def test_replies_before_parents_text_and_urls_survive(migrated):
+    legacy, target, _, _ = migrated
+    engine = target.engine()
+    anomalies = legacy.manifest["anomalies"]
+    source = {r[0]: r for r in legacy_rows(legacy, "SELECT id, parent_id, text FROM video_app_comment")}
+    with engine.connect() as conn:
+        comments = {r.id: r for r in conn.execute(sa.select(fm.Comment.id, fm.Comment.parent_id, fm.Comment.text))}
+        students = {r.id: r.avatar_image_path for r in conn.execute(sa.select(fm.Student.id, fm.Student.avatar_image_path))}
+        projects = conn.execute(sa.select(fm.Media.project_images).where(fm.Media.project_images.is_not(None))).scalars().all()
+    loaded_replies = [i for i in anomalies["replies_before_parent"] if i in comments]
+    assert loaded_replies  # the others went with a rejected media row (cascade), not their parent
+    for reply_id in loaded_replies:
+        assert comments[reply_id].parent_id == source[reply_id][1] > reply_id
+    for comment_id in anomalies["four_byte_utf8"]["comment"]:
+        if comment_id in comments:
+            assert comments[comment_id].text == source[comment_id][2]
+            assert re.search(r"[\U00010000-\U0010FFFF]", comments[comment_id].text)
+    assert all(p is None or p == "" or p.startswith("/static/") for p in students.values())
+    assert any(students.values())
+    urls = [u for images in projects if isinstance(images, list) for u in images]
+    assert urls and all(u.startswith("/media/images/") for u in urls)
+
+
+def test_kept_passwords_verify_and_weak_ones_must_reset(migrated):
+    legacy, target, _, report = migrated
+    engine = target.engine()
+    tables = {"customadmin": fm.User.__table__, "observer": fm.Observer.__table__}
+    skipped = set(legacy.manifest["anomalies"]["login_artifact_users"])
+    checked = 0
+    with engine.connect() as conn:
+        for model, entries in legacy.manifest["passwords"].items():
+            rows = {r.id: r._mapping for r in conn.execute(sa.select(tables[model]))}
+            for entry in entries:
+                row = rows.get(entry["id"])
+                if row is None:
+                    assert entry["id"] in skipped or model == "observer"
+                    continue
+                if entry["hasher"] in ("md5", "unusable"):
+                    assert row["must_reset_password"] and not row["password_hash"] and not row["legacy_password_hash"]
+                else:
+                    check = fm.verify_password(dict(row), entry["plaintext"])
+                    assert check.ok, (model, entry["id"], entry["hasher"])
+                    assert check.needs_rehash == (entry["hasher"] in ("argon2", "bcrypt_sha256"))
+                    assert not fm.verify_password(dict(row), entry["plaintext"] + "x").ok
+                    checked += 1
+                if row["password_hash"]:
+                    check_password_hash(row["password_hash"], "probe")  # never unparsable
+    assert checked >= 10
+    counted = sum(n for by_outcome in report["passwords"]["users"].values() for n in by_outcome.values())
+    assert counted == report["entities"]["users"]["written"]
+
+
+def test_no_plain_pin_anywhere(migrated):
+    legacy, target, proc, report = migrated
+    pins = {r[0] for r in legacy_rows(legacy, "SELECT password FROM video_app_student")}
+    media_secrets = {r[0] for r in legacy_rows(legacy, "SELECT submitted_password FROM video_app_media") if r[0]}
+    teacher_media_passwords = {r[0] for r in legacy_rows(legacy, "SELECT media_password FROM video_app_customadmin")}
+    secrets = pins | (media_secrets - teacher_media_passwords)  # media_password is copied as is (the plan)
+    engine = target.engine()
+    with engine.connect() as conn:
+        for table in [*fm.TABLES_IN_ORDER, bk.notes, bk.runs, bk.checkpoints]:
+            for row in conn.execute(sa.select(table)):
+                for value in row:
+                    assert not (isinstance(value, str) and value in secrets), table.name
+                    if isinstance(value, (dict, list)):
+                        assert not (_json_strings(value) & secrets), table.name
+    with engine.connect() as conn:
+        student = conn.execute(sa.select(fm.Student.id, fm.Student.pin_hash).limit(1)).first()
+    pin_of = dict(legacy_rows(legacy, "SELECT id, password FROM video_app_student"))
+    assert check_password_hash(student.pin_hash, pin_of[student.id])
+    for path in (report["rejects_file"], os.path.join(os.path.dirname(report["rejects_file"]), "report.json")):
+        assert not (_json_strings(json.load(open(path)) if path.endswith(".json")
+                                  else [json.loads(line) for line in open(path)]) & secrets), path
+    zero_padded = {p for p in pins if p.startswith("0")}  # cannot be mistaken for a count
+    output = proc.stdout + proc.stderr
+    assert not {p for p in zero_padded if p in output}
+
+
+def _json_strings(value) -> set:
+    if isinstance(value, dict):
+        return set().union(*(_json_strings(v) for v in value.values()), set(map(str, value)))
+    if isinstance(value, list):
+        return set().union(set(), *(_json_strings(v) for v in value))
+    return {value} if isinstance(value, str) else set()
+
+
+# --- idempotent, resumable, convergent -------------------------------------------------
+
+def test_second_run_writes_nothing_new(seeded, make_database):
+    legacy, target = seeded("sqlite"), make_database("sqlite")
+    export(legacy, target, "--create-schema")
+    before = target_snapshot(target.engine(), exclude=())
+    _, report = export(legacy, target)
+    assert report["status"] == "complete"
+    assert target_snapshot(target.engine(), exclude=()) == before  # even the salted PIN hashes
+
+
+@pytest.mark.parametrize("legacy_kind,target_kind", [("sqlite", "sqlite"), ("mariadb", "postgresql")])
+def test_killed_run_then_rerun_equals_clean_run(seeded, make_database, legacy_kind, target_kind, tmp_path):
+    legacy = seeded(legacy_kind)
+    clean, killed = make_database(target_kind), make_database(target_kind)
+    export(legacy, clean, "--create-schema")
+
+    # A slow PIN method and small batches leave time to kill it mid-way.
+    env = {**os.environ, **legacy.env}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "manage.py"), "export_to_flask", "--target", killed.url,
+         "--create-schema", "--allow-live", "--batch-size", "50", "--pin-hash-method", "pbkdf2:sha256:20000",
+         "--report-dir", str(tmp_path / "killed")],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    engine = killed.engine()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            with engine.connect() as conn:
+                done = conn.execute(sa.select(bk.checkpoints.c.read).where(bk.checkpoints.c.entity == "students")).scalar()
+        except sa.exc.DBAPIError:
+            continue
+        if done and done >= 200:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with engine.connect() as conn:
+        partial = conn.execute(sa.select(sa.func.count()).select_from(fm.Student.__table__)).scalar()
+    assert 0 < partial < len(target_snapshot(clean.engine())["students"])
+
+    _, report = export(legacy, killed)
+    assert report["status"] == "complete"
+    assert target_snapshot(engine) == target_snapshot(clean.engine())
+    clean_report = json.load(open(PROJECT_ROOT / "var" / "test-reports" / clean.name / "report.json"))
+    assert report["entities"] == {k: {**v, "seconds": report["entities"][k]["seconds"],
+                                      "rows_per_s": report["entities"][k]["rows_per_s"]}
+                                  for k, v in clean_report["entities"].items()}
+    pin_of = dict(legacy_rows(legacy, "SELECT id, password FROM video_app_student"))
+    with engine.connect() as conn:
+        for student_id, pin_hash in conn.execute(sa.select(fm.Student.id, fm.Student.pin_hash)):
+            assert check_password_hash(pin_hash, pin_of[student_id])
+    if target_kind == "postgresql":
+        with engine.begin() as conn:  # sequences were moved past the loaded ids
+            new_id = conn.execute(sa.insert(fm.District).values(
+                name="Brand new", code="NEW-1", is_active=True, created_at=fm_now())).inserted_primary_key[0]
+        assert new_id > max(target_snapshot(clean.engine())["districts"])
+
+
+def fm_now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def test_dry_run_writes_nothing_and_reports_everything(seeded, make_database, tmp_path):
+    legacy, target = seeded("sqlite"), make_database("sqlite")
+    engine = target.engine()
+    fm.create_all(engine)
+    proc, report = export(legacy, target, "--dry-run", report_dir=str(tmp_path / "dry"))
+    assert "dry run" in proc.stdout
+    assert report["dry_run"] and report["totals"]["read"] == sum(legacy.manifest["counts"].values())
+    assert report["totals"]["written"] > 0
+    snapshot = target_snapshot(engine, exclude=())
+    assert all(not rows for rows in snapshot.values())
+    assert not sa.inspect(engine).has_table("bridge_checkpoints")
+
+
+def test_pin_roster_is_opt_in_and_owner_only(seeded, make_database, tmp_path):
+    legacy, target = seeded("sqlite"), make_database("sqlite")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("old")
+    os.chmod(roster, 0o644)
+    _, report = export(legacy, target, "--create-schema", "--pin-roster", str(roster))
+    assert oct(os.stat(roster).st_mode & 0o777) == "0o600"
+    lines = roster.read_text().splitlines()
+    assert lines[0] == "teacher,session_code,session_name,student_id,student_name,pin"
+    assert len(lines) == report["entities"]["students"]["written"] + 1  # migrated students only
+
+
+def test_duplicate_session_policy_fail_stops_before_writing(seeded, make_database):
+    legacy, target = seeded("sqlite"), make_database("sqlite")
+    proc, _ = export(legacy, target, "--create-schema", "--on-duplicate-session", "fail", check=False)
+    assert proc.returncode == 2 and "duplicate an active session" in proc.stderr
+    assert not sa.inspect(target.engine()).has_table("districts")
+
+
+# --- bad input: one line, exit 2, nothing half-written ----------------------------------
+
+def _bad_input_cases(tmp_path):
+    empty = f"sqlite:///{tmp_path}/empty.sqlite3"
+    return {
+        "unreachable target": (["--target", "postgresql://postgres:s3cr3t@127.0.0.1:1/nowhere"], {}, "unreachable"),
+        "wrong URL": (["--target", "not a url"], {}, "invalid database URL"),
+        "missing schema": (["--target", empty], {}, "--create-schema"),
+        "reset without yes": (["--target", empty, "--reset"], {}, "--yes"),
+        "unknown entity": (["--target", empty, "--only", "gizmos"], {}, "unknown entity"),
+        "bad pin method": (["--target", empty, "--pin-hash-method", "rot13"], {}, "pin-hash-method"),
+        "unreachable source": (["--target", empty], {"LEGACY_DATABASE_URL": "mysql://root:s3cr3t@127.0.0.1:1/x"},
+                               "legacy database unreachable"),
+        "wrong legacy label": (["--target", empty], {"MIGRATION_BRIDGE_OVERRIDES": '{"LEGACY_APP": "videos"}'},
+                               "no installed Django app with label"),
+        "bad settings": (["--target", empty], {"MIGRATION_BRIDGE_OVERRIDES": '{"BATCH_SIZE": "many"}'},
+                         "bad settings"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_input_cases(".")))
+def test_bad_input_one_line_exit_2(case, seeded, tmp_path):
+    legacy = seeded("sqlite")
+    args, env, expected = _bad_input_cases(tmp_path)[case]
+    proc = run_manage("export_to_flask", "--allow-live", *args, env={**legacy.env, **env}, check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and "s3cr3t" not in proc.stdout + proc.stderr
+
+
+def test_refuses_target_holding_foreign_rows(seeded, make_database):
+    legacy, target = seeded("sqlite"), make_database("sqlite")
+    engine = target.engine()
+    fm.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(fm.District).values(id=1, name="Theirs", code="T", is_active=True, created_at=fm_now()))
+    proc, _ = export(legacy, target, check=False)
+    assert proc.returncode == 2 and "did not write" in proc.stderr
+    export(legacy, target, "--reset", "--yes")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(fm.District.name).where(fm.District.id == 1)).scalar() != "Theirs"
+
+
+def test_live_source_refused_without_allow_live(seeded, make_database):
+    legacy, target = seeded("sqlite"), make_database("sqlite")
+    proc = run_manage("export_to_flask", "--target", target.url, "--create-schema", env=legacy.env, check=False)
+    assert proc.returncode == 2 and "flask_freeze on" in proc.stderr and "Traceback" not in proc.stderr
