@@ -113,6 +113,39 @@ def make_database(tmp_path):
     factory.drop_all()
 
 
+@pytest.fixture(scope="module")
+def make_module_database(tmp_path_factory):
+    """Like make_database, for databases shared by the tests of one module."""
+    factory = DatabaseFactory(tmp_path_factory.mktemp("dbs"))
+    yield factory
+    factory.drop_all()
+
+
+@dataclass
+class SeededLegacy:
+    """A migrated legacy database seeded by ``seed_legacy``, with its manifest."""
+
+    db: Database
+    media_root: Path
+    manifest: dict
+
+    @property
+    def env(self) -> dict:
+        return {"LEGACY_DATABASE_URL": self.db.django_url, "LEGACY_MEDIA_ROOT": str(self.media_root)}
+
+
+def seed_legacy(factory: DatabaseFactory, kind: str, scale: str = "small", seed: int = 3) -> SeededLegacy:
+    import json
+
+    db = factory(kind)
+    media_root = factory.tmp_path / f"{db.name}_media"
+    manifest_path = factory.tmp_path / f"{db.name}_manifest.json"
+    env = {"LEGACY_DATABASE_URL": db.django_url, "LEGACY_MEDIA_ROOT": str(media_root)}
+    run_manage("migrate", "-v0", env=env)
+    run_manage("seed_legacy", "--scale", scale, "--seed", str(seed), "--manifest", str(manifest_path), env=env)
+    return SeededLegacy(db, media_root, json.loads(manifest_path.read_text()))
+
+
 TARGET_DIALECTS = ["sqlite", "postgresql", "mariadb"]
 LEGACY_DIALECTS = ["sqlite", "mariadb"]
 
