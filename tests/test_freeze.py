@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import PROJECT_ROOT, run_manage
+from .conftest import PROJECT_ROOT, run_manage
 from migration_bridge.freeze import FreezeState, LegacyFrozenError, refusal, written_table
 
 
