@@ -78,8 +78,15 @@ HASHERS = ["pbkdf2_sha256", "pbkdf2_sha1", "argon2", "bcrypt_sha256", "scrypt", 
 # Observer.password is Char(100): a default scrypt hash (~128 chars) cannot be stored,
 # argon2 only with a short salt.
 OBSERVER_HASHERS = ["pbkdf2_sha256", "pbkdf2_sha1", "argon2", "bcrypt_sha256", "md5"]
-TEACHER_PLAINTEXTS = ["Summer2024!", "Pässwort-ß9 grafik"]
-OBSERVER_PLAINTEXTS = ["district-visit-7", "Observer#2025"]
+# A handful of plaintexts, each hashed once per hasher that uses it (hashing is the slow
+# part of a small seed); the hash strings are then shared by many rows.
+TEACHER_PLAINTEXTS = {
+    "pbkdf2_sha256": ["Summer2024!", "Pässwort-ß9 grafik"], "pbkdf2_sha1": ["Pässwort-ß9 grafik"],
+    "argon2": ["Summer2024!"], "bcrypt_sha256": ["Pässwort-ß9 grafik"], "scrypt": ["Summer2024!"],
+    "md5": ["Summer2024!", "letmein"],
+}
+OBSERVER_ARGON2_PLAINTEXT = "district-visit-7"
+HOT_PINS = 2  # distinct PINs of the students with a login artefact account
 
 CHARACTERS = {
     "marvel": ["Iron Man", "Spider-Man", "Black Widow", "Thor", "Hulk", "Captain America",
@@ -421,16 +428,17 @@ class Seeder:
         return UNUSABLE_PASSWORD_PREFIX + self._salt(40)
 
     def make_password_pools(self) -> None:
-        self.teacher_pool = {h: [(p, self._hash(h, p)) for p in TEACHER_PLAINTEXTS] for h in HASHERS}
+        self.teacher_pool = {h: [(p, self._hash(h, p)) for p in TEACHER_PLAINTEXTS[h]] for h in HASHERS}
         self.observer_pool = {}
         for h in OBSERVER_HASHERS:
             if h == "argon2":
-                self.observer_pool[h] = [(p, self._hash(h, p, short_salt=True)) for p in OBSERVER_PLAINTEXTS]
+                p = OBSERVER_ARGON2_PLAINTEXT
+                self.observer_pool[h] = [(p, self._hash(h, p, short_salt=True))]
             else:  # reuse the teacher hash strings
                 self.observer_pool[h] = self.teacher_pool[h]
             assert all(len(enc) <= 100 for _, enc in self.observer_pool[h]), h
         self.hot_pins = []
-        while len(self.hot_pins) < 3:
+        while len(self.hot_pins) < HOT_PINS:
             pin = "%05d" % self.rng.randrange(100000)
             if pin not in self.hot_pins:
                 self.hot_pins.append(pin)
@@ -458,7 +466,7 @@ class Seeder:
             self.district_ids.append(did)
 
     def make_teachers(self) -> None:
-        rng, k = self.rng, self.sc.plant
+        rng = self.rng
         n = self.sc.teachers
         self.teachers: list[_Teacher] = []
         kinds = HASHERS + ["unusable"]
