@@ -113,8 +113,11 @@ def _read_state() -> FreezeState:
     model = _freeze_model()
     alias = router.db_for_read(model)
     try:
-        row = (model.objects.using(alias).filter(pk=model.SINGLETON_PK)
-               .values_list("frozen", "message", "changed_by", "since").first())
+        # A savepoint: on PostgreSQL a failed read would otherwise abort the caller's
+        # transaction (e.g. the one `migrate` runs before the table exists).
+        with transaction.atomic(using=alias):
+            row = (model.objects.using(alias).filter(pk=model.SINGLETON_PK)
+                   .values_list("frozen", "message", "changed_by", "since").first())
     except DatabaseError:
         # Before `migrate` created the table nobody can have frozen the app
         # (and `migrate` itself must get through the guard); other errors propagate.
