@@ -6,6 +6,7 @@ No database access here: whatever a transform needs from other rows arrives in t
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -239,22 +240,28 @@ def copy_row(row: Mapping[str, Any], ctx: TransformContext) -> Transformed:
 
 # --- validation against the target table ----------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def _column_rules(table: sa.Table) -> tuple[tuple[str, bool, int | None], ...]:
+    """(name, required, max length) per column, computed once per table: this runs per row."""
+    return tuple(
+        (c.name, not c.nullable and not c.primary_key, getattr(c.type, "length", None))
+        for c in table.columns
+    )
+
+
 def validate_row(
     row: Mapping[str, Any], table: sa.Table, choices: Mapping[str, frozenset] | None = None,
     filled_later: tuple[str, ...] = (),
 ) -> Reject | None:
     """Never truncate: a value the target column cannot hold rejects the row."""
-    for column in table.columns:
-        if column.name in filled_later:
-            continue
-        value = row.get(column.name)
+    for name, required, length in _column_rules(table):
+        value = row.get(name)
         if value is None:
-            if not column.nullable and not column.primary_key:
-                return Reject(f"{column.name}: NULL in a NOT NULL column")
+            if required and name not in filled_later:
+                return Reject(f"{name}: NULL in a NOT NULL column")
             continue
-        length = getattr(column.type, "length", None)
         if length is not None and isinstance(value, str) and len(value) > length:
-            return Reject(f"{column.name}: {len(value)} characters, column holds {length}")
-        if choices and column.name in choices and value not in choices[column.name]:
-            return Reject(f"{column.name}: invalid value {value!r} (allowed: {sorted(choices[column.name])})")
+            return Reject(f"{name}: {len(value)} characters, column holds {length}")
+        if choices and name in choices and value not in choices[name]:
+            return Reject(f"{name}: invalid value {value!r} (allowed: {sorted(choices[name])})")
     return None
