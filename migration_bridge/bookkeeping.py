@@ -6,6 +6,7 @@
 - ``bridge_notes``: per source row, what the report lists: rejects (with reason),
   skips, password outcomes, inferred attributions, archived duplicate sessions.
 - ``bridge_deferred``: rows waiting for a parent later in id order (comment replies).
+- ``bridge_files``: the file manifest, one row per referenced media file (files.py).
 """
 from __future__ import annotations
 
@@ -59,6 +60,27 @@ deferred = sa.Table(
     sa.Column("entity", sa.String(50), primary_key=True),
     sa.Column("source_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("parent_id", sa.BigInteger, nullable=False),
+    **_MYSQL,
+)
+
+# --- the file manifest (see migration_bridge/files.py) ---------------------------------
+# One row per distinct legacy storage name referenced by the source rows: where it goes
+# (key), what was copied (size, sha256 of the content) and how it ended.
+files = sa.Table(
+    "bridge_files", bookkeeping_metadata,
+    sa.Column("old_name", sa.String(500), primary_key=True),  # storage name in the source storage
+    sa.Column("key", sa.String(500), nullable=False),  # storage name in the target storage
+    sa.Column("size", sa.BigInteger),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("source_mtime_ns", sa.BigInteger),  # to trust a "done" entry on re-runs without reading it
+    # pending (never attempted) | copying (attempted, outcome unknown) | copied | skipped_present
+    # | missing | failed
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("error", sa.String(1000)),
+    sa.Column("refs", sa.Integer, nullable=False, default=0),  # references from source rows
+    sa.Column("migrated_refs", sa.Integer, nullable=False, default=0),  # ... from rows in the target
+    sa.Column("first_media_id", sa.BigInteger),  # lowest referencing media id (media-id keys)
+    sa.Column("updated_at", UtcDateTime),
     **_MYSQL,
 )
 

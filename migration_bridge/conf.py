@@ -23,6 +23,11 @@ class BridgeSettings:
     REPORT_DIR: str = ""
     BATCH_SIZE: int = 2000
     DEFAULT_TARGET_URL: str = "sqlite:///var/flask.sqlite3"
+    # files: parallel copies and the target key scheme (flags override them)
+    FILE_WORKERS: int = 8
+    FILE_KEY_SCHEME: str = "preserve"  # preserve | media-id
+    FILE_RETRY_ATTEMPTS: int = 6  # tries per storage operation on transient errors
+    FILE_RETRY_BASE_DELAY: float = 0.5  # seconds, doubled per retry (with jitter)
 
     @property
     def target_url(self) -> str:

@@ -23,6 +23,7 @@ import flask_models as fm
 
 from . import bookkeeping as bk
 from . import dialects
+from . import files as files_mod
 from .conf import BridgeSettings
 from .errors import BridgeError
 from .freeze import FreezeState, get_freeze_state
@@ -58,6 +59,12 @@ class ExportOptions:
     yes: bool = False
     on_duplicate_session: str = "archive"
     allow_live: bool = False
+    # files (None: MIGRATION_BRIDGE['FILE_WORKERS'] / ['FILE_KEY_SCHEME'])
+    skip_files: bool = False
+    files_only: bool = False
+    file_workers: int | None = None
+    key_scheme: str | None = None  # preserve | media-id
+    verify_files: bool = False
     interactive: bool | None = None  # progress bars; None = when stderr is a terminal
 
     def public(self) -> dict:
@@ -98,6 +105,7 @@ class ExportResult:
     report: dict
     report_path: Path
     rejects_path: Path
+    files: "files_mod.FilesResult | None" = None
 
     @property
     def rejected(self) -> int:
@@ -133,6 +141,7 @@ class Exporter:
                           "hashed": 0, "seconds": 0.0}
         self._pool: ProcessPoolExecutor | None = None
         self._scratch_dir: str | None = None
+        self.file_options, self.file_stores, self.files_result = None, None, None
         self.frozen_at_start: FreezeState | None = None
         self.ctx = TransformContext(
             static_base_url=conf.STATIC_BASE_URL,
@@ -168,6 +177,8 @@ class Exporter:
                 "the legacy app is live (not frozen): run `manage.py flask_freeze on` first, "
                 "or pass --allow-live for a rehearsal or a pre-copy"
             )
+        # file options and storages, checked before any row is written
+        self.file_options, self.file_stores = files_mod.export_preflight(o, self.conf)
         if o.on_duplicate_session == "fail" and any(e.name == "sessions" for e in self.entities):
             superseded = find_superseded_sessions(self.source.active_sessions())
             if superseded:
@@ -246,12 +257,15 @@ class Exporter:
         status = "failed"
         error = None
         try:
-            for entity in self.entities:
+            for entity in ([] if self.options.files_only else self.entities):  # --files-only: rows already exported
                 stats[entity.name] = self.export_entity(engine, entity, stats.get(entity.name))
             with engine.begin() as conn:
                 dialects.reset_sequences(conn, fm.TABLES_IN_ORDER)
             if self.options.pin_roster:
                 self.write_pin_roster(self.options.pin_roster)
+            if self.file_stores is not None:  # the files, then the URL finalisation
+                self.files_result = files_mod.copy_files(
+                    engine, self.source, self.conf, self.file_options, self.file_stores)
             status = "complete"
         except BaseException as exc:
             error = exc
@@ -286,12 +300,13 @@ class Exporter:
                 "target": dialects.mask_url(self.options.target_url),
                 "options": self.options.public(),
                 "source_frozen": self._frozen_whole_run(),
+                "files": self.files_result.as_report() if self.files_result else None,
                 "pin_hashing": {**self.pin_stats, "hashes_per_s": round(
                     self.pin_stats["hashed"] / self.pin_stats["seconds"], 1) if self.pin_stats["seconds"] else None},
             },
             entities=ordered,
         )
-        return ExportResult(status, ordered, report, report_path, rejects_path)
+        return ExportResult(status, ordered, report, report_path, rejects_path, files=self.files_result)
 
     def _frozen_whole_run(self) -> dict:
         """Re-checked at the end: frozen at start and end with the same ``since`` means

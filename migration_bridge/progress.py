@@ -25,9 +25,12 @@ class Progress:
             self._bar = tqdm(total=total, initial=initial, desc=f"{label:<27}", unit=f" {unit}",
                              unit_scale=True, dynamic_ncols=True, leave=True)
 
-    def update(self, n: int) -> None:
+    def update(self, n: int, postfix: str | None = None) -> None:
+        """``postfix``: extra text after the counts (the file copy shows its bytes/s there)."""
         self.done += n
         if self._bar is not None:
+            if postfix is not None:
+                self._bar.set_postfix_str(postfix, refresh=False)
             self._bar.update(n)
             return
         now = time.monotonic()
@@ -38,7 +41,8 @@ class Progress:
             eta = ""
             if self.total and rate > 0:
                 eta = f", ETA {max(self.total - self.done, 0) / rate:.0f}s"
-            log.info("%s: %d%s %s, %.0f %s/s%s", self.label, self.done, of, self.unit, rate, self.unit, eta)
+            log.info("%s: %d%s %s, %.0f %s/s%s%s", self.label, self.done, of, self.unit, rate, self.unit, eta,
+                     f", {postfix}" if postfix else "")
 
     def close(self) -> None:
         if self._bar is not None:

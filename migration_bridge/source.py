@@ -6,14 +6,42 @@ inside the real legacy project (no import of ``legacy_app``).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import Error as DjangoDatabaseError
 
 from .errors import BridgeError
-from .transforms import Attribution, infer_author
+from .transforms import Attribution, infer_author, storage_name_from_url
+
+
+# --- file references ----------------------------------------------------------------
+class FileRef(NamedTuple):
+    """One reference from a source row to a file in the source storage."""
+
+    owner: str  # target table of the referencing row: media | users
+    owner_id: int
+    field: str  # image_file | video_file | project_images[<i>] | profile_picture
+    name: str  # storage name relative to the source storage
+
+
+MEDIA_FILE_FIELDS = ("id", "image_file", "video_file", "project_images")
+
+
+def media_file_refs(row: dict, media_url_prefix: str = "/media/") -> list[FileRef]:
+    """The file references of one media row (values as ``values_list`` returns them)."""
+    refs = []
+    for field in ("image_file", "video_file"):
+        if row[field]:
+            refs.append(FileRef("media", row["id"], field, str(row[field])))
+    entries = row["project_images"]
+    if isinstance(entries, list):
+        for i, entry in enumerate(entries):
+            name = storage_name_from_url(entry, media_url_prefix)
+            if name:
+                refs.append(FileRef("media", row["id"], f"project_images[{i}]", name))
+    return refs
 
 
 class LegacySource:
@@ -112,6 +140,34 @@ class LegacySource:
                 bool(teacher_password) and teacher_password == r["submitted_password"],
             )
         return result
+
+    # --- the files the rows reference -------------------------------------------------
+
+    def file_references(self, batch_size: int, media_url_prefix: str = "/media/") -> Iterator[list[FileRef]]:
+        """Batches of every media file reference, media first (in id order, so the first
+        reference seen of a name is its lowest media id), then teachers' profile pictures
+        that are media URLs. Keyset pagination, constant memory."""
+        for rows in self.extract_rows("Media", MEDIA_FILE_FIELDS, 0, batch_size):
+            yield [ref for row in rows for ref in media_file_refs(row, media_url_prefix)]
+        for rows in self.profile_pictures(batch_size, media_url_prefix):
+            yield [FileRef("users", r["id"], "profile_picture", storage_name_from_url(r["profile_picture"], media_url_prefix))
+                   for r in rows]
+
+    def profile_pictures(self, batch_size: int, media_url_prefix: str = "/media/") -> Iterator[list[dict]]:
+        """(id, profile_picture) of the teachers whose picture is a media URL, by keyset."""
+        qs = (self.model("CustomAdmin").objects.using(self.alias)
+              .filter(profile_picture__startswith=media_url_prefix).order_by("pk"))
+        last = 0
+        while True:
+            rows = list(qs.filter(pk__gt=last).values_list("id", "profile_picture")[:batch_size])
+            if not rows:
+                return
+            batch = [{"id": i, "profile_picture": p} for i, p in rows
+                     if storage_name_from_url(p, media_url_prefix)]
+            if batch:
+                yield batch
+            last = rows[-1][0]
+
 
     def pin_roster(self) -> Iterator[tuple]:
         """(teacher username, session code, session name, student id, student name, PIN)."""

@@ -131,7 +131,8 @@ class SeededLegacy:
 
     @property
     def env(self) -> dict:
-        return {"LEGACY_DATABASE_URL": self.db.django_url, "LEGACY_MEDIA_ROOT": str(self.media_root)}
+        return {"LEGACY_DATABASE_URL": self.db.django_url, "LEGACY_MEDIA_ROOT": str(self.media_root),
+                "FLASK_MEDIA_ROOT": str(self.media_root.parent / f"{self.db.name}_flask_media")}
 
 
 def seed_legacy(factory: DatabaseFactory, kind: str, scale: str = "small", seed: int = 3) -> SeededLegacy:

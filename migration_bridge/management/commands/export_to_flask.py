@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from migration_bridge.conf import bridge_settings
 from migration_bridge.dialects import mask_url
 from migration_bridge.errors import BridgeError
+from migration_bridge.files import KEY_SCHEMES
 from migration_bridge.mapping import ENTITY_NAMES
 from migration_bridge.pipeline import DEFAULT_PIN_HASH_METHOD, DUPLICATE_POLICIES, ExportOptions, run_export
 from migration_bridge.report import summary_table
@@ -17,7 +18,10 @@ def _entity_list(value):
 
 
 class Command(BaseCommand):
-    help = "Migrate the legacy rows into the Flask app's database (resumable, idempotent)."
+    # It validates its own configuration and reports it in one line (exit 2).
+    requires_system_checks = []
+    help = ("Migrate the legacy rows into the Flask app's database, then the media files into the "
+            "target storage (resumable, idempotent).")
 
     def add_arguments(self, parser):
         parser.add_argument("--target", help="SQLAlchemy URL of the Flask database "
@@ -41,6 +45,18 @@ class Command(BaseCommand):
         parser.add_argument("--on-duplicate-session", choices=DUPLICATE_POLICIES, default="archive")
         parser.add_argument("--allow-live", action="store_true",
                             help="migrate although the legacy app is not frozen (rehearsals, pre-copies)")
+        # media files
+        files = parser.add_mutually_exclusive_group()
+        files.add_argument("--skip-files", action="store_true", help="rows only: no file copy, no URL finalisation")
+        files.add_argument("--files-only", action="store_true",
+                           help="files only (and URL finalisation), for rows already exported")
+        parser.add_argument("--file-workers", type=int, default=None,
+                            help="parallel file copies (default: MIGRATION_BRIDGE['FILE_WORKERS'], 8)")
+        parser.add_argument("--key-scheme", choices=KEY_SCHEMES, default=None,
+                            help="target keys: preserve the legacy names, or media-id: "
+                                 "images/<media_id>_<uuid5>.<ext> (default: MIGRATION_BRIDGE['FILE_KEY_SCHEME'], preserve)")
+        parser.add_argument("--verify-files", action="store_true",
+                            help="re-check every target object, even those the manifest records as copied")
 
     def handle(self, *args, **opts):
         try:
@@ -62,6 +78,11 @@ class Command(BaseCommand):
                 yes=opts["yes"],
                 on_duplicate_session=opts["on_duplicate_session"],
                 allow_live=opts["allow_live"],
+                skip_files=opts["skip_files"],
+                files_only=opts["files_only"],
+                file_workers=opts["file_workers"],
+                key_scheme=opts["key_scheme"],
+                verify_files=opts["verify_files"],
             )
             self.stdout.write(f"export_to_flask → {mask_url(options.target_url)}"
                               + (" (dry run: nothing is written to the target)" if options.dry_run else ""))
@@ -69,6 +90,8 @@ class Command(BaseCommand):
         except BridgeError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from None
         self.stdout.write(summary_table(result.entities))
+        if result.files is not None:
+            self.stdout.write(result.files.summary())
         self.stdout.write(f"report:  {result.report_path}\nrejects: {result.rejects_path}")
         if options.strict and result.rejected:
             self.stderr.write(f"--strict: {result.rejected} rows rejected (see {result.rejects_path})")

@@ -1,0 +1,632 @@
+"""Issue 4 — the media files: inventory → parallel copy → finalisation.
+
+``copy_files(engine, source, conf, options)`` runs after the rows (pipeline.Exporter):
+
+1. **Inventory**, from the *source* rows (``LegacySource.file_references``, keyset
+   batches): every ``image_file``, ``video_file``, ``project_images`` entry and
+   media-URL ``profile_picture``. The manifest ``bridge_files`` (target database) gets
+   one row per distinct storage name — a file shared by many rows is copied once — with
+   its target key, how many source rows reference it and how many of those were
+   migrated (are in the target tables): only those count when a file is missing.
+2. **Copy**: a thread pool streams each file from the source storage to the target
+   storage (filestore.py), skipping objects already there with the same size and
+   sha256, retrying transient errors with exponential backoff; each outcome is upserted
+   in the manifest. A file the manifest records as done, whose source size and mtime
+   are unchanged, is not touched again (``verify=True`` re-checks the target too): a
+   re-run after a crash copies only what is missing, a no-op re-run takes seconds.
+   The target is looked at (HEAD on S3) before each upload except for files the
+   manifest has never attempted (``pending``); those are marked ``copying`` before their
+   uploads start, so a run killed mid-copy is followed by one that does look.
+   ``dry_run``: inventory and existence checks only, nothing written to the storage.
+3. **Finalise**: migrated rows get the final keys — ``media.image_file`` /
+   ``video_file`` = key, ``media.project_images`` = absolute URLs under
+   ``MEDIA_BASE_URL``, ``users.profile_picture`` (a media URL) likewise. A reference to a
+   file that is missing (or failed) keeps its old name. Only rows whose value differs
+   are written, so finalisation is idempotent.
+
+Keys (``key_scheme``): ``preserve`` keeps the legacy storage names; ``media-id`` gives
+``images/<media_id>_<uuid5 of the old name>.<ext>`` (``videos/...`` for videos), with the
+lowest referencing media id: deterministic, one file = one key. A file referenced only by
+profile pictures keeps its name.
+"""
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import sqlalchemy as sa
+
+import flask_models as fm
+
+from . import bookkeeping as bk
+from . import dialects
+from .conf import BridgeSettings
+from .filestore import (
+    RetryPolicy, SourceFiles, Target, make_target, storage_from_settings,
+)
+from .progress import Progress
+from .source import MEDIA_FILE_FIELDS, FileRef, LegacySource, media_file_refs
+from .transforms import TransformContext, media_url, project_image_urls, storage_name_from_url
+
+log = logging.getLogger("migration_bridge")
+
+KEY_SCHEMES = ("preserve", "media-id")
+DONE = ("copied", "skipped_present")
+MAX_NAME = 500  # bridge_files.old_name / key
+KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "migration-bridge.video-app.media")
+_IN_CHUNK = 500  # values per IN (...) list
+
+
+# --- keys (pure) ------------------------------------------------------------------------
+
+def media_id_key(name: str, media_id: int) -> str:
+    """``images/<media_id>_<uuid5(old name)>.<ext>``; ``videos/...`` for files under videos/."""
+    ext = posixpath.splitext(name)[1].lower()
+    folder = "videos" if name.startswith("videos/") else "images"
+    return f"{folder}/{media_id}_{uuid.uuid5(KEY_NAMESPACE, name).hex}{ext}"
+
+
+def target_key(name: str, first_media_id: int | None, scheme: str) -> str:
+    if scheme == "media-id" and first_media_id is not None:
+        return media_id_key(name, first_media_id)
+    return name
+
+
+# --- options and results --------------------------------------------------------------
+
+@dataclass
+class FileOptions:
+    workers: int = 8
+    key_scheme: str = "preserve"
+    dry_run: bool = False
+    verify: bool = False  # re-check target objects even when the manifest says done
+    batch_size: int = 2000  # source rows per inventory / finalisation batch
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    interactive: bool | None = None
+    list_limit: int = 1000  # entries of missing_files / failed_files in the report
+    ids_per_file: int = 50  # referencing ids listed per missing file
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # copied | skipped_present | missing | failed | would_copy
+    size: int | None = None
+    sha256: str | None = None
+    mtime_ns: int | None = None
+    error: str | None = None
+    retries: int = 0
+
+
+@dataclass
+class CopyStats:
+    copied: int = 0
+    skipped_present: int = 0  # found in the target with the same size and sha256
+    already_done: int = 0  # the manifest said done and the source is unchanged
+    missing: int = 0
+    failed: int = 0
+    would_copy: int = 0
+    bytes: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+
+    def add(self, outcome: Outcome) -> None:
+        setattr(self, outcome.status, getattr(self, outcome.status) + 1)
+        if outcome.status == "copied":
+            self.bytes += outcome.size or 0
+        self.retries += outcome.retries
+
+
+@dataclass
+class FilesResult:
+    source: str
+    target: str
+    key_scheme: str
+    workers: int
+    dry_run: bool
+    references: int = 0
+    invalid_names: int = 0
+    copy: CopyStats = field(default_factory=CopyStats)
+    finalised: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)  # status -> files (whole migration)
+    needed: int = 0  # files referenced by at least one migrated row
+    needed_ok: int = 0
+    referenced: int = 0
+    missing_needed: int = 0
+    missing_not_needed: int = 0
+    failed_needed: int = 0
+    missing_files: list = field(default_factory=list)
+    failed_files: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def hit_ratio(self) -> float:
+        return self.needed_ok / self.needed if self.needed else 1.0
+
+    def as_report(self) -> dict:
+        c = self.copy
+        mb_per_s = c.bytes / c.seconds / 1e6 if c.seconds else 0.0
+        processed = c.copied + c.skipped_present + c.already_done + c.missing + c.failed + c.would_copy
+        return {
+            "source_storage": self.source,
+            "target_storage": self.target,
+            "key_scheme": self.key_scheme,
+            "workers": self.workers,
+            "dry_run": self.dry_run,
+            "referenced": self.referenced,
+            "references": self.references,
+            "needed_by_migrated_rows": self.needed,
+            "copied": c.copied,
+            "skipped_present": c.skipped_present + c.already_done,
+            "skipped_present_checked": c.skipped_present,
+            "skipped_done_in_manifest": c.already_done,
+            **({"would_copy": c.would_copy} if self.dry_run else {}),
+            "missing": self.missing_needed,
+            "missing_not_needed": self.missing_not_needed,
+            "failed": self.failed_needed,
+            "failed_this_run": c.failed,
+            "retries": c.retries,
+            "bytes": c.bytes,
+            "seconds": round(c.seconds, 3),
+            "mb_per_s": round(mb_per_s, 2),
+            "files_per_s": round(processed / c.seconds, 1) if c.seconds else 0.0,
+            "hit_ratio": round(self.hit_ratio, 6),
+            "invalid_names": self.invalid_names,
+            "finalised_rows": self.finalised,
+            "manifest": self.manifest,
+            "phase_seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "missing_files": self.missing_files,
+            "failed_files": self.failed_files,
+        }
+
+    def summary(self) -> str:
+        c = self.copy
+        mb_per_s = c.bytes / c.seconds / 1e6 if c.seconds else 0.0
+        verb = "would copy" if self.dry_run else "copied"
+        count = c.would_copy if self.dry_run else c.copied
+        return (f"files: {self.referenced} referenced, {verb} {count} ({c.bytes / 1e6:.1f} MB, "
+                f"{mb_per_s:.1f} MB/s), {c.skipped_present + c.already_done} already present, "
+                f"{self.missing_needed} missing, {self.failed_needed} failed, "
+                f"hit ratio {self.hit_ratio:.4%} → {self.target}")
+
+
+# --- the run --------------------------------------------------------------------------
+
+def open_stores(conf: BridgeSettings, dry_run: bool = False) -> tuple[SourceFiles, Target]:
+    """The source and target storages from settings, checked (raises BridgeError)."""
+    source = SourceFiles(storage_from_settings(conf.SOURCE_STORAGE, "SOURCE_STORAGE"), conf.SOURCE_STORAGE)
+    target = make_target(storage_from_settings(conf.TARGET_STORAGE, "TARGET_STORAGE"), conf.TARGET_STORAGE)
+    target.check(write=not dry_run)
+    return source, target
+
+
+def check_options(options: FileOptions) -> None:
+    from .errors import BridgeError
+
+    if options.key_scheme not in KEY_SCHEMES:
+        raise BridgeError(f"--key-scheme must be one of {', '.join(KEY_SCHEMES)}")
+    if options.workers < 1:
+        raise BridgeError("--file-workers must be >= 1")
+
+
+def copy_files(engine: sa.Engine, source: LegacySource, conf: BridgeSettings, options: FileOptions,
+               stores: tuple[SourceFiles, Target] | None = None) -> FilesResult:
+    """Inventory, copy and finalise; returns what the report shows (``.as_report()``)."""
+    check_options(options)
+    src, dst = stores or open_stores(conf, options.dry_run)
+    bk.create_bookkeeping(engine)
+    result = FilesResult(src.describe(), dst.describe(), options.key_scheme, options.workers, options.dry_run)
+    try:
+        started = time.monotonic()
+        result.references, result.invalid_names = build_inventory(
+            engine, source, conf, options.key_scheme, options.batch_size)
+        result.seconds["inventory"] = time.monotonic() - started
+        started = time.monotonic()
+        result.copy = copy_pending(engine, src, dst, options)
+        result.seconds["copy"] = time.monotonic() - started
+        started = time.monotonic()
+        result.finalised, missing, failed = finalise(engine, source, conf, options)
+        result.seconds["finalise"] = time.monotonic() - started
+    finally:
+        dst.close()
+    _fill_totals(engine, result, options.dry_run)
+    result.missing_files, result.failed_files = missing, failed
+    if result.missing_needed > len(missing):
+        missing.append({"not_listed": result.missing_needed - len(missing)})
+    if result.failed_needed > len(failed):
+        failed.append({"not_listed": result.failed_needed - len(failed)})
+    log.debug("%s", result.summary())
+    return result
+
+
+# --- 1. inventory ------------------------------------------------------------------------
+
+def build_inventory(engine: sa.Engine, source: LegacySource, conf: BridgeSettings, scheme: str,
+                    batch_size: int) -> tuple[int, int]:
+    """Fill the manifest from the source rows; returns (references, invalid names)."""
+    table = bk.files
+    with engine.begin() as conn:
+        # counts are rebuilt on every run (a killed inventory leaves no stale counts behind)
+        conn.execute(table.update().where(table.c.refs != 0).values(refs=0, migrated_refs=0))
+    references = invalid = 0
+    for refs in source.file_references(batch_size, conf.MEDIA_URL_PREFIX):
+        usable = [r for r in refs if len(r.name) <= MAX_NAME]
+        invalid += len(refs) - len(usable)
+        if not usable:
+            continue
+        references += len(usable)
+        with engine.begin() as conn:
+            migrated = _present(conn, usable)
+            counts: dict[str, list] = {}  # name -> [refs, migrated refs, lowest media id]
+            for ref in usable:
+                entry = counts.setdefault(ref.name, [0, 0, None])
+                entry[0] += 1
+                entry[1] += (ref.owner, ref.owner_id) in migrated
+                if ref.owner == "media" and (entry[2] is None or ref.owner_id < entry[2]):
+                    entry[2] = ref.owner_id
+            known = {row.old_name: row for row in manifest_rows(conn, counts)}
+            rows = []
+            for name, (n, m, first) in counts.items():
+                old = known.get(name)
+                if old is not None and old.refs > 0:  # already counted in an earlier batch of this run
+                    n, m = n + old.refs, m + old.migrated_refs
+                    first = old.first_media_id if first is None else (
+                        first if old.first_media_id is None else min(first, old.first_media_id))
+                key = target_key(name, first, scheme)
+                keep = old is not None and old.key == key
+                rows.append({
+                    "old_name": name, "key": key, "refs": n, "migrated_refs": m, "first_media_id": first,
+                    # a new key of a known file may hold an object from an earlier run: look first
+                    "status": old.status if keep else ("pending" if old is None else "copying"),
+                    "size": old.size if keep else None,
+                    "sha256": old.sha256 if keep else None,
+                    "source_mtime_ns": old.source_mtime_ns if keep else None,
+                    "error": old.error if keep else None,
+                    "updated_at": old.updated_at if keep else bk.utcnow(),
+                })
+            dialects.upsert(conn, table, rows)
+    if invalid:
+        log.warning("files: %d references with a name longer than %d characters ignored", invalid, MAX_NAME)
+    return references, invalid
+
+
+def _present(conn: sa.Connection, refs: list[FileRef]) -> set[tuple[str, int]]:
+    """(owner, id) of the referencing rows that are in the target tables."""
+    by_owner: dict[str, set[int]] = {}
+    for ref in refs:
+        by_owner.setdefault(ref.owner, set()).add(ref.owner_id)
+    present = set()
+    for owner, ids in by_owner.items():
+        table = fm.metadata.tables[owner]
+        for chunk in _chunks(sorted(ids)):
+            present.update((owner, i) for (i,) in conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk))))
+    return present
+
+
+def manifest_rows(conn: sa.Connection, names: Iterable[str]) -> list:
+    names = sorted(set(names))
+    rows = []
+    for chunk in _chunks(names):
+        rows.extend(conn.execute(sa.select(bk.files).where(bk.files.c.old_name.in_(chunk))))
+    return rows
+
+
+def _chunks(values: list, size: int = _IN_CHUNK):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+# --- 2. copy -------------------------------------------------------------------------------
+
+def transfer_one(src: SourceFiles, dst: Target, name: str, key: str, retry: RetryPolicy,
+                 dry_run: bool = False, check_target: bool = True) -> Outcome:
+    """Copy one file unless the target already holds the same bytes (runs in a worker).
+
+    ``check_target=False``: the manifest knows no earlier attempt at this key (status
+    ``pending``), so the existence check (a HEAD request on S3) is skipped."""
+    retries = 0
+
+    def on_retry(exc, attempt, delay):
+        nonlocal retries
+        retries += 1
+        log.debug("files: %s: %s, retry %d in %.1fs", key, _one_line(exc), attempt, delay)
+
+    try:
+        before = src.stat(name)
+        if before is None:
+            return Outcome(name, "missing", error="not in the source storage")
+        sha = None
+        there = retry.call(dst.state, key, on_retry=on_retry) if check_target or dry_run else None
+        if there is not None and there.size == before.size:
+            sha = src.sha256(name)
+            theirs = there.sha256 or retry.call(dst.digest, key, on_retry=on_retry)
+            if theirs == sha:
+                return Outcome(name, "skipped_present", before.size, sha, before.mtime_ns, retries=retries)
+        if dry_run:
+            return Outcome(name, "would_copy", before.size, sha, before.mtime_ns, retries=retries)
+        if sha is None and dst.sha256_before_put:
+            sha = src.sha256(name)
+        written = retry.call(dst.put, key, src, name, before.size, sha, on_retry=on_retry)
+        if src.stat(name) != before or (written and sha and written != sha):
+            raise RuntimeError("the source file changed during the copy")
+        sha = written or sha
+        return Outcome(name, "copied", before.size, sha, before.mtime_ns, retries=retries)
+    except FileNotFoundError:
+        return Outcome(name, "missing", error="vanished from the source storage", retries=retries)
+    except Exception as exc:  # noqa: BLE001 - one file's failure is reported, the run goes on
+        return Outcome(name, "failed", error=_one_line(exc)[:1000], retries=retries)
+
+
+def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: FileOptions) -> CopyStats:
+    stats = CopyStats()
+    table = bk.files
+    with engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.refs > 0)).scalar()
+    progress = Progress("files", total, unit="files", interactive=options.interactive)
+    started = time.monotonic()
+    updates: list[dict] = []
+    last_flush = time.monotonic()
+    inflight: dict = {}
+    max_inflight = options.workers * 4
+
+    def rate() -> str:
+        seconds = max(time.monotonic() - started, 1e-9)
+        return f"{stats.bytes / 1e6:.1f} MB copied, {stats.bytes / seconds / 1e6:.1f} MB/s"
+
+    def flush(force: bool = False) -> None:
+        nonlocal updates, last_flush
+        if updates and (force or len(updates) >= 200 or time.monotonic() - last_flush > 2.0):
+            with engine.begin() as conn:
+                dialects.upsert(conn, table, updates)
+            updates = []
+            last_flush = time.monotonic()
+
+    def handle(future, row) -> None:
+        outcome = future.result()
+        stats.add(outcome)
+        if outcome.status == "failed":
+            log.warning("files: %s → %s failed: %s", row.old_name, row.key, outcome.error)
+        if outcome.status != "would_copy":
+            updates.append(_manifest_update(row, outcome))
+        progress.update(1, rate())
+
+    pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="bridge-files")
+    try:
+        for page in _manifest_pages(engine):
+            todo = []
+            for row in page:
+                if not options.verify and row.status in DONE and _unchanged(src, row):
+                    stats.already_done += 1
+                    progress.update(1, rate())
+                else:
+                    todo.append(row)
+            # Never attempted: no need to look in the target first. Marked "copying" before
+            # any upload starts, so that after a kill the next run does look.
+            fresh = set() if options.dry_run or options.verify else {r.old_name for r in todo if r.status == "pending"}
+            if fresh:
+                with engine.begin() as conn:
+                    for chunk in _chunks(sorted(fresh)):
+                        conn.execute(table.update().where(table.c.old_name.in_(chunk)).values(status="copying"))
+            for row in todo:
+                future = pool.submit(transfer_one, src, dst, row.old_name, row.key, options.retry,
+                                     options.dry_run, row.old_name not in fresh)
+                inflight[future] = row
+                if len(inflight) >= max_inflight:
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        handle(future, inflight.pop(future))
+                    flush()
+        while inflight:
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for future in done:
+                handle(future, inflight.pop(future))
+            flush()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        stats.seconds = time.monotonic() - started
+        progress.close()
+        flush(force=True)
+    return stats
+
+
+def _manifest_pages(engine: sa.Engine, page: int = 1000):
+    """Pages of the manifest rows still referenced, by keyset on old_name (no long-lived cursor)."""
+    table = bk.files
+    last = None
+    while True:
+        query = sa.select(table).where(table.c.refs > 0).order_by(table.c.old_name).limit(page)
+        if last is not None:
+            query = query.where(table.c.old_name > last)
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].old_name
+
+
+def _unchanged(src: SourceFiles, row) -> bool:
+    """A done file whose source still has the recorded size and mtime needs nothing."""
+    if not src.local:
+        return True
+    st = src.stat(row.old_name)
+    return st is not None and st.size == row.size and st.mtime_ns == row.source_mtime_ns
+
+
+def _manifest_update(row, outcome: Outcome) -> dict:
+    present = outcome.status in DONE
+    return {
+        "old_name": row.old_name, "key": row.key, "refs": row.refs, "migrated_refs": row.migrated_refs,
+        "first_media_id": row.first_media_id, "status": outcome.status,
+        "size": outcome.size, "sha256": outcome.sha256 if present else None,
+        "source_mtime_ns": outcome.mtime_ns if present else None,
+        "error": outcome.error, "updated_at": bk.utcnow(),
+    }
+
+
+# --- 3. finalise ---------------------------------------------------------------------------
+
+def finalise(engine: sa.Engine, source: LegacySource, conf: BridgeSettings,
+             options: FileOptions) -> tuple[dict, list, list]:
+    """Point the migrated rows at the final keys; collect the missing and failed files."""
+    ctx = TransformContext(media_base_url=conf.MEDIA_BASE_URL, media_url_prefix=conf.MEDIA_URL_PREFIX)
+    prefix = conf.MEDIA_URL_PREFIX
+    problems: dict[str, dict] = {}  # name -> entry of missing_files / failed_files
+    listed = {"missing": 0, "failed": 0}
+    updated = {"media": 0, "users": 0}
+
+    def lookup(conn, names):
+        manifest = {m.old_name: m for m in manifest_rows(conn, names)}
+
+        def final(name: str) -> str:
+            m = manifest.get(name)
+            return m.key if m is not None and m.status in DONE else name
+
+        return manifest, final
+
+    def note(manifest, ref: FileRef) -> None:
+        m = manifest.get(ref.name)
+        if m is None or m.status not in ("missing", "failed"):
+            return
+        entry = problems.get(ref.name)
+        if entry is None:
+            if listed[m.status] >= options.list_limit:
+                return  # counted in the totals, not listed
+            listed[m.status] += 1
+            entry = problems[ref.name] = {"_status": m.status, "name": ref.name, "media_ids": [], "user_ids": []}
+            if m.status == "failed":
+                entry["key"], entry["error"] = m.key, m.error
+        ids = entry["media_ids" if ref.owner == "media" else "user_ids"]
+        if len(ids) < options.ids_per_file and ref.owner_id not in ids:
+            ids.append(ref.owner_id)
+
+    media = fm.metadata.tables["media"]
+    update_media = media.update().where(media.c.id == sa.bindparam("b_id")).values(
+        image_file=sa.bindparam("b_image_file", type_=media.c.image_file.type),
+        video_file=sa.bindparam("b_video_file", type_=media.c.video_file.type),
+        project_images=sa.bindparam("b_project_images", type_=media.c.project_images.type),
+    )
+    for rows in source.extract_rows("Media", MEDIA_FILE_FIELDS, 0, options.batch_size):
+        with engine.begin() as conn:
+            current = {}
+            for chunk in _chunks([r["id"] for r in rows]):
+                current.update((r.id, r) for r in conn.execute(sa.select(
+                    media.c.id, media.c.image_file, media.c.video_file, media.c.project_images,
+                ).where(media.c.id.in_(chunk))))
+            rows = [r for r in rows if r["id"] in current]
+            if not rows:
+                continue
+            refs = [ref for r in rows for ref in media_file_refs(r, prefix)]
+            manifest, final = lookup(conn, {ref.name for ref in refs})
+            for ref in refs:
+                note(manifest, ref)
+            changes = []
+            for r in rows:
+                new = {
+                    "image_file": final(str(r["image_file"])) if r["image_file"] else r["image_file"],
+                    "video_file": final(str(r["video_file"])) if r["video_file"] else r["video_file"],
+                    "project_images": project_image_urls(r["project_images"], ctx, final),
+                }
+                cur = current[r["id"]]
+                if (cur.image_file, cur.video_file, cur.project_images) != (
+                        new["image_file"], new["video_file"], new["project_images"]):
+                    changes.append({"b_id": r["id"], **{f"b_{k}": v for k, v in new.items()}})
+            if changes:
+                conn.execute(update_media, changes)
+                updated["media"] += len(changes)
+
+    users = fm.metadata.tables["users"]
+    update_users = users.update().where(users.c.id == sa.bindparam("b_id")).values(
+        profile_picture=sa.bindparam("b_profile_picture", type_=users.c.profile_picture.type))
+    for rows in source.profile_pictures(options.batch_size, prefix):
+        with engine.begin() as conn:
+            current = dict(conn.execute(sa.select(users.c.id, users.c.profile_picture)
+                                        .where(users.c.id.in_([r["id"] for r in rows]))).all())
+            refs = [FileRef("users", r["id"], "profile_picture", storage_name_from_url(r["profile_picture"], prefix))
+                    for r in rows if r["id"] in current]
+            if not refs:
+                continue
+            manifest, final = lookup(conn, {ref.name for ref in refs})
+            changes = []
+            for ref in refs:
+                note(manifest, ref)
+                url = media_url(final(ref.name), conf.MEDIA_BASE_URL)
+                if current[ref.owner_id] != url:
+                    changes.append({"b_id": ref.owner_id, "b_profile_picture": url})
+            if changes:
+                conn.execute(update_users, changes)
+                updated["users"] += len(changes)
+
+    missing, failed = [], []
+    for entry in problems.values():
+        status = entry.pop("_status")
+        for ids in ("media_ids", "user_ids"):
+            if not entry[ids]:
+                entry.pop(ids)
+        (missing if status == "missing" else failed).append(entry)
+    return updated, missing, failed
+
+
+def _fill_totals(engine: sa.Engine, result: FilesResult, dry_run: bool) -> None:
+    t = bk.files
+    needed = sa.and_(t.c.refs > 0, t.c.migrated_refs > 0)
+    ok_statuses = DONE + (("pending", "copying") if dry_run else ())
+    with engine.connect() as conn:
+        result.manifest = dict(conn.execute(
+            sa.select(t.c.status, sa.func.count()).where(t.c.refs > 0).group_by(t.c.status)).all())
+
+        def count(*where) -> int:
+            return conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar() or 0
+
+        result.referenced = count(t.c.refs > 0)
+        result.needed = count(needed)
+        result.needed_ok = count(needed, t.c.status.in_(ok_statuses))
+        result.missing_needed = count(needed, t.c.status == "missing")
+        result.failed_needed = count(needed, t.c.status == "failed")
+        result.missing_not_needed = count(t.c.refs > 0, t.c.migrated_refs == 0, t.c.status == "missing")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def export_preflight(options, conf: BridgeSettings) -> tuple[FileOptions | None, tuple | None]:
+    """For pipeline.Exporter.preflight: the file options and the checked storages, or
+    (None, None) with --skip-files. Raises BridgeError on bad flags or storages."""
+    from .errors import BridgeError
+
+    if options.skip_files and options.files_only:
+        raise BridgeError("--skip-files and --files-only exclude each other")
+    if options.files_only and (options.reset or options.restart):
+        raise BridgeError("--files-only copies files for rows already exported: no --reset/--restart")
+    if options.skip_files:
+        return None, None
+    file_options = options_from_export(options, conf)
+    check_options(file_options)
+    return file_options, open_stores(conf, options.dry_run)
+
+
+def options_from_export(options, conf: BridgeSettings) -> FileOptions:
+    """FileOptions from pipeline.ExportOptions (flags win over settings)."""
+    return FileOptions(
+        workers=options.file_workers or conf.FILE_WORKERS,
+        key_scheme=options.key_scheme or conf.FILE_KEY_SCHEME,
+        dry_run=options.dry_run,
+        verify=options.verify_files,
+        batch_size=options.batch_size,
+        retry=RetryPolicy(attempts=max(1, conf.FILE_RETRY_ATTEMPTS), base_delay=conf.FILE_RETRY_BASE_DELAY),
+        interactive=options.interactive,
+    )
+
+
+__all__ = [
+    "KEY_SCHEMES", "FileOptions", "FilesResult", "CopyStats", "Outcome", "copy_files", "open_stores",
+    "build_inventory", "copy_pending", "finalise", "transfer_one", "media_id_key", "target_key",
+    "options_from_export", "check_options", "export_preflight",
+]
