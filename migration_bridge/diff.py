@@ -1,0 +1,168 @@
+"""Chunked checksum comparison of two keyed row streams (source vs target).
+
+Dialect-free and database-free: the caller supplies, per side, the rows of a
+primary-key range already reduced to per-row hashes; this module finds what
+differs. ``verify_flask`` uses it to prove content equality; the planned
+``export_to_flask --sync`` can use the same ``ChunkDiff`` (missing → insert,
+extra → delete, changed → update).
+
+How a table is compared:
+
+1. The source is read in primary-key order by keyset batches (e.g. 1000 ids).
+   ``keyset_ranges`` turns those batches into consecutive, gap-free id ranges
+   ``[lo, hi)`` that together cover the whole id line (the first starts at -inf,
+   the last ends at +inf), so a target row whose id the source never had still
+   falls into exactly one range.
+2. For each range the target's rows of that range are fetched and hashed.
+3. One digest per side over the range (ids and row hashes, in id order); equal
+   digests end the range's work.
+4. Otherwise the id sets give ``missing`` (source only) and ``extra`` (target
+   only), and the common ids are bisected: each half's digests are compared
+   and only differing halves are descended into, down to single ids
+   (``changed``).
+
+Row hashes come from ``row_hash``, over a canonical serialisation
+(``canonical``): datetimes as UTC ISO 8601 with microseconds, UUIDs and
+decimals as strings, JSON values with sorted keys — so the same logical row
+hashes the same whatever database or driver produced it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+DEFAULT_CHUNK_SIZE = 1000
+LEAF_SIZE = 8  # below this many common ids, compare row hashes one by one
+
+
+# --- canonical serialisation ------------------------------------------------------
+
+def canonical(value: Any) -> Any:
+    """A JSON-serialisable, driver-independent form of one column value."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # naive values are UTC on both sides (USE_TZ, UtcDateTime)
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return str(value)
+
+
+def canonical_row(row: Mapping[str, Any], columns: Sequence[str]) -> tuple:
+    return tuple(canonical(row.get(c)) for c in columns)
+
+
+def row_hash(canonical_values: tuple) -> bytes:
+    data = json.dumps(canonical_values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(data.encode("utf-8"), digest_size=16).digest()
+
+
+def digest(hashes: Mapping[int, bytes], ids: Iterable[int]) -> bytes:
+    """One digest over (id, row hash) pairs, in the order given (callers pass sorted ids)."""
+    h = hashlib.blake2b(digest_size=16)
+    for i in ids:
+        h.update(i.to_bytes(8, "big", signed=True))
+        h.update(hashes[i])
+    return h.digest()
+
+
+# --- ranges -----------------------------------------------------------------------
+
+@dataclass
+class ChunkDiff:
+    """What differs in one id range ``[lo, hi)`` (None = unbounded)."""
+
+    lo: int | None
+    hi: int | None
+    missing: list[int] = field(default_factory=list)  # in the source only
+    extra: list[int] = field(default_factory=list)  # in the target only
+    changed: list[int] = field(default_factory=list)  # in both, content differs
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.extra or self.changed)
+
+
+def keyset_ranges(batches: Iterable[Mapping[int, Any]]) -> Iterator[tuple[int | None, int | None, Mapping[int, Any]]]:
+    """Source batches keyed by id (ascending, consecutive batches of a keyset scan) →
+    gap-free ranges ``(lo, hi, batch)``: every id of the line lies in exactly one.
+
+    The first range starts at None (-inf) and the last ends at None (+inf); with no
+    batches at all, one empty range covers everything. ``hi`` of a range is the
+    last id of its batch + 1, so the ranges follow the source's own density (sparse
+    ids cost no empty chunks).
+    """
+    lo: int | None = None
+    pending: Mapping[int, Any] | None = None
+    for batch in batches:
+        if not batch:
+            continue  # merges into the next range
+        if pending is not None:
+            hi = max(pending) + 1
+            yield lo, hi, pending
+            lo = hi
+        pending = batch
+    yield lo, None, pending if pending is not None else {}
+
+
+def changed_ids(source: Mapping[int, bytes], target: Mapping[int, bytes], common: Sequence[int],
+                leaf_size: int = LEAF_SIZE) -> list[int]:
+    """Bisect the common ids (sorted): descend only into halves whose digests differ."""
+    out: list[int] = []
+    stack = [(0, len(common))]
+    while stack:
+        a, b = stack.pop()
+        if b - a <= leaf_size:
+            out.extend(i for i in common[a:b] if source[i] != target[i])
+            continue
+        m = (a + b) // 2
+        for x, y in ((a, m), (m, b)):
+            part = common[x:y]
+            if digest(source, part) != digest(target, part):
+                stack.append((x, y))
+    return sorted(out)
+
+
+def compare_range(lo: int | None, hi: int | None, source: Mapping[int, bytes],
+                  target: Mapping[int, bytes], leaf_size: int = LEAF_SIZE) -> ChunkDiff:
+    """Compare one range's row hashes; an empty ChunkDiff when they are equal."""
+    result = ChunkDiff(lo, hi)
+    src_ids, tgt_ids = sorted(source), sorted(target)
+    if src_ids == tgt_ids and digest(source, src_ids) == digest(target, tgt_ids):
+        return result
+    tgt_set = set(tgt_ids)
+    src_set = set(src_ids)
+    result.missing = [i for i in src_ids if i not in tgt_set]
+    result.extra = [i for i in tgt_ids if i not in src_set]
+    common = [i for i in src_ids if i in tgt_set]
+    result.changed = changed_ids(source, target, common, leaf_size)
+    return result
+
+
+def diff_ranges(
+    source_chunks: Iterable[tuple[int | None, int | None, Mapping[int, bytes]]],
+    fetch_target: Callable[[int | None, int | None], Mapping[int, bytes]],
+    leaf_size: int = LEAF_SIZE,
+) -> Iterator[ChunkDiff]:
+    """For every source range ``(lo, hi, hashes)``, fetch the target's hashes of the
+    same range and yield the range's ChunkDiff (empty ones included, for counting)."""
+    for lo, hi, source in source_chunks:
+        yield compare_range(lo, hi, source, fetch_target(lo, hi), leaf_size)

@@ -1,0 +1,449 @@
+"""verify_flask end to end: a clean seeded migration passes; each planted corruption
+makes its check fail and names the id; --fix-counts repairs counters; --flask-url
+fetches pages from a real (tiny) Flask app on loopback.
+
+The corruption tests share one seeded + migrated SQLite pair (module scope) and
+work on a copy of the target file each.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from .conftest import run_manage, seed_legacy
+
+pytestmark = pytest.mark.slow
+
+PIN_METHOD = "pbkdf2:sha256:1000"  # fast hashes: the tests check meaning, not cost
+SEED = "7"  # sample seed: the samples are reproducible
+_counter = itertools.count()
+
+
+# --- helpers -------------------------------------------------------------------------
+
+def export(seeded, target_url: str, flask_media: Path, report_dir: Path, *args: str) -> dict:
+    env = {**seeded.env, "FLASK_MEDIA_ROOT": str(flask_media)}
+    run_manage("export_to_flask", "--target", target_url, "--create-schema", "--allow-live",
+               "--pin-hash-method", PIN_METHOD, "--workers", "2", "--report-dir", str(report_dir), *args, env=env)
+    if not flask_media.is_dir() or not any(flask_media.iterdir()):
+        # An export without its file step (before migration_bridge/files.py, or
+        # --skip-files): the target storage gets the legacy files as they are.
+        shutil.copytree(seeded.media_root, flask_media, dirs_exist_ok=True)
+    return env
+
+
+def verify(target_url: str, env: dict, tmp_path: Path, *args: str):
+    report_path = tmp_path / f"verify-{next(_counter)}.json"
+    proc = run_manage("verify_flask", "--target", target_url, "--report", str(report_path), "--seed", SEED,
+                      *args, env=env, check=False)
+    assert proc.returncode in (0, 1), f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr
+    report = json.loads(report_path.read_text())
+    assert (proc.returncode == 0) == report["passed"]
+    return proc, report
+
+
+def failed(report: dict) -> set[str]:
+    return {c["name"] for c in report["checks"] if c["status"] == "FAIL"}
+
+
+def check(report: dict, name: str) -> dict:
+    return next(c for c in report["checks"] if c["name"] == name)
+
+
+def offending_ids(report: dict, name: str, label: str) -> list:
+    return check(report, name)["offending"][label]["ids"]
+
+
+def expected_missing_files(seeded) -> set[str]:
+    anomalies = seeded.manifest["anomalies"]
+    return set(anomalies["missing_files"]) | {u[len("/media/"):] for u in anomalies["project_images_missing"]}
+
+
+@dataclass
+class Golden:
+    seeded: object
+    raw: Path  # the target as export_to_flask left it
+    fixed: Path  # the same with counters repaired
+    flask_media: Path
+    env: dict
+
+
+@dataclass
+class Target:
+    path: Path
+    env: dict
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    def sql(self, statement: str, params=()) -> list:
+        """Raw sqlite3: foreign keys are NOT enforced, as after a manual edit."""
+        conn = sqlite3.connect(self.path)
+        try:
+            rows = conn.execute(statement, params).fetchall()
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def golden(make_module_database, tmp_path_factory) -> Golden:
+    from migration_bridge.verify import fix_counters, wrong_counters
+
+    base = tmp_path_factory.mktemp("golden")
+    seeded = seed_legacy(make_module_database, "sqlite", "small")
+    raw = base / "flask_raw.sqlite3"
+    env = export(seeded, f"sqlite:///{raw}", base / "flask_media", base / "export-report")
+    fixed = base / "flask_fixed.sqlite3"
+    shutil.copy(raw, fixed)
+    engine = sa.create_engine(f"sqlite:///{fixed}")
+    with engine.begin() as conn:
+        fix_counters(conn, *wrong_counters(conn))
+    engine.dispose()
+    return Golden(seeded, raw, fixed, base / "flask_media", env)
+
+
+def copy_target(golden: Golden, tmp_path: Path, source: Path | None = None, copy_media: bool = False) -> Target:
+    path = tmp_path / "flask.sqlite3"
+    shutil.copy(source or golden.fixed, path)
+    env = dict(golden.env)
+    if copy_media:
+        media = tmp_path / "flask_media"
+        shutil.copytree(golden.flask_media, media)
+        env["FLASK_MEDIA_ROOT"] = str(media)
+    return Target(path, env)
+
+
+ACCEPT = "--accept-missing-source-files"  # the seed's legacy storage lacks some files on purpose
+
+
+# --- the checksum engine (pure) ----------------------------------------------------------
+
+def test_canonical_datetimes_and_json():
+    import datetime as dt
+
+    from migration_bridge.diff import canonical, canonical_row, row_hash
+
+    aware = dt.datetime(2025, 1, 6, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    naive_utc = dt.datetime(2025, 1, 6, 8, 0)
+    assert canonical(aware) == canonical(naive_utc) == "2025-01-06T08:00:00.000000+00:00"
+    assert canonical(True) is True and canonical(1) == 1  # a bool never equals an int
+    a = canonical_row({"id": 1, "j": {"b": 1, "a": [2]}}, ["id", "j"])
+    b = canonical_row({"id": 1, "j": {"a": [2], "b": 1}}, ["id", "j"])
+    assert row_hash(a) == row_hash(b)
+
+
+def test_ranges_cover_every_id_and_descent_finds_the_ids():
+    from migration_bridge.diff import compare_range, keyset_ranges
+
+    batches = [{1: b"a", 2: b"b"}, {}, {5: b"c", 9: b"d"}, {12: b"e"}]
+    ranges = list(keyset_ranges(batches))
+    assert [(lo, hi) for lo, hi, _ in ranges] == [(None, 3), (3, 10), (10, None)]
+    assert list(keyset_ranges([])) == [(None, None, {})]
+
+    source = {i: bytes([i % 251]) for i in range(1000)}
+    target = dict(source)
+    target[417] = b"changed"
+    del target[3]
+    target[5000] = b"extra"
+    diff = compare_range(None, None, source, target)
+    assert (diff.missing, diff.extra, diff.changed) == ([3], [5000], [417])
+    assert not compare_range(0, 10, {1: b"x"}, {1: b"x"})
+
+
+# --- a clean migration ----------------------------------------------------------------
+
+@pytest.mark.parametrize("pair", ["sqlite-sqlite", "mariadb-postgresql"])
+def test_clean_migration_passes(pair, golden, make_database, tmp_path):
+    if pair == "sqlite-sqlite":
+        seeded, target = golden.seeded, copy_target(golden, tmp_path, golden.raw)
+        url, env = target.url, target.env
+    else:
+        seeded = seed_legacy(make_database, "mariadb", "small")
+        url = make_database("postgresql").url
+        env = export(seeded, url, tmp_path / "flask_media", tmp_path / "export-report")
+    manifest = seeded.manifest["anomalies"]
+
+    # A fresh migration: the seed's drifted counters fail check 4, --fix-counts repairs them.
+    # Files the legacy storage itself lacks are listed and count as missing: check 7 fails.
+    proc, report = verify(url, env, tmp_path, "--fix-counts")
+    assert proc.returncode == 1
+    assert failed(report) == {"files"}, proc.stdout
+    counters = check(report, "counters")
+    assert counters["status"] == "PASS" and "fixed" in counters["summary"]
+    assert counters["figures"]["fixed"]["media"] >= 1 and counters["figures"]["fixed"]["interactions"] >= 1
+    assert set(offending_ids(report, "counters", "fixed: media like counters")) & set(manifest["drifted_counter_media"])
+    files = check(report, "files")
+    missing = files["offending"]["missing in the legacy storage too"]
+    assert missing["count"] >= 1 and set(missing["ids"]) <= expected_missing_files(seeded)
+    assert "missing in target storage" not in files["offending"]
+    assert files["figures"]["hit_ratio"] < 0.999 and files["figures"]["hit_ratio_of_copyable"] == 1.0
+
+    # Re-verify: counters stay fixed; with the legacy's own missing files accepted, all pass.
+    proc, report = verify(url, env, tmp_path, ACCEPT)
+    assert proc.returncode == 0, proc.stdout
+    assert "all 7 checks passed" in proc.stdout
+    rows = check(report, "row_counts")["figures"]
+    assert rows["students"]["rejected"] > 0 and rows["users"]["skipped"] > 0  # rejects accounted for
+    content = check(report, "content")["figures"]
+    assert content["students"]["sampled"] > 0 and content["students"]["meaning_failures"] == 0
+    assert content["media"]["excluded_from_checksum"] == ["eye_likes", "graph_likes", "read_likes"]
+    assert sum(f["rows_compared"] for f in content.values()) == sum(r["target"] for r in rows.values())
+
+
+def test_media_id_keys_pass(golden, tmp_path):
+    """Files renamed by the export (--key-scheme media-id): the content check expects the
+    finalised keys and URLs, the files check finds the renamed objects."""
+    url = f"sqlite:///{tmp_path / 'flask.sqlite3'}"
+    env = export(golden.seeded, url, tmp_path / "flask_media", tmp_path / "export-report",
+                 "--key-scheme", "media-id")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        keys = conn.execute(sa.text("SELECT image_file FROM media WHERE image_file != '' LIMIT 50")).scalars().all()
+    engine.dispose()
+    if not any("_" in k.split("/")[-1] and k.split("/")[-1].split("_")[0].isdigit() for k in keys):
+        pytest.skip("this export has no media-id key scheme (file copy feature not present)")
+    proc, report = verify(url, env, tmp_path, ACCEPT, "--fix-counts")
+    assert proc.returncode == 0, proc.stdout
+    assert check(report, "files")["figures"]["expected_sizes_from"] == "bridge_files manifest"
+
+
+# --- one corruption at a time ---------------------------------------------------------
+
+def test_deleted_row_fails_row_counts(golden, tmp_path):
+    target = copy_target(golden, tmp_path)
+    (observer_id,) = target.sql("SELECT max(id) FROM observers")[0]
+    target.sql("DELETE FROM observers WHERE id = ?", (observer_id,))
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert proc.returncode == 1
+    assert failed(report) == {"row_counts"}
+    assert offending_ids(report, "row_counts", "observers: missing in target") == [observer_id]
+    assert str(observer_id) in proc.stdout
+
+
+def test_row_count_tolerance(golden, tmp_path):
+    """One media row of ~2200 is inside 0.1%: listed, not failed; --tolerance 0 fails it."""
+    target = copy_target(golden, tmp_path)
+    (media_id,) = target.sql(
+        "SELECT min(m.id) FROM media m WHERE NOT EXISTS (SELECT 1 FROM comments c WHERE c.media_id = m.id) "
+        "AND NOT EXISTS (SELECT 1 FROM student_media_interactions i WHERE i.media_id = m.id)")[0]
+    target.sql("DELETE FROM media WHERE id = ?", (media_id,))
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert proc.returncode == 0, proc.stdout
+    assert offending_ids(report, "row_counts", "media: missing in target") == [media_id]
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--tolerance", "0")
+    assert failed(report) == {"row_counts"}
+
+
+def test_altered_field_outside_the_sample_fails_content(golden, tmp_path):
+    target = copy_target(golden, tmp_path)
+    media_id = 1500
+    assert target.sql("SELECT count(*) FROM media WHERE id = ?", (media_id,)) == [(1,)]
+    target.sql("UPDATE media SET title = title || '!' WHERE id = ?", (media_id,))
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--sample", "20")
+    assert proc.returncode == 1
+    assert failed(report) == {"content"}
+    content = check(report, "content")
+    assert media_id not in content["figures"]["media"]["sample_ids"]  # found by the checksums
+    item = content["offending"]["media: rows differ"]
+    assert item["ids"] == [media_id] and item["columns"] == {str(media_id): ["title"]}
+    assert content["figures"]["media"]["chunks_differing"] == 1
+
+
+def test_wrong_counter_fails_counters_and_fix_counts_repairs(golden, tmp_path):
+    target = copy_target(golden, tmp_path)
+    (media_id,) = target.sql("SELECT min(id) FROM media")[0]
+    target.sql("UPDATE media SET eye_likes = eye_likes + 3 WHERE id = ?", (media_id,))
+    (interaction_id,) = target.sql("SELECT max(id) FROM student_media_interactions")[0]
+    target.sql("UPDATE student_media_interactions SET comment_count = comment_count + 1 WHERE id = ?",
+               (interaction_id,))
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert proc.returncode == 1
+    assert failed(report) == {"counters"}
+    counters = check(report, "counters")
+    assert counters["offending"]["media: likes differ from the interactions"]["ids"] == [media_id]
+    assert counters["offending"]["media: likes differ from the interactions"]["columns"] == {str(media_id): ["eye_likes"]}
+    assert offending_ids(report, "counters", "student_media_interactions: comment_count differs from the comments") == [
+        interaction_id]
+
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--fix-counts")
+    assert proc.returncode == 0, proc.stdout
+    assert check(report, "counters")["figures"]["fixed"] == {"media": 1, "interactions": 1}
+    assert "fixed 1 media like counters and 1 interaction comment counts" in proc.stdout
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_observer_moved_to_another_district_fails_observer_scope(golden, tmp_path):
+    target = copy_target(golden, tmp_path)
+    # an observer, and a district whose teachers' sessions differ from its own district's
+    rows = target.sql(
+        "SELECT o.id, o.district_id, d.id FROM observers o JOIN districts d ON d.id != o.district_id "
+        "WHERE EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.created_by_id "
+        "              WHERE u.district_id = d.id) ORDER BY o.id, d.id")
+    observer_id, _old, new_district = rows[0]
+    target.sql("UPDATE observers SET district_id = ? WHERE id = ?", (new_district, observer_id))
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert proc.returncode == 1
+    # the content check sees the changed field too: every altered column is a content difference
+    assert failed(report) == {"observer_scope", "content"}
+    scope = check(report, "observer_scope")
+    assert scope["offending"]["observers"]["ids"] == [observer_id]
+    assert scope["offending"]["observers"]["sessions"][str(observer_id)]["outside_district"]
+    assert check(report, "content")["offending"]["observers: rows differ"]["columns"] == {
+        str(observer_id): ["district_id"]}
+
+
+def test_session_moved_to_another_teacher_fails_teacher_dashboards(golden, tmp_path):
+    target = copy_target(golden, tmp_path)
+    # another teacher of the same district, so observers' scope is unchanged
+    candidates = target.sql(
+        "SELECT s.id, s.created_by_id, u2.id FROM sessions s JOIN users u ON u.id = s.created_by_id "
+        "JOIN users u2 ON u2.district_id = u.district_id AND u2.id != u.id "
+        "ORDER BY s.is_archived DESC, s.id, u2.id")
+    for session_id, old_teacher, new_teacher in candidates:
+        try:  # the partial unique index (one active session per teacher and section) may refuse
+            target.sql("UPDATE sessions SET created_by_id = ? WHERE id = ?", (new_teacher, session_id))
+            break
+        except sqlite3.IntegrityError:
+            continue
+    else:
+        pytest.fail("no session could be moved")
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert proc.returncode == 1
+    assert failed(report) == {"teacher_dashboards", "content"}
+    teachers = check(report, "teacher_dashboards")["offending"]["teachers"]
+    assert teachers["ids"] == sorted([old_teacher, new_teacher])
+    assert teachers["differences"][str(new_teacher)]["sessions_unexpected"] == [session_id]
+    assert teachers["differences"][str(old_teacher)]["sessions_missing"] == [session_id]
+    assert check(report, "content")["offending"]["sessions: rows differ"]["ids"] == [session_id]
+
+
+def test_deleted_storage_object_fails_files(golden, tmp_path):
+    target = copy_target(golden, tmp_path, copy_media=True)
+    media_id, key = target.sql(
+        "SELECT min(id), image_file FROM media WHERE image_file != '' AND image_file NOT LIKE '%missing%' "
+        "AND image_file IN (SELECT image_file FROM media GROUP BY image_file HAVING count(*) = 1)")[0]
+    (Path(target.env["FLASK_MEDIA_ROOT"]) / key).unlink()
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert proc.returncode == 1
+    assert failed(report) == {"files"}
+    item = check(report, "files")["offending"]["missing in target storage"]
+    assert item["ids"] == [key] and item["referenced_by"] == [f"media {media_id}"]
+    assert key in proc.stdout
+
+
+def test_dangling_parent_fails_foreign_keys(golden, tmp_path):
+    target = copy_target(golden, tmp_path)
+    # a parent comment not written by a student (its deletion leaves comment counts alone)
+    parent_id = target.sql(
+        "SELECT min(p.id) FROM comments p WHERE p.student_id IS NULL "
+        "AND EXISTS (SELECT 1 FROM comments r WHERE r.parent_id = p.id)")[0][0]
+    replies = [r for (r,) in target.sql("SELECT id FROM comments WHERE parent_id = ? ORDER BY id", (parent_id,))]
+    target.sql("DELETE FROM comments WHERE id = ?", (parent_id,))
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert proc.returncode == 1
+    assert failed(report) == {"foreign_keys"}
+    item = check(report, "foreign_keys")["offending"]["comments.parent_id -> comments"]
+    assert item["ids"] == replies and item["kind"] == "replies without their parent"
+    # one comment of ~2300 is within the row-count tolerance, but listed
+    assert offending_ids(report, "row_counts", "comments: missing in target") == [parent_id]
+
+
+# --- the Flask pages ------------------------------------------------------------------
+
+def make_flask_app(target_url: str, broken_sessions: set[int]):
+    from flask import Flask, abort
+
+    import flask_models as fm
+
+    engine = sa.create_engine(target_url)
+    app = Flask("verify_test_app")
+
+    @app.get("/sessions/<int:session_id>")
+    def session_page(session_id):
+        if session_id in broken_sessions:
+            abort(500)
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(fm.Session).where(fm.Session.id == session_id)).first()
+        if row is None:
+            abort(404)
+        return f"<h1>{row.name}</h1>"
+
+    @app.get("/post/<int:media_id>")
+    def post_page(media_id):
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(fm.Media).where(fm.Media.id == media_id)).first()
+        if row is None:
+            abort(404)
+        return f"<h1>{row.title}</h1>"
+
+    return app, engine
+
+
+@pytest.fixture
+def flask_server(golden, tmp_path):
+    from werkzeug.serving import make_server
+
+    target = copy_target(golden, tmp_path)
+    broken: set[int] = set()
+    app, engine = make_flask_app(target.url, broken)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield target, f"http://127.0.0.1:{server.server_port}", broken
+    server.shutdown()
+    thread.join(timeout=10)
+    engine.dispose()
+
+
+def test_flask_pages(flask_server, tmp_path):
+    target, url, broken = flask_server
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--flask-url", url, "--sample", "10")
+    assert proc.returncode == 0, proc.stdout
+    pages = check(report, "flask_pages")
+    assert pages["status"] == "PASS" and pages["figures"]["requested"] == {"sessions": 10, "media": 10}
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        urllib.request.urlopen(f"{url}/post/999999999", timeout=10)
+    assert unknown.value.code == 404
+
+    (session_id,) = target.sql("SELECT max(id) FROM sessions")[0]
+    broken.add(session_id)
+    # a sample larger than the 27 sessions fetches every session page
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--flask-url", url, "--sample", "40")
+    assert proc.returncode == 1
+    assert failed(report) == {"flask_pages"}
+    item = check(report, "flask_pages")["offending"]["sessions pages not 200"]
+    assert item["ids"] == [session_id] and item["status"] == {str(session_id): 500}
+
+
+# --- bad input --------------------------------------------------------------------------
+
+def test_bad_input_exits_2_with_one_line(golden, tmp_path):
+    env = golden.env
+    cases = [
+        (("--target", f"sqlite:///{golden.fixed}", "--sample", "-1"), "--sample must be >= 0"),
+        (("--target", f"sqlite:///{golden.fixed}", "--flask-url", "ftp://x"), "--flask-url must be an http(s) URL"),
+        (("--target", f"sqlite:///{tmp_path / 'empty.sqlite3'}"), "has no Flask schema"),
+        (("--target", "postgresql://postgres:s3cr3t@127.0.0.1:1/nothing"), "unreachable"),
+    ]
+    for args, message in cases:
+        proc = run_manage("verify_flask", *args, env=env, check=False)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert message in proc.stderr
+        assert "Traceback" not in proc.stderr and "s3cr3t" not in proc.stdout + proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
