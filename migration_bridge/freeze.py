@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 from django.apps import apps
+from django.core import checks
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
@@ -229,9 +230,25 @@ def is_auth_bookkeeping(sql: str) -> bool:
 def refusal(sql: str) -> tuple[str, str] | None:
     """(keyword, table) when the guard must refuse ``sql`` if frozen, else None."""
     target = written_table(sql)
-    if target is None or target[1] not in legacy_tables() or is_auth_bookkeeping(sql):
+    if target is None:
+        return None
+    try:
+        tables = legacy_tables()
+    except ImproperlyConfigured:
+        return target  # the legacy tables are unknown: while frozen, refuse every write
+    if target[1] not in tables or is_auth_bookkeeping(sql):
         return None
     return target
+
+
+def check_legacy_app(app_configs=None, **kwargs) -> list:
+    """System check: the guard needs the legacy app's label to know what to protect."""
+    try:
+        legacy_tables()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint="set it to the label of the legacy app (default video_app)",
+                             id="migration_bridge.E001")]
+    return []
 
 
 _local = threading.local()
@@ -260,7 +277,7 @@ def _install(connection, **kwargs):
 
 def install_guard() -> None:
     """Called from AppConfig.ready: every new connection, and the ones already made."""
-    legacy_tables()  # a wrong LEGACY_APP fails at startup, not on the first write
+    checks.register(check_legacy_app)  # a wrong LEGACY_APP shows in `manage.py check`
     connection_created.connect(_install, dispatch_uid="migration_bridge.freeze_guard")
     for connection in connections.all():
         _install(connection)

@@ -146,3 +146,10 @@ def test_migrate_gets_through_the_guard_on_a_fresh_postgresql_database(make_data
     run_manage("migrate", "-v0", env={"LEGACY_DATABASE_URL": db.django_url})
     proc = run_manage("flask_freeze", "status", env={"LEGACY_DATABASE_URL": db.django_url})
     assert "live" in proc.stdout.lower()
+
+
+def test_a_wrong_legacy_label_is_a_system_check_error_not_a_crash(tmp_path):
+    env = {"LEGACY_DATABASE_URL": f"sqlite:///{tmp_path}/legacy.sqlite3",
+           "MIGRATION_BRIDGE_OVERRIDES": '{"LEGACY_APP": "videos"}'}
+    check = run_manage("check", env=env, check=False)
+    assert check.returncode != 0 and "migration_bridge.E001" in check.stderr + check.stdout
