@@ -84,7 +84,15 @@ files = sa.Table(
     **_MYSQL,
 )
 
-ROW_TABLES = (checkpoints, notes, deferred)
+fingerprints = sa.Table(
+    "bridge_fingerprints", bookkeeping_metadata,
+    sa.Column("entity", sa.String(50), primary_key=True),
+    sa.Column("source_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("fingerprint", sa.String(32), nullable=False),  # keyed BLAKE2b of the source row
+    **_MYSQL,
+)
+
+ROW_TABLES = (checkpoints, notes, deferred, fingerprints)
 
 
 def utcnow() -> dt.datetime:

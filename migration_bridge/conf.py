@@ -22,6 +22,8 @@ class BridgeSettings:
     MEDIA_PASSWORD_KEY: str = ""
     REPORT_DIR: str = ""
     BATCH_SIZE: int = 2000
+    # keys the row fingerprints --sync compares; default: derived from SECRET_KEY
+    FINGERPRINT_KEY: str = ""
     DEFAULT_TARGET_URL: str = "sqlite:///var/flask.sqlite3"
     # files: parallel copies and the target key scheme (flags override them)
     FILE_WORKERS: int = 8

@@ -26,6 +26,7 @@ from . import dialects
 from . import files as files_mod
 from .conf import BridgeSettings
 from .errors import BridgeError
+from .fingerprint import context_of, fingerprint_key, row_fingerprint
 from .freeze import FreezeState, get_freeze_state
 from .idset import IdSet
 from .mapping import ENTITIES, ENTITY_NAMES, Entity
@@ -65,6 +66,7 @@ class ExportOptions:
     file_workers: int | None = None
     key_scheme: str | None = None  # preserve | media-id
     verify_files: bool = False
+    sync: bool = False  # only what changed since a complete export (sync.py)
     interactive: bool | None = None  # progress bars; None = when stderr is a terminal
 
     def public(self) -> dict:
@@ -106,6 +108,7 @@ class ExportResult:
     report_path: Path
     rejects_path: Path
     files: "files_mod.FilesResult | None" = None
+    sync: list | None = None  # SyncStats per entity, for --sync
 
     @property
     def rejected(self) -> int:
@@ -118,6 +121,7 @@ class BatchOutcome:
     notes: list[dict] = field(default_factory=list)
     deferred: list[dict] = field(default_factory=list)
     pins: list[str] = field(default_factory=list)
+    fingerprints: list[dict] = field(default_factory=list)
     rejected: int = 0
     skipped: int = 0
 
@@ -143,6 +147,9 @@ class Exporter:
         self._scratch_dir: str | None = None
         self.file_options, self.file_stores, self.files_result = None, None, None
         self.frozen_at_start: FreezeState | None = None
+        from django.conf import settings
+
+        self.fingerprint_key = fingerprint_key(conf.FINGERPRINT_KEY, settings.SECRET_KEY)
         self.ctx = TransformContext(
             static_base_url=conf.STATIC_BASE_URL,
             media_base_url=conf.MEDIA_BASE_URL,
@@ -282,7 +289,7 @@ class Exporter:
                 shutil.rmtree(self._scratch_dir, ignore_errors=True)
         return result
 
-    def finish(self, engine, run_id, status, started, finished, stats, error) -> ExportResult:
+    def finish(self, engine, run_id, status, started, finished, stats, error, extra=None) -> ExportResult:
         report_dir = Path(self.options.report_dir or _default_report_dir(self.conf, started))
         ordered = [stats[e.name] for e in ENTITIES if e.name in stats]
         report, report_path, rejects_path = write_report(
@@ -305,6 +312,7 @@ class Exporter:
                     self.pin_stats["hashed"] / self.pin_stats["seconds"], 1) if self.pin_stats["seconds"] else None},
             },
             entities=ordered,
+            extra=extra,
         )
         return ExportResult(status, ordered, report, report_path, rejects_path, files=self.files_result)
 
@@ -326,15 +334,16 @@ class Exporter:
         total = self.source.count(entity.source_model)
         progress = Progress(entity.name, total, interactive=self.options.interactive, initial=stats.read)
         try:
+            started = time.monotonic()  # each batch's time includes reading it
             for rows in self.source.extract_rows(entity.source_model, entity.source_fields,
                                                  stats.last_id, self.options.batch_size):
-                started = time.monotonic()
                 batch_ctx = self._batch_context(entity, ctx, rows)
                 outcome = self.process_rows(entity, rows, batch_ctx)
                 stats.read += len(rows)
                 stats.last_id = rows[-1]["id"]
                 self.commit_batch(engine, entity, outcome, stats, started)
                 progress.update(len(rows))
+                started = time.monotonic()
             if entity.self_foreign_key:
                 self.resolve_deferred(engine, entity, ctx, stats)
             stats.done = True
@@ -345,21 +354,30 @@ class Exporter:
         return stats
 
     def commit_batch(self, engine, entity: Entity, outcome: BatchOutcome, stats: EntityStats,
-                     started: float, resolved: list[int] = ()) -> None:
+                     started: float, resolved: list[int] = (), replace_notes_for: list[int] = (),
+                     checkpoint: bool = True) -> None:
+        """One transaction: the rows, their notes and fingerprints, and the checkpoint."""
         if outcome.pins:
             self._hash_pins(entity, outcome)
         stats.written += len(outcome.rows)
         stats.rejected += outcome.rejected
         stats.skipped += outcome.skipped
-        stats.seconds += time.monotonic() - started
+        writing = time.monotonic()
+        stats.seconds += writing - started
         with engine.begin() as conn:
             dialects.upsert(conn, entity.target, outcome.rows)
+            if replace_notes_for:
+                conn.execute(bk.notes.delete().where(
+                    bk.notes.c.entity == entity.name, bk.notes.c.source_id.in_(replace_notes_for)))
             dialects.upsert(conn, bk.notes, outcome.notes)
+            dialects.upsert(conn, bk.fingerprints, outcome.fingerprints)
             dialects.upsert(conn, bk.deferred, outcome.deferred)
             if resolved:
                 dialects.delete_keys(conn, bk.deferred,
                                      [{"entity": entity.name, "source_id": i} for i in resolved])
-            dialects.upsert(conn, bk.checkpoints, [stats.as_checkpoint()])
+            if checkpoint:
+                dialects.upsert(conn, bk.checkpoints, [stats.as_checkpoint()])
+        stats.seconds += time.monotonic() - writing  # lands in the next checkpoint
 
     # --- transform, validate, check keys -------------------------------------------
 
@@ -368,6 +386,10 @@ class Exporter:
         loaded_self = self.loaded.setdefault(entity.name, IdSet())
         pending = self.pending.setdefault(entity.name, {})
         for src in rows:
+            out.fingerprints.append({
+                "entity": entity.name, "source_id": src["id"],
+                "fingerprint": row_fingerprint(self.fingerprint_key, tuple(src.values()),
+                                               context_of(ctx, src["id"]))})
             result = entity.transform(src, ctx)
             if isinstance(result, (Reject, Skip)):
                 self._note_rejection(entity, src, result, out)
@@ -535,4 +557,22 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_export(options: ExportOptions, conf: BridgeSettings) -> ExportResult:
+    if options.sync:
+        from .sync import Syncer
+
+        return Syncer(options, conf, LegacySource(conf.LEGACY_APP)).run()
     return Exporter(options, conf, LegacySource(conf.LEGACY_APP)).run()
+
+
+def drop_bookkeeping(target_url: str) -> list[str]:
+    """After cutover: drop the tool's own tables (checkpoints, notes, fingerprints, manifest)."""
+    engine = dialects.create_target_engine(target_url)
+    try:
+        with engine.connect() as conn:
+            present = [t.name for t in bk.bookkeeping_metadata.sorted_tables if sa.inspect(conn).has_table(t.name)]
+        bk.bookkeeping_metadata.drop_all(engine)
+    except sa.exc.DBAPIError as exc:
+        raise BridgeError(dialects.describe_connect_error(exc, engine.url)) from None
+    finally:
+        engine.dispose()
+    return present

@@ -36,7 +36,8 @@ def _reason_kind(reason: str) -> str:
     return reason
 
 
-def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: list) -> tuple[dict, Path, Path]:
+def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: list,
+                 extra: dict | None = None) -> tuple[dict, Path, Path]:
     report_dir.mkdir(parents=True, exist_ok=True)
     rejects_path = report_dir / "rejects.ndjson"
     passwords: dict = defaultdict(lambda: defaultdict(Counter))
@@ -83,10 +84,21 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
         "rejects": {ent: dict(c) for ent, c in reject_kinds.items()},
         "skipped": {ent: dict(c) for ent, c in skip_reasons.items()},
         "rejects_file": str(rejects_path),
+        **(extra or {}),
     }
     report_path = report_dir / "report.json"
     report_path.write_text(json.dumps(jsonable(report), indent=2, ensure_ascii=False), encoding="utf-8")
     return report, report_path, rejects_path
+
+
+def sync_table(stats: list) -> str:
+    """The terminal table of a --sync run."""
+    head = f"{'entity':<28}{'inserted':>10}{'updated':>10}{'deleted':>10}{'unchanged':>11}{'rejected':>10}{'seconds':>9}"
+    lines = [head, "-" * len(head)]
+    for s in stats:
+        lines.append(f"{s.name:<28}{s.inserted:>10}{s.updated:>10}{s.deleted:>10}{s.unchanged:>11}"
+                     f"{s.rejected:>10}{s.seconds:>9.1f}")
+    return "\n".join(lines)
 
 
 def summary_table(entities: list) -> str:

@@ -9,8 +9,14 @@ from migration_bridge.dialects import mask_url
 from migration_bridge.errors import BridgeError
 from migration_bridge.files import KEY_SCHEMES
 from migration_bridge.mapping import ENTITY_NAMES
-from migration_bridge.pipeline import DEFAULT_PIN_HASH_METHOD, DUPLICATE_POLICIES, ExportOptions, run_export
-from migration_bridge.report import summary_table
+from migration_bridge.pipeline import (
+    DEFAULT_PIN_HASH_METHOD,
+    DUPLICATE_POLICIES,
+    ExportOptions,
+    drop_bookkeeping,
+    run_export,
+)
+from migration_bridge.report import summary_table, sync_table
 
 
 def _entity_list(value):
@@ -43,6 +49,10 @@ class Command(BaseCommand):
         parser.add_argument("--reset", action="store_true", help="empty the target tables first (needs --yes)")
         parser.add_argument("--yes", action="store_true", help="confirm --reset")
         parser.add_argument("--on-duplicate-session", choices=DUPLICATE_POLICIES, default="archive")
+        parser.add_argument("--sync", action="store_true",
+                            help="after a complete export: move only rows added, changed or deleted since, and new files")
+        parser.add_argument("--cleanup", action="store_true",
+                            help="after cutover: drop the tool's bookkeeping tables from the target (needs --yes)")
         parser.add_argument("--allow-live", action="store_true",
                             help="migrate although the legacy app is not frozen (rehearsals, pre-copies)")
         # media files
@@ -61,6 +71,9 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         try:
             conf = bridge_settings()
+            if opts["cleanup"]:
+                self.cleanup(opts["target"] or conf.target_url, opts["yes"])
+                return
             options = ExportOptions(
                 target_url=opts["target"] or conf.target_url,
                 create_schema=opts["create_schema"],
@@ -83,16 +96,28 @@ class Command(BaseCommand):
                 file_workers=opts["file_workers"],
                 key_scheme=opts["key_scheme"],
                 verify_files=opts["verify_files"],
+                sync=opts["sync"],
             )
             self.stdout.write(f"export_to_flask → {mask_url(options.target_url)}"
                               + (" (dry run: nothing is written to the target)" if options.dry_run else ""))
             result = run_export(options, conf)
         except BridgeError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from None
-        self.stdout.write(summary_table(result.entities))
+        if result.sync is not None:
+            self.stdout.write(sync_table(result.sync))
+        else:
+            self.stdout.write(summary_table(result.entities))
         if result.files is not None:
             self.stdout.write(result.files.summary())
         self.stdout.write(f"report:  {result.report_path}\nrejects: {result.rejects_path}")
         if options.strict and result.rejected:
             self.stderr.write(f"--strict: {result.rejected} rows rejected (see {result.rejects_path})")
             sys.exit(1)
+
+    def cleanup(self, target_url: str, confirmed: bool) -> None:
+        if not confirmed:
+            raise BridgeError("--cleanup drops the checkpoints, notes, fingerprints and file manifest "
+                              "(no resume or --sync afterwards): add --yes to confirm")
+        dropped = drop_bookkeeping(target_url)
+        self.stdout.write(f"dropped {len(dropped)} bookkeeping tables from {mask_url(target_url)}: "
+                          f"{', '.join(dropped) or '(none present)'}")

@@ -1,0 +1,272 @@
+"""export_to_flask --sync: a pre-copy, changes in the live legacy app, then only the difference.
+
+The changes go through the legacy ORM (``manage.py shell``), as the live app makes them.
+The proof that a sync is right: its target equals a fresh full export of the changed
+source (salted PIN hashes checked by meaning), and verify_flask passes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.security import check_password_hash
+
+import flask_models as fm
+from migration_bridge import bookkeeping as bk
+from migration_bridge.fingerprint import context_of, fingerprint_key, row_fingerprint
+from migration_bridge.mapping import get_entity
+from migration_bridge.transforms import TransformContext
+
+from .conftest import PROJECT_ROOT, SeededLegacy, run_manage, seed_legacy
+from .test_export import target_snapshot
+
+CHEAP_PIN = ("--pin-hash-method", "pbkdf2:sha256:1000")
+SECRET_KEY = "legacy-dev-secret-key-not-for-production"  # legacy_app.settings default
+
+# Rows each test deletes after the pre-copy: one per entity, none referenced by another.
+SETUP_VICTIMS = """
+from django.contrib.auth.hashers import make_password
+from legacy_app.video_app.models import *
+teacher = CustomAdmin.objects.get(pk={teacher})
+session = Session.objects.get(pk={session})
+media = Media.objects.get(pk={media})
+student = Student.objects.get(pk={student})
+District.objects.create(name="Victim district", code="VICTIM")
+CustomAdmin.objects.create(username="victim_teacher", password=make_password("pw", hasher="md5"), is_staff=True)
+Observer.objects.create(name="Victim observer", password=make_password("pw", hasher="md5"),
+                        district=teacher.district, email="victim@example.org")
+Session.objects.create(name="Victim session", session_code="FFFF0001", section=97, created_by=teacher, is_archived=True)
+Student.objects.create(name="Victim student", password="77777", section=session, admin=teacher)
+Media.objects.create(session=session, title="Victim media", media_type="comment")
+Comment.objects.create(media=media, text="Victim comment", name="V")
+StudentMediaInteraction.objects.create(student=Student.objects.get(name="Victim student"), media=media)
+"""
+
+# The live app's changes between the pre-copy and the freeze.
+LIVE_CHANGES = """
+from django.contrib.auth.hashers import make_password
+from django.db.models import F
+from legacy_app.video_app.models import *
+teacher = CustomAdmin.objects.get(pk={teacher})
+session = Session.objects.get(pk={session})
+media = Media.objects.get(pk={media})
+student = Student.objects.get(pk={student})
+# deletes, one per entity
+StudentMediaInteraction.objects.filter(student__name="Victim student").delete()
+Comment.objects.filter(text="Victim comment").delete()
+Media.objects.filter(title="Victim media").delete()
+Student.objects.filter(name="Victim student").delete()
+Session.objects.filter(session_code="FFFF0001").delete()
+Observer.objects.filter(email="victim@example.org").delete()
+CustomAdmin.objects.filter(username="victim_teacher").delete()
+District.objects.filter(code="VICTIM").delete()
+# updates, one per entity (and a PIN change)
+District.objects.filter(pk=teacher.district_id).update(name="Renamed district ✨")
+CustomAdmin.objects.filter(pk=teacher.pk).update(first_name="Renamed")
+Observer.objects.filter(pk={observer}).update(name="Renamed observer")
+Session.objects.filter(pk=session.pk).update(name="Period 9 (renamed)")
+Student.objects.filter(pk=student.pk).update(name="Renamed student", password="24680")
+Media.objects.filter(pk=media.pk).update(title="Retitled 📊")
+Comment.objects.filter(pk={comment}).update(text="Edited comment")
+StudentMediaInteraction.objects.filter(pk={interaction}).update(comment_count=F("comment_count") + 7)
+# inserts, one per entity: a whole new class with a post, a reply and a reaction
+d = District.objects.create(name="New district", code="NEWD")
+t = CustomAdmin.objects.create(username="new_teacher", password=make_password("Welcome1!"), is_staff=True, district=d)
+Observer.objects.create(name="New observer", password=make_password("Obs1!"), district=d, email="new-observer@example.org")
+s = Session.objects.create(name="New period", session_code="FFFF0002", section=98, created_by=t)
+kid = Student.objects.create(name="New student", password="13579", section=s, admin=t)
+m = Media.objects.create(session=s, title="New post", media_type="image", image_file="images/new_post.png", student=kid)
+parent = Comment.objects.create(media=m, text="New comment", name="New student", student=kid)
+Comment.objects.create(media=m, text="New reply", name="New student", student=kid, parent=parent)
+StudentMediaInteraction.objects.create(student=kid, media=m, liked_graph=True)
+"""
+
+
+def copy_legacy(seeded: SeededLegacy, tmp_path) -> SeededLegacy:
+    """A private copy of a seeded SQLite legacy database and its media, to change."""
+    db_path = tmp_path / "legacy.sqlite3"
+    shutil.copy(seeded.db.url.removeprefix("sqlite:///"), db_path)
+    media = tmp_path / "media"
+    shutil.copytree(seeded.media_root, media)
+    db = type(seeded.db)("sqlite", "legacy_copy", f"sqlite:///{db_path}", f"sqlite:///{db_path}")
+    return SeededLegacy(db, media, seeded.manifest)
+
+
+@pytest.fixture(scope="module")
+def seeded_sqlite(make_module_database):
+    return seed_legacy(make_module_database, "sqlite", "small", seed=5)
+
+
+def env_for(legacy, tmp_path) -> dict:
+    return {**legacy.env, "FLASK_MEDIA_ROOT": str(tmp_path / "flask_media")}
+
+
+def export(legacy, target, tmp_path, *args, check=True):
+    report_dir = tmp_path / f"report-{time.monotonic_ns()}"
+    proc = run_manage("export_to_flask", "--target", target.url, "--allow-live", *CHEAP_PIN,
+                      "--report-dir", str(report_dir), *args, env=env_for(legacy, tmp_path), check=check)
+    report_path = report_dir / "report.json"
+    return proc, (json.loads(report_path.read_text()) if report_path.exists() else None)
+
+
+def shell(legacy, tmp_path, code: str) -> None:
+    run_manage("shell", "-c", code, env=env_for(legacy, tmp_path))
+
+
+def anchors(target) -> dict:
+    """Ids of migrated rows to change: a teacher with a district, one of their sessions,
+    a media of that session with a comment and a reaction, a student, an observer."""
+    with target.engine().connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT u.id, s.id, m.id, st.id, c.id, i.id FROM users u "
+            "JOIN sessions s ON s.created_by_id = u.id JOIN media m ON m.session_id = s.id "
+            "JOIN students st ON st.section_id = s.id JOIN comments c ON c.media_id = m.id "
+            "JOIN student_media_interactions i ON i.media_id = m.id "
+            "WHERE u.district_id IS NOT NULL ORDER BY u.id, s.id, m.id, st.id, c.id, i.id LIMIT 1")).one()
+        observer = conn.execute(sa.text("SELECT MIN(id) FROM observers")).scalar()
+    return {**dict(zip(("teacher", "session", "media", "student", "comment", "interaction"), row)),
+            "observer": observer}
+
+
+def assert_same_as_fresh_export(legacy, synced, make_database, tmp_path):
+    fresh = make_database("sqlite")
+    export(legacy, fresh, tmp_path, "--create-schema", "--skip-files")
+    assert target_snapshot(synced.engine()) == target_snapshot(fresh.engine())
+    pins = dict(sa.create_engine(legacy.db.url).connect().execute(
+        sa.text("SELECT id, password FROM video_app_student")).all())
+    with synced.engine().connect() as conn:
+        for student_id, pin_hash in conn.execute(sa.select(fm.Student.id, fm.Student.pin_hash)):
+            assert check_password_hash(pin_hash, pins[student_id]), student_id
+
+
+def test_sync_carries_inserts_updates_deletes_of_every_entity(seeded_sqlite, make_database, tmp_path):
+    legacy = copy_legacy(seeded_sqlite, tmp_path)
+    target = make_database("sqlite")
+    export(legacy, target, tmp_path, "--create-schema")
+    ids = anchors(target)
+    shell(legacy, tmp_path, SETUP_VICTIMS.format(**ids))
+    _, pre = export(legacy, target, tmp_path, "--sync")  # the victims arrive like any change
+    assert {n: s["inserted"] for n, s in pre["sync"].items()} == {n: 1 for n in pre["sync"]}
+
+    shell(legacy, tmp_path, LIVE_CHANGES.format(**ids))
+    proc, report = export(legacy, target, tmp_path, "--sync")
+    sync = report["sync"]
+    for name, stats in sync.items():
+        assert stats["inserted"] >= 1 and stats["updated"] >= 1 and stats["deleted"] >= 1, (name, stats)
+        assert stats["unchanged"] > 0 or name in ("districts",), (name, stats)
+    assert sync["comments"]["inserted"] == 2  # a new comment and its reply
+    assert "inserted" in proc.stdout and "unchanged" in proc.stdout
+
+    assert_same_as_fresh_export(legacy, target, make_database, tmp_path)
+    with target.engine().connect() as conn:
+        new_student_hash = conn.execute(sa.select(fm.Student.pin_hash).where(fm.Student.id == ids["student"])).scalar()
+    assert check_password_hash(new_student_hash, "24680")
+    assert (tmp_path / "flask_media" / "images").exists()
+
+    verify = run_manage("verify_flask", "--target", target.url, "--fix-counts", "--accept-missing-source-files",
+                        env=env_for(legacy, tmp_path), check=False)
+    assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-2000:]
+
+    _, again = export(legacy, target, tmp_path, "--sync")
+    assert all(s["inserted"] == s["updated"] == s["deleted"] == 0 for s in again["sync"].values()), again["sync"]
+
+
+def test_a_pin_change_alone_is_detected(seeded_sqlite, make_database, tmp_path):
+    legacy = copy_legacy(seeded_sqlite, tmp_path)
+    target = make_database("sqlite")
+    export(legacy, target, tmp_path, "--create-schema", "--skip-files")
+    student = anchors(target)["student"]
+    shell(legacy, tmp_path, f"from legacy_app.video_app.models import Student; "
+                            f"Student.objects.filter(pk={student}).update(password='11235')")
+    _, report = export(legacy, target, tmp_path, "--sync", "--skip-files")
+    assert report["sync"]["students"]["updated"] == 1
+    assert sum(s["inserted"] + s["updated"] + s["deleted"] for s in report["sync"].values()) == 1
+    with target.engine().connect() as conn:
+        pin_hash = conn.execute(sa.select(fm.Student.pin_hash).where(fm.Student.id == student)).scalar()
+    assert check_password_hash(pin_hash, "11235")
+
+
+def test_killed_sync_then_rerun_converges(seeded_sqlite, make_database, tmp_path):
+    legacy = copy_legacy(seeded_sqlite, tmp_path)
+    target = make_database("sqlite")
+    export(legacy, target, tmp_path, "--create-schema", "--skip-files")
+    # Many regenerated PINs, hashed slowly in small batches, so the kill lands mid-way.
+    shell(legacy, tmp_path, "from legacy_app.video_app.models import Student\n"
+                            "for s in Student.objects.order_by('pk')[:400]:\n"
+                            "    Student.objects.filter(pk=s.pk).update(password=str(99999 - s.pk).zfill(5))")
+    slow = "pbkdf2:sha256:60000"
+    env = {**os.environ, **env_for(legacy, tmp_path)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "manage.py"), "export_to_flask", "--sync", "--skip-files",
+         "--target", target.url, "--allow-live", "--batch-size", "20", "--pin-hash-method", slow,
+         "--report-dir", str(tmp_path / "killed")],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    engine = target.engine()
+    deadline = time.monotonic() + 120
+    rehashed = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        with engine.connect() as conn:
+            rehashed = conn.execute(sa.select(sa.func.count()).select_from(fm.Student.__table__)
+                                    .where(fm.Student.pin_hash.like(f"{slow}$%"))).scalar()
+        if rehashed >= 40:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < rehashed < 400
+    _, report = export(legacy, target, tmp_path, "--sync", "--skip-files")
+    assert report["status"] == "complete"
+    assert 0 < report["sync"]["students"]["updated"] <= 400 - rehashed
+    assert_same_as_fresh_export(legacy, target, make_database, tmp_path)
+
+
+def test_fingerprints_reveal_no_pin_without_the_key(seeded_sqlite, make_database, tmp_path):
+    legacy = copy_legacy(seeded_sqlite, tmp_path)
+    target = make_database("sqlite")
+    export(legacy, target, tmp_path, "--create-schema", "--skip-files")
+    entity = get_entity("students")
+    student_id = anchors(target)["student"]
+    with sa.create_engine(legacy.db.url).connect() as conn:
+        row = dict(conn.execute(sa.text(
+            f"SELECT {', '.join(entity.source_fields)} FROM video_app_student WHERE id = :i"), {"i": student_id}
+        ).mappings().one())
+    with target.engine().connect() as conn:
+        stored = conn.execute(sa.select(bk.fingerprints.c.fingerprint).where(
+            bk.fingerprints.c.entity == "students", bk.fingerprints.c.source_id == student_id)).scalar_one()
+    context = context_of(TransformContext(), student_id)
+    values = [row[f] for f in entity.source_fields]
+    pin_index = entity.source_fields.index("password")
+
+    def matches(key: bytes) -> list[str]:
+        found = []
+        for candidate in range(100_000):
+            values[pin_index] = f"{candidate:05d}"
+            if row_fingerprint(key, tuple(values), context) == stored:
+                found.append(values[pin_index])
+        return found
+
+    assert matches(fingerprint_key("", SECRET_KEY)) == [row["password"]]  # the attack works with the key...
+    assert matches(fingerprint_key("", "some other secret")) == []  # ...and finds nothing without it
+    assert matches(hashlib.sha512(b"").digest()) == []
+
+
+def test_cleanup_drops_the_bookkeeping(seeded_sqlite, make_database, tmp_path):
+    legacy = copy_legacy(seeded_sqlite, tmp_path)
+    target = make_database("sqlite")
+    export(legacy, target, tmp_path, "--create-schema", "--skip-files")
+    proc = run_manage("export_to_flask", "--target", target.url, "--cleanup", "--yes", env=env_for(legacy, tmp_path))
+    assert "dropped" in proc.stdout
+    names = set(sa.inspect(target.engine()).get_table_names())
+    assert not {n for n in names if n.startswith("bridge_")}
+    assert {t.name for t in fm.TABLES_IN_ORDER} <= names
+    proc, _ = export(legacy, target, tmp_path, "--sync", check=False)
+    assert proc.returncode == 2 and "complete export" in proc.stderr
