@@ -251,6 +251,8 @@ class Exporter:
 
     # --- the run -----------------------------------------------------------------
 
+    run_kind = "export"
+
     def run(self) -> ExportResult:
         started = bk.utcnow()
         self.preflight()
@@ -258,14 +260,13 @@ class Exporter:
         stats = self.prepare_target(engine)
         with engine.begin() as conn:
             run_id = conn.execute(bk.runs.insert().values(
-                kind="export", status="running", started_at=started,
+                kind=self.run_kind, status="running", started_at=started,
                 options=jsonable(self.options.public()),
             )).inserted_primary_key[0]
         status = "failed"
         error = None
         try:
-            for entity in ([] if self.options.files_only else self.entities):  # --files-only: rows already exported
-                stats[entity.name] = self.export_entity(engine, entity, stats.get(entity.name))
+            self.move_rows(engine, stats)
             with engine.begin() as conn:
                 dialects.reset_sequences(conn, fm.TABLES_IN_ORDER)
             if self.options.pin_roster:
@@ -289,7 +290,16 @@ class Exporter:
                 shutil.rmtree(self._scratch_dir, ignore_errors=True)
         return result
 
-    def finish(self, engine, run_id, status, started, finished, stats, error, extra=None) -> ExportResult:
+    def move_rows(self, engine: sa.Engine, stats: dict[str, EntityStats]) -> None:
+        """Every selected entity in dependency order (none with --files-only)."""
+        for entity in ([] if self.options.files_only else self.entities):
+            stats[entity.name] = self.export_entity(engine, entity, stats.get(entity.name))
+
+    def report_extra(self) -> dict:
+        """What a subclass adds to report.json."""
+        return {}
+
+    def finish(self, engine, run_id, status, started, finished, stats, error) -> ExportResult:
         report_dir = Path(self.options.report_dir or _default_report_dir(self.conf, started))
         ordered = [stats[e.name] for e in ENTITIES if e.name in stats]
         report, report_path, rejects_path = write_report(
@@ -312,9 +322,10 @@ class Exporter:
                     self.pin_stats["hashed"] / self.pin_stats["seconds"], 1) if self.pin_stats["seconds"] else None},
             },
             entities=ordered,
-            extra=extra,
+            extra=self.report_extra(),
         )
-        return ExportResult(status, ordered, report, report_path, rejects_path, files=self.files_result)
+        return ExportResult(status, ordered, report, report_path, rejects_path, files=self.files_result,
+                            sync=getattr(self, "sync_stats", None))
 
     def _frozen_whole_run(self) -> dict:
         """Re-checked at the end: frozen at start and end with the same ``since`` means

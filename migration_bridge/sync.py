@@ -14,15 +14,13 @@ leaves a consistent target; the next sync finds what is left and converges.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-import flask_models as fm
-
 from . import bookkeeping as bk
-from . import dialects
 from .diff import diff_ranges, keyset_ranges
 from .errors import BridgeError
 from .fingerprint import context_of, row_fingerprint
@@ -43,6 +41,15 @@ class SyncStats:
     def as_report(self) -> dict:
         return {"inserted": self.inserted, "updated": self.updated, "deleted": self.deleted,
                 "unchanged": self.unchanged, "rejected": self.rejected, "seconds": round(self.seconds, 3)}
+
+
+@contextlib.contextmanager
+def _timed(stats: SyncStats):
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        stats.seconds += time.monotonic() - started
 
 
 @dataclass
@@ -75,57 +82,29 @@ class Syncer(Exporter):
             raise BridgeError("the target holds no row fingerprints (exported by an older version): "
                               "run export_to_flask --restart once, then --sync")
 
-    def run(self):
-        started = bk.utcnow()
-        self.preflight()
-        engine = self.open_target()
-        self.check_synchronisable(engine)
-        stats = self.prepare_target(engine)
-        self._accepted: set[int] = set()
-        self._rejected = 0
-        with engine.begin() as conn:
-            run_id = conn.execute(bk.runs.insert().values(
-                kind="sync", status="running", started_at=started,
-                options=self.options.public())).inserted_primary_key[0]
-        sync_stats = {e.name: SyncStats(e.name) for e in self.entities}
-        status, error = "failed", None
-        try:
-            changes = {}
-            for entity in self.entities:
-                t0 = time.monotonic()
-                changes[entity.name] = self.find_changes(engine, entity, sync_stats[entity.name])
-                sync_stats[entity.name].seconds += time.monotonic() - t0
-            for entity in reversed(self.entities):
-                t0 = time.monotonic()
-                self.delete_rows(engine, entity, changes[entity.name].delete, sync_stats[entity.name])
-                sync_stats[entity.name].seconds += time.monotonic() - t0
-            self.loaded.clear()  # deletes changed what the target holds
-            for entity in self.entities:
-                t0 = time.monotonic()
-                self.apply_upserts(engine, entity, changes[entity.name], sync_stats[entity.name])
-                sync_stats[entity.name].seconds += time.monotonic() - t0
-            with engine.begin() as conn:
-                dialects.reset_sequences(conn, fm.TABLES_IN_ORDER)
-            if self.file_stores is not None:
-                from . import files as files_mod
+    run_kind = "sync"
 
-                self.files_result = files_mod.copy_files(
-                    engine, self.source, self.conf, self.file_options, self.file_stores)
-            status = "complete"
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._close_pool()
-            finished = bk.utcnow()
-            with engine.begin() as conn:
-                conn.execute(bk.runs.update().where(bk.runs.c.id == run_id).values(
-                    status=status, finished_at=finished))
-            result = self.finish(engine, run_id, status, started, finished, stats, error,
-                                 extra={"kind": "sync", "sync": {n: s.as_report() for n, s in sync_stats.items()}})
-            result.sync = list(sync_stats.values())
-            engine.dispose()
-        return result
+    def prepare_target(self, engine: sa.Engine) -> dict[str, EntityStats]:
+        self.check_synchronisable(engine)
+        return super().prepare_target(engine)
+
+    def move_rows(self, engine: sa.Engine, stats: dict[str, EntityStats]) -> None:
+        self.sync_stats = [SyncStats(e.name) for e in self.entities]
+        by_name = {s.name: s for s in self.sync_stats}
+        changes = {}
+        for entity in self.entities:
+            with _timed(by_name[entity.name]):
+                changes[entity.name] = self.find_changes(engine, entity, by_name[entity.name])
+        for entity in reversed(self.entities):
+            with _timed(by_name[entity.name]):
+                self.delete_rows(engine, entity, changes[entity.name].delete, by_name[entity.name])
+        self.loaded.clear()  # the deletes changed what the target holds
+        for entity in self.entities:
+            with _timed(by_name[entity.name]):
+                self.apply_upserts(engine, entity, changes[entity.name], by_name[entity.name])
+
+    def report_extra(self) -> dict:
+        return {"kind": "sync", "sync": {s.name: s.as_report() for s in getattr(self, "sync_stats", [])}}
 
     # --- 1. what changed ---------------------------------------------------------------
 
