@@ -3,6 +3,7 @@
 - ``upsert``: insert-or-update on the primary key (PostgreSQL: COPY into a staging
   table, then INSERT ... ON CONFLICT; MySQL/MariaDB: INSERT ... ON DUPLICATE KEY
   UPDATE; SQLite: INSERT ... ON CONFLICT).
+- ``insert_new``: plain insert of rows known to be new (PostgreSQL: COPY into the table).
 - ``reset_sequences``: after loading explicit ids, move PostgreSQL sequences past them.
 - ``empty_tables``: children first.
 - URL normalisation and masking.
@@ -102,28 +103,44 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
     conn.execute(stmt, list(rows))
 
 
+def insert_new(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
+    """Plain insert, for rows the caller knows are not in the table yet (the fast path:
+    PostgreSQL COPYs straight into the table). A row that is there raises IntegrityError."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        with conn.connection.driver_connection.cursor() as cur:
+            _copy_rows(cur, table.name, table, rows)
+        return
+    conn.execute(table.insert(), list(rows))
+
+
+def _copy_rows(cur, into: str, table: sa.Table, rows: Sequence[dict]) -> None:
+    columns = list(table.columns)
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    json_columns = {c.name for c in columns if isinstance(c.type, sa.JSON)}
+    with cur.copy(f'COPY "{into}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([
+                json.dumps(row.get(c.name)) if c.name in json_columns and row.get(c.name) is not None
+                else row.get(c.name)
+                for c in columns
+            ])
+
+
 def _copy_upsert_postgresql(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
-    columns = [c for c in table.columns]
+    """COPY into a staging table, then one INSERT ... ON CONFLICT from it."""
+    columns = list(table.columns)
     names = ", ".join(f'"{c.name}"' for c in columns)
     pk = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
-    updates = ", ".join(
-        f'"{c.name}" = EXCLUDED."{c.name}"' for c in columns if not c.primary_key
-    )
+    updates = ", ".join(f'"{c.name}" = EXCLUDED."{c.name}"' for c in columns if not c.primary_key)
     staging = f"_bridge_stage_{table.name}"
-    json_columns = {c.name for c in columns if isinstance(c.type, sa.JSON)}
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur:
+    with conn.connection.driver_connection.cursor() as cur:
         cur.execute(
             f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" '
             f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS'
         )
-        with cur.copy(f'COPY "{staging}" ({names}) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row([
-                    json.dumps(row.get(c.name)) if c.name in json_columns and row.get(c.name) is not None
-                    else row.get(c.name)
-                    for c in columns
-                ])
+        _copy_rows(cur, staging, table, rows)
         conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
         cur.execute(
             f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{staging}" '

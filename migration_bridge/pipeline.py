@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -124,6 +125,37 @@ class BatchOutcome:
     fingerprints: list[dict] = field(default_factory=list)
     rejected: int = 0
     skipped: int = 0
+
+
+class BatchWriter:
+    """One background thread writing batches in order, at most one in flight: the next
+    batch is read and transformed while the database stores the previous one. A failed
+    write surfaces at the next submit or at exit."""
+
+    def __init__(self):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-writer")
+        self._pending: Future | None = None
+
+    def submit(self, job) -> None:
+        self.wait()
+        self._pending = self._executor.submit(job)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __enter__(self) -> "BatchWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+            elif self._pending is not None:
+                self._pending.cancel()
+        finally:
+            self._executor.shutdown(wait=True)
 
 
 def select_entities(only: tuple[str, ...], exclude: tuple[str, ...]) -> list[Entity]:
@@ -340,21 +372,24 @@ class Exporter:
         if stats.done and not self.options.restart:
             log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
             return stats
-        self._load_parent_ids(engine, entity)
-        ctx = self._entity_context(entity)
+        self.load_parent_ids(engine, entity)
+        ctx = self.entity_context(entity)
         total = self.source.count(entity.source_model)
         progress = Progress(entity.name, total, interactive=self.options.interactive, initial=stats.read)
+        fresh = not self.options.restart
         try:
-            started = time.monotonic()  # each batch's time includes reading it
-            for rows in self.source.extract_rows(entity.source_model, entity.source_fields,
-                                                 stats.last_id, self.options.batch_size):
-                batch_ctx = self._batch_context(entity, ctx, rows)
-                outcome = self.process_rows(entity, rows, batch_ctx)
-                stats.read += len(rows)
-                stats.last_id = rows[-1]["id"]
-                self.commit_batch(engine, entity, outcome, stats, started)
-                progress.update(len(rows))
-                started = time.monotonic()
+            with BatchWriter() as writer:
+                started = time.monotonic()  # consecutive intervals: reading, processing, waiting
+                for rows in self.source.extract_rows(entity.source_model, entity.source_fields,
+                                                     stats.last_id, self.options.batch_size):
+                    batch_ctx = self.batch_context(entity, ctx, rows)
+                    outcome = self.process_rows(entity, rows, batch_ctx)
+                    stats.read += len(rows)
+                    stats.last_id = rows[-1]["id"]
+                    started = self.commit_batch(engine, entity, outcome, stats, started, fresh=fresh,
+                                                writer=writer)
+                    progress.update(len(rows))
+            stats.seconds += time.monotonic() - started
             if entity.self_foreign_key:
                 self.resolve_deferred(engine, entity, ctx, stats)
             stats.done = True
@@ -366,29 +401,56 @@ class Exporter:
 
     def commit_batch(self, engine, entity: Entity, outcome: BatchOutcome, stats: EntityStats,
                      started: float, resolved: list[int] = (), replace_notes_for: list[int] = (),
-                     checkpoint: bool = True) -> None:
-        """One transaction: the rows, their notes and fingerprints, and the checkpoint."""
+                     checkpoint: bool = True, fresh: bool = False, writer: "BatchWriter | None" = None) -> float:
+        """Hash the batch's PINs, count it, and write it in one transaction with its notes,
+        fingerprints and checkpoint — in ``writer``'s thread when given, so that the next
+        batch is read while this one is written. Returns when the caller's next interval starts."""
         if outcome.pins:
             self._hash_pins(entity, outcome)
         stats.written += len(outcome.rows)
         stats.rejected += outcome.rejected
         stats.skipped += outcome.skipped
-        writing = time.monotonic()
-        stats.seconds += writing - started
+        now = time.monotonic()
+        stats.seconds += now - started
+        job = functools.partial(self._write_batch, engine, entity, outcome,
+                                stats.as_checkpoint() if checkpoint else None,  # a snapshot: safe to hand over
+                                list(resolved), list(replace_notes_for), fresh)
+        if writer is None:
+            job()
+        else:
+            writer.submit(job)
+        return now
+
+    def _write_batch(self, engine, entity: Entity, outcome: BatchOutcome, checkpoint_row: dict | None,
+                     resolved: list[int], replace_notes_for: list[int], fresh: bool) -> None:
+        if fresh:
+            # Rows past the last checkpoint cannot be in the target (each batch commits with
+            # its checkpoint): a plain insert is safe, and on PostgreSQL a COPY straight in.
+            try:
+                self._write_transaction(engine, entity, outcome, checkpoint_row, resolved,
+                                        replace_notes_for, dialects.insert_new)
+                return
+            except (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError):
+                log.warning("%s: batch ending at id %s was partly in the target already; upserting it",
+                            entity.name, checkpoint_row and checkpoint_row["last_id"])
+        self._write_transaction(engine, entity, outcome, checkpoint_row, resolved, replace_notes_for,
+                                dialects.upsert)
+
+    @staticmethod
+    def _write_transaction(engine, entity, outcome, checkpoint_row, resolved, replace_notes_for, load) -> None:
         with engine.begin() as conn:
-            dialects.upsert(conn, entity.target, outcome.rows)
+            load(conn, entity.target, outcome.rows)
             if replace_notes_for:
                 conn.execute(bk.notes.delete().where(
                     bk.notes.c.entity == entity.name, bk.notes.c.source_id.in_(replace_notes_for)))
-            dialects.upsert(conn, bk.notes, outcome.notes)
-            dialects.upsert(conn, bk.fingerprints, outcome.fingerprints)
+            load(conn, bk.notes, outcome.notes)
+            load(conn, bk.fingerprints, outcome.fingerprints)
             dialects.upsert(conn, bk.deferred, outcome.deferred)
             if resolved:
                 dialects.delete_keys(conn, bk.deferred,
                                      [{"entity": entity.name, "source_id": i} for i in resolved])
-            if checkpoint:
-                dialects.upsert(conn, bk.checkpoints, [stats.as_checkpoint()])
-        stats.seconds += time.monotonic() - writing  # lands in the next checkpoint
+            if checkpoint_row is not None:
+                dialects.upsert(conn, bk.checkpoints, [checkpoint_row])
 
     # --- transform, validate, check keys -------------------------------------------
 
@@ -469,11 +531,14 @@ class Exporter:
                     del pending[i]
                 rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
                 outcome = self.process_rows(entity, rows, ctx)
-                self.commit_batch(engine, entity, outcome, stats, time.monotonic(), resolved=chunk)
+                started = self.commit_batch(engine, entity, outcome, stats, started, resolved=chunk)
+                stats.seconds += time.monotonic() - started
+                started = time.monotonic()
 
     # --- context the pure transforms need ------------------------------------------
 
-    def _load_parent_ids(self, engine: sa.Engine, entity: Entity) -> None:
+    def load_parent_ids(self, engine: sa.Engine, entity: Entity) -> None:
+        """The ids already in the target for every table this entity's keys point at."""
         needed = set(entity.foreign_keys.values()) | {entity.name}
         if entity.name == "media":
             needed |= {"students", "users"}  # attribution candidates must exist
@@ -485,14 +550,16 @@ class Exporter:
                         sa.select(table.c.id))
                     self.loaded[table_name] = IdSet(i for (i,) in result)
 
-    def _entity_context(self, entity: Entity) -> TransformContext:
+    def entity_context(self, entity: Entity) -> TransformContext:
+        """What this entity's transforms need from other rows, once (archived duplicates)."""
         if entity.name == "sessions":
             loaded_users = self.loaded["users"]
             active = [s for s in self.source.active_sessions() if s[1] in loaded_users]
             return dataclasses.replace(self.ctx, archived_sessions=find_superseded_sessions(active))
         return self.ctx
 
-    def _batch_context(self, entity: Entity, ctx: TransformContext, rows: list[dict]) -> TransformContext:
+    def batch_context(self, entity: Entity, ctx: TransformContext, rows: list[dict]) -> TransformContext:
+        """What one batch's transforms need from other rows (authors inferred for media)."""
         if entity.name == "media":
             attributions = self.source.media_attributions(rows, self.loaded["students"], self.loaded["users"])
             return dataclasses.replace(ctx, attributions=attributions)

@@ -109,8 +109,8 @@ class Syncer(Exporter):
     # --- 1. what changed ---------------------------------------------------------------
 
     def find_changes(self, engine: sa.Engine, entity: Entity, stats: SyncStats) -> EntityChanges:
-        self._load_parent_ids(engine, entity)
-        ctx = self._entity_context(entity)
+        self.load_parent_ids(engine, entity)
+        ctx = self.entity_context(entity)
 
         scanned = 0
 
@@ -119,7 +119,7 @@ class Syncer(Exporter):
             for rows in self.source.extract_rows(entity.source_model, entity.source_fields, 0,
                                                  self.options.batch_size):
                 scanned += len(rows)
-                batch_ctx = self._batch_context(entity, ctx, rows)
+                batch_ctx = self.batch_context(entity, ctx, rows)
                 yield {r["id"]: bytes.fromhex(row_fingerprint(self.fingerprint_key, tuple(r.values()),
                                                               context_of(batch_ctx, r["id"]))) for r in rows}
 
@@ -173,14 +173,14 @@ class Syncer(Exporter):
     # --- 3. inserts and updates, parents first ---------------------------------------------
 
     def apply_upserts(self, engine: sa.Engine, entity: Entity, changes: EntityChanges, stats: SyncStats) -> None:
-        self._load_parent_ids(engine, entity)
-        ctx = self._entity_context(entity)
+        self.load_parent_ids(engine, entity)
+        ctx = self.entity_context(entity)
         self._accepted, self._rejected = set(), 0
         scratch = EntityStats(entity.name)  # the export's checkpoint counters stay as they are
         for start in range(0, len(changes.upsert), self.options.batch_size):
             chunk = changes.upsert[start:start + self.options.batch_size]
             rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
-            outcome = self.process_rows(entity, rows, self._batch_context(entity, ctx, rows))
+            outcome = self.process_rows(entity, rows, self.batch_context(entity, ctx, rows))
             self.commit_batch(engine, entity, outcome, scratch, time.monotonic())
         if entity.self_foreign_key:
             self.resolve_deferred(engine, entity, ctx, scratch)
@@ -188,11 +188,11 @@ class Syncer(Exporter):
         stats.updated = len(self._accepted - changes.inserted)
         stats.rejected = self._rejected
 
-    def commit_batch(self, engine, entity, outcome, stats, started, resolved=()) -> None:
+    def commit_batch(self, engine, entity, outcome, stats, started, resolved=()) -> float:
         """The export's commit, replacing the notes of every row it touches."""
         touched = ({r["id"] for r in outcome.rows} | {n["source_id"] for n in outcome.notes}
                    | {d["source_id"] for d in outcome.deferred} | set(resolved))
         self._accepted.update(r["id"] for r in outcome.rows)
         self._rejected += outcome.rejected + outcome.skipped
-        super().commit_batch(engine, entity, outcome, stats, started, resolved,
+        return super().commit_batch(engine, entity, outcome, stats, started, resolved,
                              replace_notes_for=sorted(touched), checkpoint=False)

@@ -225,10 +225,10 @@ class TransformReplay:
         self.files_finalised = files_finalised
 
     def entity_context(self, entity: Entity) -> TransformContext:
-        return self.exporter._entity_context(entity)
+        return self.exporter.entity_context(entity)
 
     def transform(self, entity: Entity, ctx: TransformContext, rows: list[dict], conn) -> list[tuple[dict, Any]]:
-        batch_ctx = self.exporter._batch_context(entity, ctx, rows)
+        batch_ctx = self.exporter.batch_context(entity, ctx, rows)
         results = [(src, entity.transform(src, batch_ctx)) for src in rows]
         if self.files_finalised and entity.name in ("media", "users"):
             self._finalise_files(entity, results, conn)
