@@ -179,6 +179,7 @@ class Exporter:
         self._scratch_dir: str | None = None
         self.file_options, self.file_stores, self.files_result = None, None, None
         self.frozen_at_start: FreezeState | None = None
+        self._upsert_only: set[str] = set()  # entities whose fast insert met existing rows
         from django.conf import settings
 
         self.fingerprint_key = fingerprint_key(conf.FINGERPRINT_KEY, settings.SECRET_KEY)
@@ -423,7 +424,7 @@ class Exporter:
 
     def _write_batch(self, engine, entity: Entity, outcome: BatchOutcome, checkpoint_row: dict | None,
                      resolved: list[int], replace_notes_for: list[int], fresh: bool) -> None:
-        if fresh:
+        if fresh and entity.name not in self._upsert_only:
             # Rows past the last checkpoint cannot be in the target (each batch commits with
             # its checkpoint): a plain insert is safe, and on PostgreSQL a COPY straight in.
             try:
@@ -431,7 +432,9 @@ class Exporter:
                                         replace_notes_for, dialects.insert_new)
                 return
             except (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError):
-                log.warning("%s: batch ending at id %s was partly in the target already; upserting it",
+                # e.g. resuming a killed --restart: the old rows are still there
+                self._upsert_only.add(entity.name)
+                log.warning("%s: rows past id %s are in the target already; upserting from here on",
                             entity.name, checkpoint_row and checkpoint_row["last_id"])
         self._write_transaction(engine, entity, outcome, checkpoint_row, resolved, replace_notes_for,
                                 dialects.upsert)

@@ -261,34 +261,41 @@ def test_second_run_writes_nothing_new(seeded, make_database):
     assert target_snapshot(target.engine(), exclude=()) == before  # even the salted PIN hashes
 
 
-@pytest.mark.parametrize("legacy_kind,target_kind", [("sqlite", "sqlite"), ("mariadb", "postgresql")])
-def test_killed_run_then_rerun_equals_clean_run(seeded, make_database, legacy_kind, target_kind, tmp_path):
-    legacy = seeded(legacy_kind)
-    clean, killed = make_database(target_kind), make_database(target_kind)
-    export(legacy, clean, "--create-schema")
-
-    # A slow PIN method and small batches leave time to kill it mid-way.
+def kill_mid_run(legacy, target, tmp_path, *args) -> None:
+    """Start an export with a slow PIN method and small batches; SIGKILL it once some
+    students are committed."""
     env = {**os.environ, **legacy.env}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     proc = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "manage.py"), "export_to_flask", "--target", killed.url,
-         "--create-schema", "--allow-live", "--batch-size", "50", "--pin-hash-method", "pbkdf2:sha256:20000",
-         "--report-dir", str(tmp_path / "killed")],
+        [sys.executable, str(PROJECT_ROOT / "manage.py"), "export_to_flask", "--target", target.url,
+         "--allow-live", "--batch-size", "50", "--pin-hash-method", "pbkdf2:sha256:20000",
+         "--report-dir", str(tmp_path / f"killed-{time.monotonic_ns()}"), *args],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    engine = killed.engine()
+    engine = target.engine()
+    started_at = fm_now()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.2)
         try:
             with engine.connect() as conn:
-                done = conn.execute(sa.select(bk.checkpoints.c.read).where(bk.checkpoints.c.entity == "students")).scalar()
+                row = conn.execute(sa.select(bk.checkpoints.c.read, bk.checkpoints.c.updated_at)
+                                   .where(bk.checkpoints.c.entity == "students")).first()
         except sa.exc.DBAPIError:
             continue
-        if done and done >= 200:
+        if row and row.read >= 200 and row.updated_at > started_at:  # this run's checkpoint
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("legacy_kind,target_kind", [("sqlite", "sqlite"), ("mariadb", "postgresql")])
+def test_killed_run_then_rerun_equals_clean_run(seeded, make_database, legacy_kind, target_kind, tmp_path):
+    legacy = seeded(legacy_kind)
+    clean, killed = make_database(target_kind), make_database(target_kind)
+    export(legacy, clean, "--create-schema")
+    kill_mid_run(legacy, killed, tmp_path, "--create-schema")
+    engine = killed.engine()
     with engine.connect() as conn:
         partial = conn.execute(sa.select(sa.func.count()).select_from(fm.Student.__table__)).scalar()
     assert 0 < partial < len(target_snapshot(clean.engine())["students"])
@@ -309,6 +316,20 @@ def test_killed_run_then_rerun_equals_clean_run(seeded, make_database, legacy_ki
             new_id = conn.execute(sa.insert(fm.District).values(
                 name="Brand new", code="NEW-1", is_active=True, created_at=fm_now())).inserted_primary_key[0]
         assert new_id > max(target_snapshot(clean.engine())["districts"])
+
+
+def test_resume_after_a_killed_restart_upserts_over_the_old_rows(seeded, make_database, tmp_path):
+    # A --restart clears the checkpoints but not the rows: the resumed run meets rows
+    # past its checkpoint and must upsert them instead of failing on the fast insert.
+    legacy = seeded("sqlite")
+    target = make_database("sqlite")
+    export(legacy, target, "--create-schema")
+    before = target_snapshot(target.engine())
+    kill_mid_run(legacy, target, tmp_path, "--restart")
+    proc, report = export(legacy, target)
+    assert report["status"] == "complete"
+    assert "upserting from here on" in proc.stderr
+    assert target_snapshot(target.engine()) == before
 
 
 def fm_now():
