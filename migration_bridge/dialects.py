@@ -11,10 +11,11 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import make_url
 
 from .errors import BridgeError
@@ -53,8 +54,6 @@ def create_target_engine(url: str) -> sa.Engine:
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            import os
-
             os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
     try:
         # hide_parameters: row values (media passwords, hashes) never reach an error message

@@ -37,7 +37,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -471,6 +471,16 @@ def _manifest_update(row, outcome: Outcome) -> dict:
 
 # --- 3. finalise ---------------------------------------------------------------------------
 
+def finalised_media_files(row: dict, final: Callable[[str], str], ctx: TransformContext) -> dict:
+    """A media row's file columns once its files are copied: each name becomes ``final(name)``
+    (its key when the copy is done), ``project_images`` the URLs of those keys."""
+    return {
+        "image_file": final(str(row["image_file"])) if row["image_file"] else row["image_file"],
+        "video_file": final(str(row["video_file"])) if row["video_file"] else row["video_file"],
+        "project_images": project_image_urls(row["project_images"], ctx, final),
+    }
+
+
 def finalise(engine: sa.Engine, source: LegacySource, conf: BridgeSettings,
              options: FileOptions) -> tuple[dict, list, list]:
     """Point the migrated rows at the final keys; collect the missing and failed files."""
@@ -527,11 +537,7 @@ def finalise(engine: sa.Engine, source: LegacySource, conf: BridgeSettings,
                 note(manifest, ref)
             changes = []
             for r in rows:
-                new = {
-                    "image_file": final(str(r["image_file"])) if r["image_file"] else r["image_file"],
-                    "video_file": final(str(r["video_file"])) if r["video_file"] else r["video_file"],
-                    "project_images": project_image_urls(r["project_images"], ctx, final),
-                }
+                new = finalised_media_files(r, final, ctx)
                 cur = current[r["id"]]
                 if (cur.image_file, cur.video_file, cur.project_images) != (
                         new["image_file"], new["video_file"], new["project_images"]):

@@ -33,7 +33,7 @@ from .idset import IdSet
 from .mapping import ENTITIES, ENTITY_NAMES, Entity
 from .passwords import check_pin_hash_method, hash_pins
 from .progress import Progress
-from .report import jsonable, write_report
+from .report import jsonable, run_header, write_report
 from .source import LegacySource
 from .transforms import Note, Reject, Skip, TransformContext, find_superseded_sessions, validate_row
 
@@ -338,17 +338,11 @@ class Exporter:
         report, report_path, rejects_path = write_report(
             engine, report_dir,
             header={
-                "tool": "migration_bridge export_to_flask",
+                **run_header("migration_bridge export_to_flask", self.source, self.options, started, finished),
                 "run_id": run_id,
                 "status": status,
                 "error": _one_line(error) if error else None,
                 "dry_run": self.options.dry_run,
-                "started_at": started.isoformat(),
-                "finished_at": finished.isoformat(),
-                "seconds": round((finished - started).total_seconds(), 3),
-                "source": {"vendor": self.source.vendor, "app_label": self.source.app.label},
-                "target": dialects.mask_url(self.options.target_url),
-                "options": self.options.public(),
                 "source_frozen": self._frozen_whole_run(),
                 "files": self.files_result.as_report() if self.files_result else None,
                 "pin_hashing": {**self.pin_stats, "hashes_per_s": round(
@@ -461,17 +455,15 @@ class Exporter:
         out = BatchOutcome()
         loaded_self = self.loaded.setdefault(entity.name, IdSet())
         pending = self.pending.setdefault(entity.name, {})
+        filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
         for src in rows:
-            out.fingerprints.append({
-                "entity": entity.name, "source_id": src["id"],
-                "fingerprint": row_fingerprint(self.fingerprint_key, tuple(src.values()),
-                                               context_of(ctx, src["id"]))})
+            out.fingerprints.append({"entity": entity.name, "source_id": src["id"],
+                                     "fingerprint": self.fingerprint(src, ctx)})
             result = entity.transform(src, ctx)
             if isinstance(result, (Reject, Skip)):
                 self._note_rejection(entity, src, result, out)
                 continue
             row = result.row
-            filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
             problem = (validate_row(row, entity.target, entity.choices, filled_later)
                        or self._check_keys(entity, row))
             if problem is None and entity.self_foreign_key:
@@ -492,6 +484,10 @@ class Exporter:
                 out.pins.append(src[entity.hashed_pin[1]])
             out.notes.extend(_note_row(entity, src["id"], n) for n in result.notes)
         return out
+
+    def fingerprint(self, src: dict, ctx: TransformContext) -> str:
+        """What ``--sync`` compares: the source row and the context its transform used."""
+        return row_fingerprint(self.fingerprint_key, tuple(src.values()), context_of(ctx, src["id"]))
 
     def _check_keys(self, entity: Entity, row: dict) -> Reject | None:
         missing = [

@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import bookkeeping as bk
+from .dialects import mask_url
 
 
 def jsonable(value):
@@ -25,6 +26,19 @@ def jsonable(value):
     if isinstance(value, (uuid.UUID, decimal.Decimal)):
         return str(value)
     return value
+
+
+def run_header(tool: str, source, options, started: dt.datetime, finished: dt.datetime) -> dict:
+    """What every report starts with: which command, when, from where to where, how."""
+    return {
+        "tool": tool,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "seconds": round((finished - started).total_seconds(), 3),
+        "source": {"vendor": source.vendor, "app_label": source.app.label},
+        "target": mask_url(options.target_url),
+        "options": options.public(),
+    }
 
 
 def _reason_kind(reason: str) -> str:

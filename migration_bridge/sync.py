@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from .diff import diff_ranges, keyset_ranges
 from .errors import BridgeError
-from .fingerprint import context_of, row_fingerprint
 from .mapping import Entity
 from .pipeline import EntityStats, Exporter
 
@@ -120,8 +119,7 @@ class Syncer(Exporter):
                                                  self.options.batch_size):
                 scanned += len(rows)
                 batch_ctx = self.batch_context(entity, ctx, rows)
-                yield {r["id"]: bytes.fromhex(row_fingerprint(self.fingerprint_key, tuple(r.values()),
-                                                              context_of(batch_ctx, r["id"]))) for r in rows}
+                yield {r["id"]: bytes.fromhex(self.fingerprint(r, batch_ctx)) for r in rows}
 
         def stored(lo, hi) -> dict[int, str]:
             fp = bk.fingerprints

@@ -68,9 +68,9 @@ from .diff import DEFAULT_CHUNK_SIZE, canonical, canonical_row, compare_range, k
 from .errors import BridgeError
 from .idset import IdSet
 from .mapping import ENTITIES, Entity
-from .report import jsonable
+from .report import jsonable, run_header
 from .source import LegacySource
-from .transforms import Reject, Skip, TransformContext, media_url, project_image_urls, storage_name_from_url
+from .transforms import Reject, Skip, TransformContext, media_url, storage_name_from_url
 
 SHOW_IDS = 20
 FILE_HIT_RATIO = 0.999
@@ -235,7 +235,7 @@ class TransformReplay:
         return results
 
     def _finalise_files(self, entity: Entity, results: list, conn) -> None:
-        from .files import DONE, manifest_rows
+        from .files import DONE, finalised_media_files, manifest_rows
 
         prefix = self.conf.MEDIA_URL_PREFIX
         done = [(src, r.row) for src, r in results if not isinstance(r, (Reject, Skip))]
@@ -258,9 +258,7 @@ class TransformReplay:
 
         for src, row in done:
             if entity.name == "media":
-                for f in ("image_file", "video_file"):
-                    row[f] = final(str(src[f])) if src[f] else src[f]
-                row["project_images"] = project_image_urls(src["project_images"], self.exporter.ctx, final)
+                row.update(finalised_media_files(src, final, self.exporter.ctx))
             else:
                 name = storage_name_from_url(src["profile_picture"], prefix)
                 if name:
@@ -419,13 +417,7 @@ class Verifier:
             self.engine.dispose()
         finished = bk.utcnow()
         report = {
-            "tool": "migration_bridge verify_flask",
-            "started_at": started.isoformat(),
-            "finished_at": finished.isoformat(),
-            "seconds": round((finished - started).total_seconds(), 3),
-            "source": {"vendor": self.source.vendor, "app_label": self.source.app.label},
-            "target": dialects.mask_url(self.options.target_url),
-            "options": self.options.public(),
+            **run_header("migration_bridge verify_flask", self.source, self.options, started, finished),
             "source_frozen": self.source_frozen,
             "sample_seed": self.seed,
             "passed": all(c.passed is not False for c in checks),
