@@ -180,6 +180,7 @@ class Exporter:
         self.file_options, self.file_stores, self.files_result = None, None, None
         self.frozen_at_start: FreezeState | None = None
         self._upsert_only: set[str] = set()  # entities whose fast insert met existing rows
+        self.sync_stats: list | None = None  # filled by a --sync run (sync.Syncer)
         from django.conf import settings
 
         self.fingerprint_key = fingerprint_key(conf.FINGERPRINT_KEY, settings.SECRET_KEY)
@@ -352,7 +353,7 @@ class Exporter:
             extra=self.report_extra(),
         )
         return ExportResult(status, ordered, report, report_path, rejects_path, files=self.files_result,
-                            sync=getattr(self, "sync_stats", None))
+                            sync=self.sync_stats)
 
     def _frozen_whole_run(self) -> dict:
         """Re-checked at the end: frozen at start and end with the same ``since`` means

@@ -103,7 +103,7 @@ class Syncer(Exporter):
                 self.apply_upserts(engine, entity, changes[entity.name], by_name[entity.name])
 
     def report_extra(self) -> dict:
-        return {"kind": "sync", "sync": {s.name: s.as_report() for s in getattr(self, "sync_stats", [])}}
+        return {"kind": "sync", "sync": {s.name: s.as_report() for s in self.sync_stats or []}}
 
     # --- 1. what changed ---------------------------------------------------------------
 
