@@ -16,6 +16,8 @@ import sqlalchemy as sa
 
 from flask_models import UtcDateTime
 
+from .transforms import Reject, Root, Skip, root_of
+
 bookkeeping_metadata = sa.MetaData()
 _MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
 
@@ -101,6 +103,22 @@ def utcnow() -> dt.datetime:
 
 def create_bookkeeping(engine: sa.Engine) -> None:
     bookkeeping_metadata.create_all(engine)
+
+
+def gone_rows(conn: sa.Connection, entity: str) -> dict:
+    """{source id: Root} of the rows of ``entity`` rejected or skipped so far."""
+    gone = {}
+    for source_id, kind, detail in conn.execute(
+            sa.select(notes.c.source_id, notes.c.kind, notes.c.detail)
+            .where(notes.c.entity == entity, notes.c.kind.in_(("reject", "skip")))):
+        detail = detail or {}
+        root = detail.get("root")
+        if root:
+            gone[source_id] = Root(root["entity"], root["id"], root["reason"])
+        else:
+            result = (Skip if kind == "skip" else Reject)(detail.get("reason", ""))
+            gone[source_id] = root_of(entity, source_id, result)
+    return gone
 
 
 def has_bookkeeping(conn: sa.Connection) -> bool:

@@ -7,6 +7,8 @@
 - ``reset_sequences``: after loading explicit ids, move PostgreSQL sequences past them.
 - ``empty_tables``: children first.
 - URL normalisation and masking.
+- The legacy side: the connection's charset forced to utf8mb4 and read back, and
+  ``Utf8Bytes``, text length in bytes counted by the database itself.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import os
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
+from django.db.models import BigIntegerField, Func
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -62,7 +65,16 @@ def create_target_engine(url: str) -> sa.Engine:
         raise BridgeError(f"unsupported target URL {mask_url(parsed)}: {exc}") from None
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name in ("mysql", "mariadb"):
+        sa.event.listen(engine, "connect", _mysql_session)
     return engine
+
+
+def _mysql_session(dbapi_connection, _record):
+    # an explicit id 0 is a real legacy id, not a request for the next AUTO_INCREMENT value
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')")
+    cursor.close()
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
@@ -184,3 +196,51 @@ def empty_tables(conn: sa.Connection, tables_in_dependency_order: Sequence[sa.Ta
         return
     for table in reversed(tables_in_dependency_order):
         conn.execute(table.delete())
+
+
+# --- the legacy side (a Django connection) ------------------------------------------
+
+def force_source_utf8(connection) -> None:
+    """MySQL/MariaDB: make a Django connection send and return utf8mb4 (the client
+    library then decodes 4-byte characters instead of the server replacing them by ?)."""
+    if connection.vendor == "mysql" and connection.connection is not None:
+        connection.connection.set_character_set("utf8mb4")
+
+
+def source_connection_facts(connection) -> dict:
+    """What shapes the values read through ``connection``: charset, time zone, SQL mode.
+    ``lossless``: every character the database holds reaches Python as it is."""
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute("SELECT @@character_set_client, @@character_set_connection, "
+                           "@@character_set_results, @@session.time_zone, @@session.sql_mode")
+            client, conn_cs, results, time_zone, sql_mode = cursor.fetchone()
+            decoder = connection.connection.character_set_name()
+            charset = f"client={client} connection={conn_cs} results={results} decoder={decoder}"
+            lossless = all(cs == "utf8mb4" for cs in (client, conn_cs, results, decoder))
+        elif connection.vendor == "postgresql":
+            cursor.execute("SELECT current_setting('client_encoding'), current_setting('TimeZone')")
+            charset, time_zone = cursor.fetchone()
+            sql_mode, lossless = None, charset.upper() in ("UTF8", "UTF-8")
+        else:  # SQLite stores and returns UTF-8 text as it is
+            cursor.execute("PRAGMA encoding")
+            charset, time_zone, sql_mode, lossless = cursor.fetchone()[0], None, None, True
+    return {"vendor": connection.vendor, "charset": charset, "time_zone": time_zone, "sql_mode": sql_mode,
+            "lossless": lossless}
+
+
+class Utf8Bytes(Func):
+    """Bytes of a text column in UTF-8 as the database itself counts them (0 for NULL):
+    independent of how the client decodes the value."""
+
+    template = "COALESCE(OCTET_LENGTH(%(expressions)s), 0)"
+    output_field = BigIntegerField()
+
+    def as_mysql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection,
+                           template="COALESCE(OCTET_LENGTH(CONVERT(%(expressions)s USING utf8mb4)), 0)", **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection,
+                           template="COALESCE(LENGTH(CAST(%(expressions)s AS BLOB)), 0)", **extra)

@@ -50,7 +50,7 @@ from .filestore import (
     RetryPolicy, SourceFiles, Target, make_target, storage_from_settings,
 )
 from .progress import Progress
-from .source import MEDIA_FILE_FIELDS, FileRef, LegacySource, media_file_refs
+from .source import BEFORE_FIRST_ID, MEDIA_FILE_FIELDS, FileRef, LegacySource, media_file_refs
 from .transforms import TransformContext, media_url, project_image_urls, storage_name_from_url
 
 log = logging.getLogger("migration_bridge")
@@ -521,7 +521,7 @@ def finalise(engine: sa.Engine, source: LegacySource, conf: BridgeSettings,
         video_file=sa.bindparam("b_video_file", type_=media.c.video_file.type),
         project_images=sa.bindparam("b_project_images", type_=media.c.project_images.type),
     )
-    for rows in source.extract_rows("Media", MEDIA_FILE_FIELDS, 0, options.batch_size):
+    for rows in source.extract_rows("Media", MEDIA_FILE_FIELDS, BEFORE_FIRST_ID, options.batch_size):
         with engine.begin() as conn:
             current = {}
             for chunk in _chunks([r["id"] for r in rows]):

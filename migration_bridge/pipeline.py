@@ -34,8 +34,9 @@ from .mapping import ENTITIES, ENTITY_NAMES, Entity
 from .passwords import check_pin_hash_method, hash_pins
 from .progress import Progress
 from .report import jsonable, run_header, write_report
-from .source import LegacySource
-from .transforms import Note, Reject, Skip, TransformContext, find_superseded_sessions, validate_row
+from .source import BEFORE_FIRST_ID, LegacySource
+from .transforms import (Note, Reject, Root, Skip, TransformContext, check_parents, find_superseded_sessions,
+                         root_of, validate_row)
 
 log = logging.getLogger("migration_bridge")
 
@@ -86,7 +87,7 @@ class EntityStats:
     rejected: int = 0
     skipped: int = 0
     seconds: float = 0.0
-    last_id: int = 0
+    last_id: int = BEFORE_FIRST_ID  # ids <= 0 exist in real data: nothing is "before" them
     done: bool = False
 
     @property
@@ -172,6 +173,8 @@ class Exporter:
         self.source = source
         self.entities = select_entities(options.only, options.exclude)
         self.loaded: dict[str, IdSet] = {}
+        # rows rejected or skipped, per entity, with the root cause they hand to their children
+        self.gone: dict[str, dict[int, Root]] = {}
         self.pending: dict[str, dict[int, int]] = {}
         self.pin_stats = {"method": options.pin_hash_method, "workers": options.workers,
                           "hashed": 0, "seconds": 0.0}
@@ -212,6 +215,7 @@ class Exporter:
         if not self.entities:
             raise BridgeError("--only/--exclude leave no entity to export")
         self.source.check_reachable()
+        self.source.require_lossless_text()
         self.frozen_at_start = get_freeze_state(use_cache=False)
         if not (self.frozen_at_start.frozen or o.allow_live or o.dry_run):
             raise BridgeError(
@@ -281,7 +285,21 @@ class Exporter:
                     )
             for row in conn.execute(sa.select(bk.deferred)):
                 self.pending.setdefault(row.entity, {})[row.source_id] = row.parent_id
+        if not o.files_only:
+            self.check_parents_exported(stats)
         return stats
+
+    def check_parents_exported(self, stats: dict[str, EntityStats]) -> None:
+        """--only/--exclude: every table a selected entity points at is selected too or
+        complete in the target; else its rows would be rejected for a parent never tried."""
+        selected = {e.name for e in self.entities}
+        for entity in self.entities:
+            absent = sorted(p for p in set(entity.foreign_keys.values())
+                            if p not in selected and not (p in stats and stats[p].done))
+            if absent:
+                raise BridgeError(
+                    f"{entity.name} points at {', '.join(absent)}, which the target does not hold yet: "
+                    f"export {', '.join(absent)} first (or in the same run)")
 
     # --- the run -----------------------------------------------------------------
 
@@ -365,11 +383,14 @@ class Exporter:
 
     def export_entity(self, engine: sa.Engine, entity: Entity, stats: EntityStats | None) -> EntityStats:
         stats = stats or EntityStats(entity.name)
-        if stats.done and not self.options.restart:
-            log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
-            return stats
         self.load_parent_ids(engine, entity)
         ctx = self.entity_context(entity)
+        self.retry_rejected(engine, entity, ctx, stats)
+        if stats.done and not self.options.restart:
+            if entity.self_foreign_key:
+                self.resolve_deferred(engine, entity, ctx, stats)
+            log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
+            return stats
         total = self.source.count(entity.source_model)
         progress = Progress(entity.name, total, interactive=self.options.interactive, initial=stats.read)
         fresh = not self.options.restart
@@ -394,6 +415,24 @@ class Exporter:
         finally:
             progress.close()
         return stats
+
+    def rejected_ids(self, engine: sa.Engine, entity: Entity) -> list[int]:
+        """The source ids an earlier run rejected for this entity."""
+        with engine.connect() as conn:
+            return sorted(conn.execute(sa.select(bk.notes.c.source_id).where(
+                bk.notes.c.entity == entity.name, bk.notes.c.kind == "reject")).scalars())
+
+    def retry_rejected(self, engine: sa.Engine, entity: Entity, ctx: TransformContext, stats: EntityStats) -> None:
+        """Every run decides again on the rows earlier runs rejected: a parent loaded or
+        fixed since brings them in, and entity by entity their subtrees follow."""
+        ids = self.rejected_ids(engine, entity)
+        for start in range(0, len(ids), self.options.batch_size):
+            chunk = ids[start:start + self.options.batch_size]
+            started = time.monotonic()
+            stats.rejected -= len(chunk)  # decided again below; rows gone from the source drop out
+            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
+            outcome = self.process_rows(entity, rows, self.batch_context(entity, ctx, rows))
+            self.commit_batch(engine, entity, outcome, stats, started, replace_notes_for=chunk)
 
     def commit_batch(self, engine, entity: Entity, outcome: BatchOutcome, stats: EntityStats,
                      started: float, resolved: list[int] = (), replace_notes_for: list[int] = (),
@@ -455,6 +494,7 @@ class Exporter:
     def process_rows(self, entity: Entity, rows: list[dict], ctx: TransformContext) -> BatchOutcome:
         out = BatchOutcome()
         loaded_self = self.loaded.setdefault(entity.name, IdSet())
+        gone = self.gone.setdefault(entity.name, {})
         pending = self.pending.setdefault(entity.name, {})
         filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
         for src in rows:
@@ -470,15 +510,15 @@ class Exporter:
             if problem is None and entity.self_foreign_key:
                 parent = row[entity.self_foreign_key]
                 if parent is not None and parent not in loaded_self:
-                    if parent > src["id"] or parent in pending:
+                    if parent not in gone and (parent > src["id"] or parent in pending):
                         pending[src["id"]] = parent
                         out.deferred.append({"entity": entity.name, "source_id": src["id"], "parent_id": parent})
                         continue
-                    problem = Reject(f"{entity.self_foreign_key}: {entity.name} id {parent} not in target "
-                                     "(missing in source or rejected)")
+                    problem = check_parents(row, {entity.self_foreign_key: entity.name}, self.loaded, self.gone)
             if problem is not None:
                 self._note_rejection(entity, src, problem, out)
                 continue
+            gone.pop(row["id"], None)
             loaded_self.add(row["id"])
             out.rows.append(row)
             if entity.hashed_pin:
@@ -491,12 +531,7 @@ class Exporter:
         return row_fingerprint(self.fingerprint_key, tuple(src.values()), context_of(ctx, src["id"]))
 
     def _check_keys(self, entity: Entity, row: dict) -> Reject | None:
-        missing = [
-            f"{column}: {parent} id {row[column]} not in target (missing in source or rejected)"
-            for column, parent in entity.foreign_keys.items()
-            if row.get(column) is not None and row[column] not in self.loaded[parent]
-        ]
-        return Reject("; ".join(missing)) if missing else None
+        return check_parents(row, entity.foreign_keys, self.loaded, self.gone)
 
     def _note_rejection(self, entity: Entity, src: dict, result, out: BatchOutcome) -> None:
         kind = "skip" if isinstance(result, Skip) else "reject"
@@ -504,8 +539,12 @@ class Exporter:
             out.skipped += 1
         else:
             out.rejected += 1
+        self.gone.setdefault(entity.name, {})[src["id"]] = root_of(entity.name, src["id"], result)
         row = {f: src[f] for f in entity.secret_free_fields}
-        out.notes.append(_note_row(entity, src["id"], Note(kind, {"reason": result.reason, "row": row})))
+        detail = {"reason": result.reason, "row": row}
+        if isinstance(result, Reject) and result.root is not None:
+            detail["root"] = result.root.as_dict()
+        out.notes.append(_note_row(entity, src["id"], Note(kind, detail)))
 
     def resolve_deferred(self, engine, entity: Entity, ctx: TransformContext, stats: EntityStats) -> None:
         """Rows that waited for a parent later in id order: load them once it is there,
@@ -519,9 +558,12 @@ class Exporter:
                 dead = sorted(pending)
                 outcome = BatchOutcome()
                 for src in self.source.rows_by_id(entity.source_model, entity.source_fields, dead):
+                    parent = pending[src["id"]]
+                    root = self.gone.get(entity.name, {}).get(parent)
                     self._note_rejection(entity, src, Reject(
-                        f"{entity.self_foreign_key}: {entity.name} id {pending[src['id']]} never loaded "
-                        "(missing in source, rejected, or a cycle)"), outcome)
+                        f"{entity.self_foreign_key}: {entity.name} id {parent} was rejected", root=root)
+                        if root else Reject(f"{entity.self_foreign_key}: {entity.name} id {parent} never loaded "
+                                            "(missing in the source, or a cycle of replies)"), outcome)
                 pending.clear()
                 self.commit_batch(engine, entity, outcome, stats, started, resolved=dead)
                 return
@@ -549,6 +591,7 @@ class Exporter:
                     result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
                         sa.select(table.c.id))
                     self.loaded[table_name] = IdSet(i for (i,) in result)
+                    self.gone[table_name] = bk.gone_rows(conn, table_name)
 
     def entity_context(self, entity: Entity) -> TransformContext:
         """What this entity's transforms need from other rows, once (archived duplicates)."""

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from .dialects import mask_url
+from .mapping import ENTITY_NAMES
+from .transforms import Root
 
 
 def jsonable(value):
@@ -42,9 +44,10 @@ def run_header(tool: str, source, options, started: dt.datetime, finished: dt.da
 
 
 def _reason_kind(reason: str) -> str:
-    """'section_id: sessions id 7 not in target ...' -> 'section_id: not in target'."""
+    """'section_id: sessions id 7 was rejected' -> 'section_id: was rejected'."""
     column, _, rest = reason.partition(": ")
-    for phrase in ("not in target", "never loaded", "characters", "invalid value", "NULL"):
+    for phrase in ("was rejected", "not found", "never loaded", "characters", "invalid value", "NULL",
+                   "NUL character", "invalid JSON", "not a list"):
         if phrase in rest:
             return f"{column}: {phrase}"
     return reason
@@ -59,15 +62,20 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
     archived = []
     reject_kinds: dict = defaultdict(Counter)
     skip_reasons: dict = defaultdict(Counter)
+    causes = RootCauses()
     with engine.connect() as conn, rejects_path.open("w", encoding="utf-8") as rejects:
         rows = conn.execution_options(stream_results=True, yield_per=10_000).execute(
             sa.select(bk.notes).order_by(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind))
         for note in rows:
             detail = note.detail or {}
             if note.kind in ("reject", "skip"):
+                root = detail.get("root") or {"entity": note.entity, "id": note.source_id,
+                                              "reason": ("skipped: " if note.kind == "skip" else "")
+                                              + detail.get("reason", "")}
+                causes.add(note.entity, Root(root["entity"], root["id"], root["reason"]))
                 rejects.write(json.dumps({
                     "entity": note.entity, "id": note.source_id, "outcome": {"reject": "rejected", "skip": "skipped"}[note.kind],
-                    "reason": detail.get("reason"), "row": detail.get("row"),
+                    "reason": detail.get("reason"), "root": root, "row": detail.get("row"),
                 }, ensure_ascii=False) + "\n")
                 if note.kind == "reject":
                     reject_kinds[note.entity][_reason_kind(detail.get("reason", ""))] += 1
@@ -96,6 +104,8 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
         "attributions": {kind: items for kind, items in sorted(attributions.items())},
         "archived_duplicate_sessions": archived,
         "rejects": {ent: dict(c) for ent, c in reject_kinds.items()},
+        # each source row that caused rejects or skips, with every row it took along
+        "root_causes": causes.as_list(ENTITY_NAMES),
         "skipped": {ent: dict(c) for ent, c in skip_reasons.items()},
         "rejects_file": str(rejects_path),
         **(extra or {}),
@@ -103,6 +113,42 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
     report_path = report_dir / "report.json"
     report_path.write_text(json.dumps(jsonable(report), indent=2, ensure_ascii=False), encoding="utf-8")
     return report, report_path, rejects_path
+
+
+class RootCauses:
+    """Rejected and skipped rows grouped by the source row that caused them: what a user
+    fixes first, and how many rows each fix brings along."""
+
+    def __init__(self):
+        self._rows: dict[tuple, Counter] = defaultdict(Counter)
+        self._reasons: dict[tuple, str] = {}
+
+    def add(self, entity: str, root) -> None:
+        """One row of ``entity`` rejected or skipped because of ``root`` (itself, for a root)."""
+        key = (root.entity, root.id)
+        self._reasons[key] = root.reason
+        self._rows[key][entity] += 1
+
+    def as_list(self, order) -> list[dict]:
+        items = [{"root": {"entity": e, "id": i, "reason": self._reasons[(e, i)]},
+                  "rows": {name: rows[name] for name in order if rows[name]}, "total": sum(rows.values())}
+                 for (e, i), rows in self._rows.items()]
+        items.sort(key=lambda item: (-item["total"], item["root"]["entity"], item["root"]["id"]))
+        return items
+
+
+def root_cause_lines(causes: list[dict], limit: int = 20) -> list[str]:
+    """'sessions#17 (module: invalid value '3' …): 1 sessions → 34 students, 87 media'."""
+    lines = []
+    for item in causes[:limit]:
+        root, rows = item["root"], dict(item["rows"])
+        own = rows.pop(root["entity"], 0)
+        took = ", ".join(f"{n} {name}" for name, n in rows.items())
+        lines.append(f"{root['entity']}#{root['id']} ({root['reason']}): {own} {root['entity']}"
+                     + (f" → {took}" if took else ""))
+    if len(causes) > limit:
+        lines.append(f"… and {len(causes) - limit} more root causes")
+    return lines
 
 
 def sync_table(stats: list) -> str:

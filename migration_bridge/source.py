@@ -5,13 +5,17 @@ inside the real legacy project (no import of ``legacy_app``).
 """
 from __future__ import annotations
 
+import functools
+import operator
 from collections import defaultdict
 from typing import Iterator, NamedTuple
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.signals import connection_created
 from django.db.utils import Error as DjangoDatabaseError
 
+from . import dialects
 from .errors import BridgeError
 from .transforms import Attribution, infer_author, storage_name_from_url
 
@@ -27,6 +31,10 @@ class FileRef(NamedTuple):
 
 
 MEDIA_FILE_FIELDS = ("id", "image_file", "video_file", "project_images")
+# keyset pagination starts below every possible id: real tables hold ids <= 0
+BEFORE_FIRST_ID = -(2**63)
+TEXT_FIELD_TYPES = frozenset({"CharField", "TextField", "FileField", "ImageField", "FilePathField",
+                              "EmailField", "SlugField", "URLField"})
 
 
 def media_file_refs(row: dict, media_url_prefix: str = "/media/") -> list[FileRef]:
@@ -54,6 +62,13 @@ class LegacySource:
                 "(set MIGRATION_BRIDGE['LEGACY_APP'] to the legacy app's label)"
             ) from None
         self.alias = alias
+        # Every connection this process opens to the legacy DB speaks full UTF-8, whatever
+        # the project's settings say (MySQL's default "utf8" turns emoji into "?").
+        connection_created.connect(self._on_connect, weak=False, dispatch_uid=f"migration_bridge.source.{alias}")
+
+    def _on_connect(self, sender, connection, **kwargs) -> None:
+        if connection.alias == self.alias:
+            dialects.force_source_utf8(connection)
 
     def model(self, name: str):
         try:
@@ -65,11 +80,59 @@ class LegacySource:
 
     def check_reachable(self) -> None:
         try:
-            connections[self.alias].ensure_connection()
+            connection = connections[self.alias]
+            was_open = connection.connection is not None
+            connection.ensure_connection()
+            if was_open:  # opened before this object listened for new connections
+                dialects.force_source_utf8(connection)
             self.model("District").objects.using(self.alias).exists()
         except DjangoDatabaseError as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BridgeError(f"legacy database unreachable or not migrated: {first_line}") from None
+
+    def require_lossless_text(self) -> None:
+        """The export reads nothing through a connection that would change characters."""
+        facts = self.connection_facts()
+        if not facts["lossless"]:
+            raise BridgeError(f"the legacy DB connection does not read full UTF-8 ({facts['charset']}): "
+                              "set OPTIONS={'charset': 'utf8mb4'} in the legacy DATABASES entry")
+
+    def connection_facts(self) -> dict:
+        """Charset, time zone and SQL mode of the connection the rows are read through."""
+        return dialects.source_connection_facts(connections[self.alias])
+
+    def text_fields(self, model_name: str, fields: tuple[str, ...]) -> tuple[str, ...]:
+        """The fields of ``fields`` the database stores as text (JSON excluded: it is parsed)."""
+        model = self.model(model_name)
+        by_attname = {f.attname: f for f in model._meta.concrete_fields}
+        return tuple(f for f in fields if by_attname[f].get_internal_type() in TEXT_FIELD_TYPES)
+
+    def extract_rows_with_text_bytes(
+        self, model_name: str, fields: tuple[str, ...], batch_size: int,
+    ) -> Iterator[list[tuple[dict, int, int]]]:
+        """Batches of (row, UTF-8 bytes of its text fields as the database counts them,
+        as this connection decoded them): unequal when the connection lost characters."""
+        text = self.text_fields(model_name, fields)
+        if not text:
+            for rows in self.extract_rows(model_name, fields, BEFORE_FIRST_ID, batch_size):
+                yield [(row, 0, 0) for row in rows]
+            return
+        counted = functools.reduce(operator.add, (dialects.Utf8Bytes(f) for f in text))
+        qs = (self.model(model_name).objects.using(self.alias).order_by("pk")
+              .annotate(_bridge_text_bytes=counted))
+        columns = (*fields, "_bridge_text_bytes")
+        last = BEFORE_FIRST_ID
+        while True:
+            batch = list(qs.filter(pk__gt=last).values_list(*columns)[:batch_size])
+            if not batch:
+                return
+            out = []
+            for values in batch:
+                row = dict(zip(fields, values))
+                decoded = sum(len(str(row[f]).encode("utf-8", "surrogatepass")) for f in text if row[f] is not None)
+                out.append((row, int(values[-1] or 0), decoded))
+            yield out
+            last = batch[-1][0]
 
     @property
     def vendor(self) -> str:
@@ -147,7 +210,7 @@ class LegacySource:
         """Batches of every media file reference, media first (in id order, so the first
         reference seen of a name is its lowest media id), then teachers' profile pictures
         that are media URLs. Keyset pagination, constant memory."""
-        for rows in self.extract_rows("Media", MEDIA_FILE_FIELDS, 0, batch_size):
+        for rows in self.extract_rows("Media", MEDIA_FILE_FIELDS, BEFORE_FIRST_ID, batch_size):
             yield [ref for row in rows for ref in media_file_refs(row, media_url_prefix)]
         for rows in self.profile_pictures(batch_size, media_url_prefix):
             yield [FileRef("users", r["id"], "profile_picture", storage_name_from_url(r["profile_picture"], media_url_prefix))
@@ -157,7 +220,7 @@ class LegacySource:
         """(id, profile_picture) of the teachers whose picture is a media URL, by keyset."""
         qs = (self.model("CustomAdmin").objects.using(self.alias)
               .filter(profile_picture__startswith=media_url_prefix).order_by("pk"))
-        last = 0
+        last = BEFORE_FIRST_ID
         while True:
             rows = list(qs.filter(pk__gt=last).values_list("id", "profile_picture")[:batch_size])
             if not rows:

@@ -25,6 +25,7 @@ from .diff import diff_ranges, keyset_ranges
 from .errors import BridgeError
 from .mapping import Entity
 from .pipeline import EntityStats, Exporter
+from .source import BEFORE_FIRST_ID
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Syncer(Exporter):
             with _timed(by_name[entity.name]):
                 self.delete_rows(engine, entity, changes[entity.name].delete, by_name[entity.name])
         self.loaded.clear()  # the deletes changed what the target holds
+        self.gone.clear()
         for entity in self.entities:
             with _timed(by_name[entity.name]):
                 self.apply_upserts(engine, entity, changes[entity.name], by_name[entity.name])
@@ -115,7 +117,7 @@ class Syncer(Exporter):
 
         def source_chunks():
             nonlocal scanned
-            for rows in self.source.extract_rows(entity.source_model, entity.source_fields, 0,
+            for rows in self.source.extract_rows(entity.source_model, entity.source_fields, BEFORE_FIRST_ID,
                                                  self.options.batch_size):
                 scanned += len(rows)
                 batch_ctx = self.batch_context(entity, ctx, rows)
@@ -173,6 +175,9 @@ class Syncer(Exporter):
     def apply_upserts(self, engine: sa.Engine, entity: Entity, changes: EntityChanges, stats: SyncStats) -> None:
         self.load_parent_ids(engine, entity)
         ctx = self.entity_context(entity)
+        # rows rejected before are decided again even when unchanged: their parent may be in now
+        retried = set(self.rejected_ids(engine, entity)) - set(changes.upsert)
+        changes = EntityChanges(sorted(set(changes.upsert) | retried), changes.inserted | retried, changes.delete)
         self._accepted, self._rejected = set(), 0
         scratch = EntityStats(entity.name)  # the export's checkpoint counters stay as they are
         for start in range(0, len(changes.upsert), self.options.batch_size):

@@ -18,8 +18,24 @@ from .passwords import convert_django_hash
 
 
 @dataclass(frozen=True)
+class Root:
+    """The source row whose own data caused a reject, and why."""
+
+    entity: str
+    id: int
+    reason: str
+
+    def label(self) -> str:
+        return f"{self.entity}#{self.id}: {self.reason}"
+
+    def as_dict(self) -> dict:
+        return {"entity": self.entity, "id": self.id, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class Reject:
     reason: str
+    root: Root | None = None  # set when a rejected parent caused it: the parent's root
 
 
 @dataclass(frozen=True)
@@ -211,7 +227,13 @@ def project_image_urls(
     return urls
 
 
-def transform_media(row: Mapping[str, Any], ctx: TransformContext) -> Transformed:
+def transform_media(row: Mapping[str, Any], ctx: TransformContext) -> Transformed | Reject:
+    entries = row["project_images"]
+    if entries is not None and not isinstance(entries, list):
+        # Django hands back the raw text of invalid JSON, and a valid non-list as itself:
+        # either would land in the target as something the Flask app cannot iterate.
+        what = "invalid JSON" if isinstance(entries, str) else f"a JSON {type(entries).__name__}"
+        return Reject(f"project_images: {what}, not a list of URLs")
     out = {k: row[k] for k in (
         "id", "session_id", "title", "description", "media_type", "video_file", "image_file",
         "uploaded_at", "graph_likes", "eye_likes", "read_likes", "graph_tag", "is_graph",
@@ -238,6 +260,42 @@ def copy_row(row: Mapping[str, Any], ctx: TransformContext) -> Transformed:
     return Transformed(dict(row))
 
 
+# --- foreign keys --------------------------------------------------------------
+
+def check_parents(
+    row: Mapping[str, Any], foreign_keys: Mapping[str, str],
+    present: Mapping[str, Any], gone: Mapping[str, Mapping[int, Root]],
+) -> Reject | None:
+    """Every FK of ``row`` must point at a row ``present`` in its parent table.
+
+    A parent that was itself rejected or skipped (``gone``, with its root cause) takes
+    the row along and hands it that root; a parent found nowhere is the row's own
+    fault (an orphan in the source), so the row is the root."""
+    orphans, cascades = [], []
+    for column, parent in foreign_keys.items():
+        value = row.get(column)
+        if value is None or value in present[parent]:
+            continue
+        root = gone.get(parent, {}).get(value)
+        if root is None:
+            orphans.append(f"{column}: {parent} id {value} not found (missing in the source)")
+        else:
+            cascades.append((f"{column}: {parent} id {value} was rejected", root))
+    if orphans:
+        return Reject("; ".join(orphans + [reason for reason, _ in cascades]))
+    if cascades:
+        return Reject("; ".join(reason for reason, _ in cascades), root=cascades[0][1])
+    return None
+
+
+def root_of(entity: str, source_id: int, result: "Reject | Skip") -> Root:
+    """The root a rejected or skipped row hands to the rows that depend on it."""
+    if isinstance(result, Reject) and result.root is not None:
+        return result.root
+    prefix = "skipped: " if isinstance(result, Skip) else ""
+    return Root(entity, source_id, prefix + result.reason)
+
+
 # --- validation against the target table ----------------------------------------
 
 @functools.lru_cache(maxsize=None)
@@ -249,11 +307,24 @@ def _column_rules(table: sa.Table) -> tuple[tuple[str, bool, int | None], ...]:
     )
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
+
+
 def validate_row(
     row: Mapping[str, Any], table: sa.Table, choices: Mapping[str, frozenset] | None = None,
     filled_later: tuple[str, ...] = (),
 ) -> Reject | None:
-    """Never truncate: a value the target column cannot hold rejects the row."""
+    """Never truncate: a value the target column cannot hold rejects the row.
+
+    A NUL character is refused on every target dialect: PostgreSQL (the production
+    target) cannot store it in text, and one rule everywhere keeps outcomes comparable."""
     for name, required, length in _column_rules(table):
         value = row.get(name)
         if value is None:
@@ -262,6 +333,8 @@ def validate_row(
             continue
         if length is not None and isinstance(value, str) and len(value) > length:
             return Reject(f"{name}: {len(value)} characters, column holds {length}")
+        if _holds_nul(value):
+            return Reject(f"{name}: contains a NUL character, which PostgreSQL text cannot store")
         if choices and name in choices and value not in choices[name]:
             return Reject(f"{name}: invalid value {value!r} (allowed: {sorted(choices[name])})")
     return None

@@ -68,9 +68,10 @@ from .diff import DEFAULT_CHUNK_SIZE, canonical, canonical_row, compare_range, k
 from .errors import BridgeError
 from .idset import IdSet
 from .mapping import ENTITIES, Entity
-from .report import jsonable, run_header
+from .report import RootCauses, jsonable, root_cause_lines, run_header
 from .source import LegacySource
-from .transforms import Reject, Skip, TransformContext, media_url, storage_name_from_url
+from .transforms import (Reject, Root, Skip, TransformContext, check_parents, media_url, root_of,
+                         storage_name_from_url, validate_row)
 
 SHOW_IDS = 20
 FILE_HIT_RATIO = 0.999
@@ -91,6 +92,7 @@ SECRET_COLUMNS = {
 }
 
 CHECK_TITLES = {
+    "source_connection": "source connection",
     "row_counts": "row counts per table",
     "foreign_keys": "foreign keys in the target",
     "content": "content (checksums + sample)",
@@ -106,7 +108,7 @@ CHECK_TITLES = {
 class VerifyOptions:
     target_url: str
     sample: int = 50
-    tolerance: float = 0.001
+    tolerance: float = 0.0
     report_path: str | None = None
     flask_url: str | None = None
     fix_counts: bool = False
@@ -221,10 +223,11 @@ class TransformReplay:
 
         self.conf = conf
         self.exporter = Exporter(ExportOptions(target_url=target_url, workers=1), conf, source)
-        self.exporter.loaded = {name: ids.members for name, ids in expected.items()}
+        self.expected = expected  # filled entity by entity as the verifier decides
         self.files_finalised = files_finalised
 
     def entity_context(self, entity: Entity) -> TransformContext:
+        self.exporter.loaded = {name: ids.members for name, ids in self.expected.items()}
         return self.exporter.entity_context(entity)
 
     def transform(self, entity: Entity, ctx: TransformContext, rows: list[dict], conn) -> list[tuple[dict, Any]]:
@@ -280,10 +283,14 @@ class Verifier:
         # filled by load_state()
         self.source_ids: dict[str, IdList] = {}
         self.target_ids: dict[str, IdList] = {}
-        self.expected: dict[str, IdList] = {}
-        self.noted: dict[str, dict[str, IdSet]] = {}
-        self.noted_counts: dict[str, dict[str, int]] = {}
+        self.export_notes: dict[str, dict[int, tuple[str, str]]] = {}  # what the export said: (kind, reason)
         self.checkpoints: dict[str, Any] = {}
+        # decided by the content pass, from the source alone: rows the target must hold,
+        # and the rows it must not hold, each with the root cause (a source row) and reason
+        self.expected: dict[str, IdList] = {}
+        self.gone: dict[str, dict[int, Root]] = {}
+        self.gone_reason: dict[str, dict[int, str]] = {}
+        self.audited = False
         self.has_manifest = False  # a bridge_files table exists
         self.files_finalised = False  # ... and has entries: the export's file step ran
 
@@ -361,29 +368,14 @@ class Verifier:
             if self.has_manifest:
                 self.files_finalised = conn.execute(
                     sa.select(sa.literal(1)).select_from(sa.table("bridge_files")).limit(1)).first() is not None
-            for entity in ENTITIES:
-                self.noted[entity.name] = {"reject": IdSet(), "skip": IdSet()}
+            # only to explain differences: the expected state never comes from here
+            self.export_notes = {entity.name: {} for entity in ENTITIES}
             result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                sa.select(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind)
+                sa.select(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind, bk.notes.c.detail)
                 .where(bk.notes.c.kind.in_(("reject", "skip"))))
-            for entity_name, source_id, kind in result:
-                if entity_name in self.noted:
-                    self.noted[entity_name][kind].add(source_id)
-        for entity in ENTITIES:
-            noted = self.noted[entity.name]
-            counts = {"rejected": 0, "skipped": 0}
-            expected = IdList()
-            for i in self.source_ids[entity.name]:
-                if i in noted["reject"]:
-                    counts["rejected"] += 1
-                elif i in noted["skip"]:
-                    counts["skipped"] += 1
-                else:
-                    expected.add(i)
-            counts["noted_not_in_source"] = (len(noted["reject"]) + len(noted["skip"])
-                                             - counts["rejected"] - counts["skipped"])
-            self.noted_counts[entity.name] = counts
-            self.expected[entity.name] = expected
+            for entity_name, source_id, kind, detail in result:
+                if entity_name in self.export_notes:
+                    self.export_notes[entity_name][source_id] = (kind, (detail or {}).get("reason", ""))
 
     def migrated(self, name: str) -> IdSet:
         """Ids both expected from the source and present in the target."""
@@ -401,10 +393,11 @@ class Verifier:
             self.load_state()
             checks = []
             for name, method in (
+                ("source_connection", self.check_source_connection),
+                ("counters", self.check_counters),  # before content: fixes are counters only
+                ("content", self.check_content),  # decides, from the source, what the target must hold
                 ("row_counts", self.check_row_counts),
                 ("foreign_keys", self.check_foreign_keys),
-                ("counters", self.check_counters),  # before content: fixes are counters only
-                ("content", self.check_content),
                 ("observer_scope", self.check_observer_scope),
                 ("teacher_dashboards", self.check_teacher_dashboards),
                 ("files", self.check_files),
@@ -421,6 +414,7 @@ class Verifier:
             "source_frozen": self.source_frozen,
             "sample_seed": self.seed,
             "passed": all(c.passed is not False for c in checks),
+            "root_causes": self.root_causes(),
             "checks": [c.as_dict() for c in checks],
         }
         path = Path(self.options.report_path) if self.options.report_path else default_report_path(self.conf, started)
@@ -438,11 +432,33 @@ class Verifier:
             detail = str(getattr(exc, "orig", exc)).strip().splitlines()
             return CheckResult(name, False, f"could not run: {type(exc).__name__}: {detail[0] if detail else ''}")
 
+    # --- 0. the source connection ------------------------------------------------------
+
+    def check_source_connection(self) -> CheckResult:
+        facts = self.source.connection_facts()
+        summary = (f"{facts['vendor']}: {facts['charset']}"
+                   + (f", time zone {facts['time_zone']}" if facts["time_zone"] else "")
+                   + (f", sql_mode {facts['sql_mode'] or '(empty)'}" if facts["vendor"] == "mysql" else ""))
+        if not facts["lossless"]:
+            summary = ("the legacy DB connection does not return full UTF-8, characters it cannot carry come back "
+                       "as '?': set OPTIONS={'charset': 'utf8mb4'} in the legacy DATABASES entry; " + summary)
+        return CheckResult("source_connection", facts["lossless"], summary, facts)
+
     # --- 1. row counts ------------------------------------------------------------------
 
+    def root_causes(self) -> list[dict]:
+        causes = RootCauses()
+        for name, gone in self.gone.items():
+            for root in gone.values():
+                causes.add(name, root)
+        return causes.as_list([e.name for e in ENTITIES])
+
     def check_row_counts(self) -> CheckResult:
+        if not self.audited:
+            return CheckResult("row_counts", False, "not decided: the content pass, which derives the expected "
+                                                    "rows from the source, did not finish")
         figures, bad, off = {}, [], {}
-        total_expected = total_target = total_rejected = total_skipped = 0
+        total_expected = total_target = total_gone = 0
         for entity in ENTITIES:
             name = entity.name
             expected, target = self.expected[name], self.target_ids[name]
@@ -451,34 +467,36 @@ class Verifier:
             allowed = math.floor(self.options.tolerance * len(expected))
             checkpoint = self.checkpoints.get(name)
             complete = bool(checkpoint and checkpoint.done)
-            counts = self.noted_counts[name]
-            unexplained = len(missing) + len(extra)
-            ok = complete and unexplained <= allowed
+            gone, notes = self.gone[name], self.export_notes[name]
+            ok = complete and len(missing) + len(extra) <= allowed
             figures[name] = {
-                "source": len(self.source_ids[name]), "rejected": counts["rejected"],
-                "skipped": counts["skipped"], "expected": len(expected), "target": len(target),
-                "missing": len(missing), "extra": len(extra), "allowed_difference": allowed,
-                "export_complete": complete,
+                "source": len(self.source_ids[name]), "expected": len(expected), "target": len(target),
+                "rejected_or_skipped_by_source_rules": len(gone), "missing": len(missing), "extra": len(extra),
+                "allowed_difference": allowed, "export_complete": complete,
                 "export_read": checkpoint.read if checkpoint else None,
-                "noted_rows_gone_from_source": counts["noted_not_in_source"],
+                "export_rejected_or_skipped": len(notes),
             }
             if missing:
-                off[f"{name}: missing in target"] = offending(missing)
+                shown = sorted(missing)[:SHOW_IDS]
+                off[f"{name}: missing in target"] = offending(missing, export_said={
+                    str(i): f"{notes[i][0]}: {notes[i][1]}" if i in notes else "nothing (lost)" for i in shown})
             if extra:
-                off[f"{name}: not expected in target"] = offending(extra)
+                shown = sorted(extra)[:SHOW_IDS]
+                off[f"{name}: in target, must not be"] = offending(extra, why={
+                    str(i): self.gone_reason[name].get(i, "not in the source") for i in shown})
             if not ok:
                 why = "export not complete" if not complete else (
                     f"{len(target)} rows, {len(expected)} expected ({len(missing)} missing, {len(extra)} extra)")
                 bad.append(f"{name}: {why}")
             total_expected += len(expected)
             total_target += len(target)
-            total_rejected += counts["rejected"]
-            total_skipped += counts["skipped"]
+            total_gone += len(gone)
+        roots = len(self.root_causes())
         if bad:
             summary = "; ".join(bad)
         else:
-            summary = (f"{len(ENTITIES)} tables, {total_target} rows for {total_expected} expected "
-                       f"({total_rejected} rejected + {total_skipped} skipped by the export accounted for)")
+            summary = (f"{len(ENTITIES)} tables, {total_target} rows for {total_expected} expected; "
+                       f"{total_gone} rows rejected or skipped for faults in the source, from {roots} root causes")
             if off:
                 summary += f"; within the tolerance of {self.options.tolerance:.3%}: " + ", ".join(off)
         return CheckResult("row_counts", not bad, summary, figures, off)
@@ -532,7 +550,7 @@ class Verifier:
         with self.engine.connect() as conn:
             for entity in ENTITIES:
                 columns, by_meaning = self.compared_columns(entity)
-                stats, changed, changed_columns, now_rejected, sampled = self._checksum_table(
+                stats, changed, changed_columns, misread, sampled = self._audit_table(
                     conn, replay, entity, columns, sample_rng)
                 sample_diffs, meaning_failures = self._sample_table(conn, replay, entity, columns, by_meaning, sampled)
                 stats.update({
@@ -546,63 +564,97 @@ class Verifier:
                     first = sorted(changed)[:SHOW_IDS]
                     off[f"{entity.name}: rows differ"] = offending(
                         changed, columns={str(i): changed_columns[i] for i in first})
-                if now_rejected:
-                    off[f"{entity.name}: the transform rejects rows the export loaded"] = offending(now_rejected)
+                if misread:
+                    off[f"{entity.name}: text read differs from the bytes the legacy DB holds (lossy connection)"] = \
+                        offending(misread)
                 if sample_diffs:
                     off[f"{entity.name}: sample, fields differ"] = offending(
                         sample_diffs, columns={str(i): sample_diffs[i] for i in sorted(sample_diffs)[:SHOW_IDS]})
                 if meaning_failures:
                     off[f"{entity.name}: sample, {'/'.join(by_meaning)} does not match the legacy value"] = offending(
                         meaning_failures)
-                problems += len(changed) + len(now_rejected) + len(sample_diffs) + len(meaning_failures)
+                problems += len(changed) + len(misread) + len(sample_diffs) + len(meaning_failures)
+        self.audited = True
         rows = sum(f["rows_compared"] for f in figures.values())
         sampled = sum(f["sampled"] for f in figures.values())
         if problems:
             summary = "; ".join(f"{label}: {o['count']}" for label, o in off.items())
         else:
-            summary = (f"{rows} rows equal by checksum in {sum(f['chunks'] for f in figures.values())} chunks; "
-                       f"{sampled} sampled rows equal field by field (PINs verified)")
+            summary = (f"{rows} rows equal by checksum in {sum(f['chunks'] for f in figures.values())} chunks, "
+                       f"source text checked byte for byte; {sampled} sampled rows equal field by field "
+                       "(PINs verified)")
         return CheckResult("content", not problems, summary, figures, off)
 
-    def _checksum_table(self, conn, replay: TransformReplay, entity: Entity, columns: list[str],
-                        sample_rng: random.Random):
-        expected = self.expected[entity.name]
+    def _decide(self, entity: Entity, src: dict, result, waiting: dict[int, int]) -> Reject | Skip | None:
+        """Whether the target must hold this source row, from the source and the mapping's
+        rules alone: None (it must), or why not. A reply whose parent comes later waits."""
+        if isinstance(result, (Reject, Skip)):
+            return result
+        row = result.row
+        filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
+        problem = (validate_row(row, entity.target, entity.choices, filled_later)
+                   or check_parents(row, entity.foreign_keys, self.expected, self.gone))
+        column = entity.self_foreign_key
+        if problem is None and column and row[column] is not None and row[column] not in self.expected[entity.name]:
+            parent = row[column]
+            if parent in waiting or (parent > src["id"] and parent not in self.gone[entity.name]):
+                waiting[src["id"]] = parent
+                return None
+            problem = check_parents(row, {column: entity.name}, self.expected, self.gone)
+        return problem
+
+    def _audit_table(self, conn, replay: TransformReplay, entity: Entity, columns: list[str],
+                     sample_rng: random.Random):
+        """One pass over the source table: decide every row, check its text was read
+        losslessly, and compare the rows the target must hold with the target, chunk by chunk."""
+        name = entity.name
+        expected = self.expected[name] = IdList()
+        gone = self.gone[name] = {}
+        reasons = self.gone_reason[name] = {}
+        waiting: dict[int, int] = {}
+        misread: list[int] = []
         ctx = replay.entity_context(entity)
-        table = entity.target
-        now_rejected: list[int] = []
+
+        def rule_out(source_id: int, result) -> None:
+            gone[source_id] = root_of(name, source_id, result)
+            reasons[source_id] = result.reason
 
         def source_batches():
-            # every id read is kept (None = not expected in the target) so the ranges
+            # every id read is kept (None = the target must not hold it) so the ranges
             # follow the source; the rest carry (row hash, canonical values)
-            for rows in self.source.extract_rows(entity.source_model, entity.source_fields, -(2**63),
-                                                 self.options.chunk_size):
-                batch: dict[int, tuple | None] = {r["id"]: None for r in rows}
-                wanted = [r for r in rows if r["id"] in expected]
-                for src, result in replay.transform(entity, ctx, wanted, conn):
-                    if isinstance(result, (Reject, Skip)):
-                        now_rejected.append(src["id"])
+            for batch in self.source.extract_rows_with_text_bytes(entity.source_model, entity.source_fields,
+                                                                  self.options.chunk_size):
+                rows = [row for row, _, _ in batch]
+                misread.extend(row["id"] for row, in_db, decoded in batch if in_db != decoded)
+                hashes: dict[int, tuple | None] = {r["id"]: None for r in rows}
+                for src, result in replay.transform(entity, ctx, rows, conn):
+                    problem = self._decide(entity, src, result, waiting)
+                    if problem is not None:
+                        rule_out(src["id"], problem)
                         continue
+                    if src["id"] not in waiting:
+                        expected.add(src["id"])
                     values = canonical_row(result.row, columns)
-                    batch[src["id"]] = (row_hash(values), values)
-                yield batch
+                    hashes[src["id"]] = (row_hash(values), values)
+                yield hashes
 
-        select_cols = [table.c[c] for c in columns]
+        select_cols = [entity.target.c[c] for c in columns]
         chunks = differing_chunks = rows_compared = seen = 0
         changed: list[int] = []
         changed_columns: dict[int, list[str]] = {}
         sampled: list[int] = []
         for lo, hi, batch in keyset_ranges(source_batches()):
             source_hashes = {i: v[0] for i, v in batch.items() if v is not None}
-            stmt = sa.select(*select_cols).order_by(table.c.id)
+            stmt = sa.select(*select_cols).order_by(entity.target.c.id)
             if lo is not None:
-                stmt = stmt.where(table.c.id >= lo)
+                stmt = stmt.where(entity.target.c.id >= lo)
             if hi is not None:
-                stmt = stmt.where(table.c.id < hi)
+                stmt = stmt.where(entity.target.c.id < hi)
             canon_tgt: dict[int, tuple] = {}
             target_hashes: dict[int, bytes] = {}
             for row in conn.execute(stmt).mappings():
-                if row["id"] not in expected:
-                    continue  # extra rows: check 1 lists them
+                if row["id"] not in source_hashes:
+                    continue  # a row the target must not hold: check 1 lists it
                 values = canonical_row(row, columns)
                 canon_tgt[row["id"]] = values
                 target_hashes[row["id"]] = row_hash(values)
@@ -625,9 +677,32 @@ class Verifier:
                         j = sample_rng.randrange(seen)
                         if j < self.options.sample:
                             sampled[j] = i
+        self._settle_waiting(entity, waiting, rule_out)
         stats = {"rows_compared": rows_compared, "chunks": chunks, "chunks_differing": differing_chunks,
-                 "rows_differing": len(changed)}
-        return stats, changed, changed_columns, now_rejected, sampled
+                 "rows_differing": len(changed), "rows_misread": len(misread)}
+        return stats, changed, changed_columns, misread, sampled
+
+    def _settle_waiting(self, entity: Entity, waiting: dict[int, int], rule_out) -> None:
+        """Replies that waited for a later parent: in once it is, out with its root when it
+        is out, and out on their own when it never came (missing, or a cycle)."""
+        expected, gone, column = self.expected[entity.name], self.gone[entity.name], entity.self_foreign_key
+        progress = True
+        while waiting and progress:
+            progress = False
+            for i, parent in sorted(waiting.items()):
+                if parent in expected:
+                    expected.add(i)
+                elif parent in gone:
+                    rule_out(i, Reject(f"{column}: {entity.name} id {parent} was rejected", root=gone[parent]))
+                else:
+                    continue
+                del waiting[i]
+                progress = True
+        for i, parent in sorted(waiting.items()):
+            rule_out(i, Reject(f"{column}: {entity.name} id {parent} was rejected", root=gone[parent])
+                     if parent in gone else
+                     Reject(f"{column}: {entity.name} id {parent} never loaded (missing in the source, "
+                            "or a cycle of replies)"))
 
     def _sample_table(self, conn, replay: TransformReplay, entity: Entity, columns: list[str],
                       by_meaning: list[str], sampled: list[int]):
@@ -1077,6 +1152,11 @@ def summary_table(result: VerifyResult) -> str:
             more = f" (+{item['count'] - len(item['ids'])} more)" if item["count"] > len(item["ids"]) else ""
             lines.append(f"{'':<38}{label}: {item['count']} — {', '.join(map(str, item['ids']))}{more}")
     lines.append("-" * 100)
+    causes = result.report.get("root_causes") or []
+    if causes:
+        lines.append(f"rows the target must not hold come from {len(causes)} source rows (fix these in the legacy app):")
+        lines.extend(f"  {line}" for line in root_cause_lines(causes))
+        lines.append("-" * 100)
     failed = result.failed
     ran = [c for c in result.checks if c.passed is not None]
     lines.append(f"all {len(ran)} checks passed" if not failed else

@@ -193,7 +193,7 @@ def test_clean_migration_passes(pair, golden, make_database, tmp_path):
     # Re-verify: counters stay fixed; with the legacy's own missing files accepted, all pass.
     proc, report = verify(url, env, tmp_path, ACCEPT)
     assert proc.returncode == 0, proc.stdout
-    assert "all 7 checks passed" in proc.stdout
+    assert "all 8 checks passed" in proc.stdout
     rows = check(report, "row_counts")["figures"]
     assert rows["students"]["rejected"] > 0 and rows["users"]["skipped"] > 0  # rejects accounted for
     content = check(report, "content")["figures"]

@@ -16,7 +16,7 @@ from migration_bridge.pipeline import (
     drop_bookkeeping,
     run_export,
 )
-from migration_bridge.report import summary_table, sync_table
+from migration_bridge.report import root_cause_lines, summary_table, sync_table
 
 
 def _entity_list(value):
@@ -109,6 +109,10 @@ class Command(BaseCommand):
             self.stdout.write(summary_table(result.entities))
         if result.files is not None:
             self.stdout.write(result.files.summary())
+        causes = result.report.get("root_causes") or []
+        if causes:
+            self.stdout.write(f"rejected or skipped rows come from {len(causes)} source rows; fix these first:")
+            self.stdout.write("\n".join(f"  {line}" for line in root_cause_lines(causes)))
         self.stdout.write(f"report:  {result.report_path}\nrejects: {result.rejects_path}")
         if options.strict and result.rejected:
             self.stderr.write(f"--strict: {result.rejected} rows rejected (see {result.rejects_path})")

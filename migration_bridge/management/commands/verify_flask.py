@@ -21,8 +21,8 @@ class Command(BaseCommand):
                             "(default: MIGRATION_BRIDGE['TARGET_URL'], $FLASK_DATABASE_URL, sqlite:///var/flask.sqlite3)")
         parser.add_argument("--sample", type=int, default=50,
                             help="rows per table compared field by field, and pages fetched (default: %(default)s)")
-        parser.add_argument("--tolerance", type=float, default=0.001,
-                            help="allowed unexplained row difference per table, as a fraction (default: 0.001 = 0.1%%)")
+        parser.add_argument("--tolerance", type=float, default=0.0,
+                            help="allowed row difference per table, as a fraction (default: 0: none; e.g. 0.001 for a rehearsal against a live source)")
         parser.add_argument("--report", metavar="PATH", help="where verify.json goes (default var/reports/verify-<timestamp>.json)")
         parser.add_argument("--flask-url", help="base URL of a running Flask app: fetch sampled session and post pages")
         parser.add_argument("--fix-counts", action="store_true",
