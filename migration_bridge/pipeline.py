@@ -429,8 +429,9 @@ class Exporter:
         for start in range(0, len(ids), self.options.batch_size):
             chunk = ids[start:start + self.options.batch_size]
             started = time.monotonic()
-            stats.rejected -= len(chunk)  # decided again below; rows gone from the source drop out
+            stats.rejected -= len(chunk)  # decided again below
             rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
+            stats.read -= len(chunk) - len(rows)  # deleted from the source since: their notes go too
             outcome = self.process_rows(entity, rows, self.batch_context(entity, ctx, rows))
             self.commit_batch(engine, entity, outcome, stats, started, replace_notes_for=chunk)
 

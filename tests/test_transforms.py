@@ -149,3 +149,54 @@ def test_validate_row_rejects_instead_of_truncating():
                  graph_likes=0, eye_likes=0, read_likes=0, is_graph=False, is_project=False)
     bad = t.validate_row(media, fm.Media.__table__, {"media_type": frozenset({"image"})})
     assert bad is not None and "media_type" in bad.reason
+
+
+@pytest.mark.parametrize("value", ["a\x00b", ["/media/a.png", "x\x00"], {"k": "\x00"}])
+def test_validate_row_rejects_nul_characters(value):
+    table = fm.Media.__table__
+    row = dict(id=1, session_id=1, title="t", media_type="image", uploaded_at=dt.datetime(2025, 1, 1, tzinfo=UTC),
+               graph_likes=0, eye_likes=0, read_likes=0, is_graph=False, is_project=False)
+    column = "title" if isinstance(value, str) else "project_images"
+    reject = t.validate_row({**row, column: value}, table)
+    assert reject == t.Reject(f"{column}: contains a NUL character, which PostgreSQL text cannot store")
+
+
+@pytest.mark.parametrize("stored, reason", [
+    ("{not json", "project_images: invalid JSON, not a list of URLs"),
+    ({"a": 1}, "project_images: a JSON dict, not a list of URLs"),
+    (3, "project_images: a JSON int, not a list of URLs"),
+])
+def test_project_images_must_be_a_list(stored, reason):
+    src = dict(id=1, session_id=1, title="t", description="", media_type="image", video_file="", image_file="",
+               uploaded_at=dt.datetime(2025, 1, 1, tzinfo=UTC), graph_likes=0, eye_likes=0, read_likes=0,
+               graph_tag="", is_graph=False, variable_tag="", submitted_password="", student_id=None,
+               posted_by_admin_id=None, project_group=None, project_images=stored, is_project=True)
+    assert t.transform_media(src, CTX) == t.Reject(reason)
+    assert isinstance(t.transform_media({**src, "project_images": None}, CTX), t.Transformed)
+    assert isinstance(t.transform_media({**src, "project_images": []}, CTX), t.Transformed)
+
+
+# --- foreign keys and root causes ----------------------------------------------------
+
+ROOT = t.Root("sessions", 17, "name: 101 characters, column holds 100")
+
+
+@pytest.mark.parametrize("row, expected", [
+    ({"section_id": 1, "admin_id": 5}, None),
+    ({"section_id": None, "admin_id": 5}, None),
+    ({"section_id": 17, "admin_id": 5}, t.Reject("section_id: sessions id 17 was rejected", root=ROOT)),
+    ({"section_id": 99, "admin_id": 5}, t.Reject("section_id: sessions id 99 not found (missing in the source)")),
+    # an orphan is the row's own fault even when another parent was rejected
+    ({"section_id": 17, "admin_id": 6}, t.Reject(
+        "admin_id: users id 6 not found (missing in the source); section_id: sessions id 17 was rejected")),
+])
+def test_check_parents_names_the_root_cause(row, expected):
+    present = {"sessions": {1}, "users": {5}}
+    gone = {"sessions": {17: ROOT}, "users": {}}
+    assert t.check_parents(row, {"section_id": "sessions", "admin_id": "users"}, present, gone) == expected
+
+
+def test_root_of_a_reject_is_itself_or_the_root_it_carries():
+    assert t.root_of("sessions", 17, t.Reject(ROOT.reason)) == ROOT
+    assert t.root_of("students", 3, t.Reject("section_id: sessions id 17 was rejected", root=ROOT)) == ROOT
+    assert t.root_of("users", 9, t.Skip("artefact")) == t.Root("users", 9, "skipped: artefact")
