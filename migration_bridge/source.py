@@ -113,26 +113,11 @@ class LegacySource:
         """Batches of (row, UTF-8 bytes of its text fields as the database counts them,
         as this connection decoded them): unequal when the connection lost characters."""
         text = self.text_fields(model_name, fields)
-        if not text:
-            for rows in self.extract_rows(model_name, fields, BEFORE_FIRST_ID, batch_size):
-                yield [(row, 0, 0) for row in rows]
-            return
-        counted = functools.reduce(operator.add, (dialects.Utf8Bytes(f) for f in text))
-        qs = (self.model(model_name).objects.using(self.alias).order_by("pk")
-              .annotate(_bridge_text_bytes=counted))
-        columns = (*fields, "_bridge_text_bytes")
-        last = BEFORE_FIRST_ID
-        while True:
-            batch = list(qs.filter(pk__gt=last).values_list(*columns)[:batch_size])
-            if not batch:
-                return
-            out = []
-            for values in batch:
-                row = dict(zip(fields, values))
-                decoded = sum(len(str(row[f]).encode("utf-8", "surrogatepass")) for f in text if row[f] is not None)
-                out.append((row, int(values[-1] or 0), decoded))
-            yield out
-            last = batch[-1][0]
+        counted = {"_text_bytes": functools.reduce(operator.add, (dialects.Utf8Bytes(f) for f in text))} if text else {}
+        for rows in self.extract_rows(model_name, fields, BEFORE_FIRST_ID, batch_size, counted):
+            yield [(row, int(row.pop("_text_bytes", 0) or 0),
+                    sum(len(str(row[f]).encode("utf-8", "surrogatepass")) for f in text if row[f] is not None))
+                   for row in rows]
 
     @property
     def vendor(self) -> str:
@@ -143,15 +128,20 @@ class LegacySource:
 
     def extract_rows(
         self, model_name: str, fields: tuple[str, ...], after_id: int, batch_size: int,
+        annotations: dict | None = None,
     ) -> Iterator[list[dict]]:
-        """Batches of rows in primary-key order by keyset pagination (no OFFSET)."""
+        """Batches of rows in primary-key order by keyset pagination (no OFFSET), with
+        ``annotations`` (name -> expression computed by the database) as extra keys."""
         qs = self.model(model_name).objects.using(self.alias).order_by("pk")
+        columns = fields
+        if annotations:
+            qs, columns = qs.annotate(**annotations), (*fields, *annotations)
         last = after_id
         while True:
-            rows = list(qs.filter(pk__gt=last).values_list(*fields)[:batch_size])
+            rows = list(qs.filter(pk__gt=last).values_list(*columns)[:batch_size])
             if not rows:
                 return
-            yield [dict(zip(fields, row)) for row in rows]
+            yield [dict(zip(columns, row)) for row in rows]
             last = rows[-1][0]
 
     def rows_by_id(self, model_name: str, fields: tuple[str, ...], ids: list[int]) -> list[dict]:
