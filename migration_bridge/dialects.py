@@ -30,7 +30,10 @@ def normalize_url(url: str) -> sa.URL:
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError:
-        raise BridgeError(f"invalid database URL: {mask_url(url)!r}") from None
+        from .errors import redact
+
+        raise BridgeError(f"invalid database URL {redact(str(url))!r}: expected e.g. postgresql://user@host/name, "
+                          "mysql://user@host/name or sqlite:///path/to/file.sqlite3") from None
     driver = parsed.drivername
     if driver in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")

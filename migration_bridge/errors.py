@@ -57,6 +57,9 @@ def redact(text: str) -> str:
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's text (the driver's own for DB errors)."""
     inner = getattr(exc, "orig", None) or exc
+    args = getattr(inner, "args", ())
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):  # MySQLdb: (code, text)
+        return redact(f"{args[1].strip()} ({args[0]})")
     for line in str(inner).strip().splitlines():
         if line.strip():
             return redact(line.strip())

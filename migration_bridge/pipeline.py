@@ -210,6 +210,7 @@ class Exporter:
 
     def preflight(self) -> None:
         o = self.options
+        dialects.normalize_url(o.target_url)  # a mistyped URL is the first thing to say
         if o.batch_size < 1:
             raise BridgeError("--batch-size must be >= 1")
         if o.workers < 1:
