@@ -28,7 +28,7 @@ T = TypeVar("T")
 log = logging.getLogger("migration_bridge")
 
 # Set by the running command (--lock-timeout), so error lines can say how long was waited.
-current = {"lock_timeout": None}
+current = {"lock_timeout": None, "waiting_for": None}  # waiting_for: set by waits.Watch
 
 
 class _Below(logging.Filter):
@@ -110,7 +110,7 @@ def run_command(command, work: Callable[[], T], traceback: bool = False) -> T:
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - the one place that turns them into exit codes
-        code, line = describe(exc, current["lock_timeout"])
+        code, line = describe(exc, current["lock_timeout"], current["waiting_for"])
         if traceback and code == EXIT_UNEXPECTED:
             raise
         try:

@@ -117,9 +117,11 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 def describe_connect_error(exc: Exception, url) -> str:
-    detail = str(getattr(exc, "orig", exc)).strip().splitlines()
-    first = detail[0] if detail else type(exc).__name__
-    return f"target database {mask_url(url)} unreachable: {first}"
+    from .errors import database_error_line, first_line, is_wait_error
+
+    if is_wait_error(exc):  # reached, but a lock or a statement timeout stopped us
+        return database_error_line(exc, "target")
+    return f"target database {mask_url(url)} unreachable: {first_line(exc)}"
 
 
 # --- loading ----------------------------------------------------------------------

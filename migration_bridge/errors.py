@@ -86,17 +86,33 @@ def _mysql_code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-def _database_error(exc: BaseException, side: str, lock_timeout: float | None) -> str:
+def _is_lock_wait(state: str, code, lowered: str) -> bool:
+    return (state == "55P03" or code == 1205 or "lock wait timeout" in lowered or "lock timeout" in lowered
+            or "database is locked" in lowered)
+
+
+def _is_statement_timeout(state: str, code, lowered: str) -> bool:
+    return (state == "57014" or code in (1317, 3024, 1969) or "statement timeout" in lowered
+            or "max_statement_time" in lowered or "maximum statement execution time" in lowered)
+
+
+def is_wait_error(exc: BaseException) -> bool:
+    """A lock not granted in time or a statement cancelled by a timeout."""
+    state, code, lowered = _sqlstate(exc), _mysql_code(exc), first_line(exc).lower()
+    return _is_lock_wait(state, code, lowered) or _is_statement_timeout(state, code, lowered)
+
+
+def database_error_line(exc: BaseException, side: str, lock_timeout: float | None = None,
+                        waiting_for: str | None = None) -> str:
     """One line for a database error raised mid-run, naming ``side`` (target / legacy)."""
     state, code, text = _sqlstate(exc), _mysql_code(exc), first_line(exc)
     lowered = text.lower()
     wait = f" after {lock_timeout:g}s (--lock-timeout)" if lock_timeout else " (--lock-timeout)"
-    if state == "55P03" or code in (1205,) or "lock wait timeout" in lowered or "lock timeout" in lowered \
-            or "database is locked" in lowered:
-        return (f"gave up waiting for a lock in the {side} database{wait}: {text}; "
+    if _is_lock_wait(state, code, lowered):
+        on = f" on {waiting_for}" if waiting_for else ""
+        return (f"gave up waiting for a lock{on} in the {side} database{wait}: {text}; "
                 f"end the session holding it (or raise --lock-timeout), then {RERUN}")
-    if state == "57014" or code in (1317, 3024, 1969) or "statement timeout" in lowered \
-            or "max_statement_time" in lowered or "maximum statement execution time" in lowered:
+    if _is_statement_timeout(state, code, lowered):
         return (f"the {side} database cancelled a statement: {text}; raise or remove its statement "
                 f"timeout (e.g. options=-c statement_timeout=... in the URL), then {RERUN}")
     if state.startswith("08") or state in ("57P01", "57P02", "57P03", "3D000") or code in (
@@ -119,7 +135,21 @@ def _os_error(exc: OSError) -> str:
     return f"cannot use{where}: {reason}; fix it, then {RERUN}"
 
 
-def describe(exc: BaseException, lock_timeout: float | None = None) -> tuple[int, str]:
+def _is_raw_driver_error(exc: BaseException) -> bool:
+    import importlib
+
+    for name in ("psycopg", "MySQLdb", "sqlite3"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if isinstance(exc, module.Error):
+            return True
+    return False
+
+
+def describe(exc: BaseException, lock_timeout: float | None = None,
+             waiting_for: str | None = None) -> tuple[int, str]:
     """(exit code, one line) for any exception that ends a command."""
     if isinstance(exc, KeyboardInterrupt):
         name = getattr(exc, "signal_name", "SIGINT")
@@ -131,7 +161,7 @@ def describe(exc: BaseException, lock_timeout: float | None = None) -> tuple[int
         import sqlalchemy as sa
 
         if isinstance(exc, sa.exc.DBAPIError):
-            return EXIT_BAD_INPUT, _database_error(exc, "target", lock_timeout)
+            return EXIT_BAD_INPUT, database_error_line(exc, "target", lock_timeout, waiting_for)
         if isinstance(exc, sa.exc.TimeoutError):  # the connection pool
             return EXIT_BAD_INPUT, f"no target database connection became free in time: {first_line(exc)}"
     except ImportError:  # pragma: no cover
@@ -140,9 +170,11 @@ def describe(exc: BaseException, lock_timeout: float | None = None) -> tuple[int
         from django.db import Error as DjangoDatabaseError
 
         if isinstance(exc, DjangoDatabaseError):
-            return EXIT_BAD_INPUT, _database_error(exc, "legacy", lock_timeout)
+            return EXIT_BAD_INPUT, database_error_line(exc, "legacy", lock_timeout)
     except ImportError:  # pragma: no cover
         pass
+    if _is_raw_driver_error(exc):  # e.g. psycopg's COPY, used on the driver connection directly
+        return EXIT_BAD_INPUT, database_error_line(exc, "target", lock_timeout, waiting_for)
     if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)):
         return EXIT_BAD_INPUT, _os_error(exc)
     if isinstance(exc, (ConnectionError, TimeoutError)):

@@ -45,7 +45,7 @@ DEFAULT_PIN_HASH_METHOD = "scrypt"  # werkzeug's default, what the Flask app use
 DRY_RUN_PIN_HASH_METHOD = "pbkdf2:sha256:1"  # --dry-run: checks the path, not the cost
 DEFAULT_LOCK_TIMEOUT = 300.0  # seconds a statement may wait for a lock in the target
 DUPLICATE_POLICIES = ("archive", "fail")
-PIN_CHUNK = 64  # PINs per task of the hashing pool
+PIN_CHUNK = 16  # PINs per task of the hashing pool (progress moves per task)
 
 
 @dataclass

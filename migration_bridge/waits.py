@@ -101,6 +101,9 @@ class Watch:
                 continue
             self._said[key] = now
             who = f" held by pid {', '.join(map(str, held_by))}" if held_by else ""
+            from . import cli
+
+            cli.current["waiting_for"] = f"{tables}{who}"
             limit = f" (gives up after {self.lock_timeout:g}s: --lock-timeout)" if self.lock_timeout else ""
             lines.append(f"waiting {waited:.0f}s for a lock on {tables}{who}{limit}")
         return lines
