@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -102,8 +101,8 @@ def interruptible():
 
 def run_command(command, work: Callable[[], T], traceback: bool = False) -> T:
     """Run ``work`` for a BaseCommand; on failure print one line and exit with its code."""
-    stderr = command.stderr._out if hasattr(command.stderr, "_out") else sys.stderr
-    stdout = command.stdout._out if hasattr(command.stdout, "_out") else sys.stdout
+    stderr = getattr(command.stderr, "_out", command.stderr)  # Django's OutputWrapper → its stream
+    stdout = getattr(command.stdout, "_out", command.stdout)
     try:
         with command_logging(stdout, stderr), interruptible():
             return work()
@@ -111,9 +110,11 @@ def run_command(command, work: Callable[[], T], traceback: bool = False) -> T:
         raise
     except BaseException as exc:  # noqa: BLE001 - the one place that turns them into exit codes
         code, line = describe(exc, current["lock_timeout"], current["waiting_for"])
-        if traceback and code == EXIT_UNEXPECTED:
-            raise
         try:
+            if traceback and code == EXIT_UNEXPECTED:
+                import traceback as tb
+
+                tb.print_exception(exc, file=stderr)
             stderr.write(f"error: {line}\n")
             stderr.flush()
         except Exception:  # noqa: BLE001 - a closed stream must not hide the exit code

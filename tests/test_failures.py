@@ -347,3 +347,36 @@ def test_dry_run_hashes_cheaply_and_estimates_the_real_cost(legacy, make_databas
 def test_mistyped_target_is_shown(legacy):
     proc = run_manage("export_to_flask", "--target", "nu_flask", "--allow-live", env=legacy.env, check=False)
     one_line(proc, 2, "invalid database URL 'nu_flask'")
+
+
+# --- the error path itself (no database) ------------------------------------------------
+
+def test_describe_maps_every_kind_of_failure_to_its_code():
+    import errno
+
+    from migration_bridge.errors import BridgeError, Interrupted, describe, redact
+
+    assert describe(KeyboardInterrupt())[0] == 130
+    assert describe(Interrupted("SIGTERM")) == (130, describe(Interrupted("SIGTERM"))[1])
+    assert "SIGTERM" in describe(Interrupted("SIGTERM"))[1]
+    assert describe(BridgeError("bad flag")) == (2, "bad flag")
+    assert describe(OSError(errno.ENOSPC, "No space left on device", "/srv/x"))[0] == 2
+    code, line = describe(RuntimeError("boom\nsecond line"))
+    assert code == 3 and "--traceback" in line and "second line" not in line
+    assert redact("postgresql://flask:s3cr3t@db/x password=hunter2") == "postgresql://flask:***@db/x password=***"
+
+
+def test_unexpected_error_is_exit_3_one_line_and_traceback_on_request():
+    import io
+    from types import SimpleNamespace
+
+    from migration_bridge.cli import run_command
+
+    for traceback in (False, True):
+        command = SimpleNamespace(stdout=io.StringIO(), stderr=io.StringIO())
+        with pytest.raises(SystemExit) as exit_:
+            run_command(command, lambda: 1 / 0, traceback=traceback)
+        assert exit_.value.code == 3
+        text = command.stderr.getvalue()
+        assert text.splitlines()[-1].startswith("error: unexpected error: ZeroDivisionError")
+        assert ("Traceback" in text) == traceback and (len(text.splitlines()) == 1) != traceback
