@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import sys
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -447,7 +448,9 @@ def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: File
                 handle(future, inflight.pop(future))
             flush()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # failing or interrupted: no wait for the uploads in flight (their temporary files
+        # are removed by the next run); cli ends the process without joining them
+        pool.shutdown(wait=sys.exc_info()[0] is None, cancel_futures=True)
         stats.seconds = time.monotonic() - started
         progress.close()
         flush(force=True)
