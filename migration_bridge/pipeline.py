@@ -364,7 +364,7 @@ class Exporter:
                 if error is None:
                     raise
                 log.info("the failed run could not be recorded in the target (%s); "
-                            "the report holds what is known", first_line(exc))
+                         "the report holds what is known", first_line(exc))
                 self._write_failure_report(run_id, started, finished, stats, error)
             finally:
                 engine.dispose()
@@ -383,7 +383,7 @@ class Exporter:
         done = [n for n in selected if n in stats and stats[n].done]
         started = [stats[n] for n in selected if n in stats and not stats[n].done]
         if len(done) == len(selected):
-            self.nothing_to_do = (f"nothing to do: all {len(selected)} entities were already complete "
+            self.nothing_to_do = (f"rows: nothing to do: all {len(selected)} entities were already complete "
                                   f"({sum(stats[n].written for n in done)} rows in the target); "
                                   "--restart reads everything again, --sync moves what changed")
         elif done or started:
