@@ -373,9 +373,9 @@ def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: File
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.refs > 0)).scalar()
     if not options.dry_run:
-        removed = dst.remove_leftover_parts()
+        removed = dst.remove_leftover_parts(lambda: _manifest_keys(engine))
         if removed:
-            log.info("files: removed %d temporary file(s) left by an interrupted copy", removed)
+            log.info("files: removed %d temporary file(s) or unfinished upload(s) left by an interrupted copy", removed)
     # A manifest that never attempted a copy skips the existence checks (see below) — unless
     # the storage already holds files (e.g. --reset after --cleanup dropped the manifest):
     # then every file is looked at first, and those already there are not copied again.
@@ -455,6 +455,11 @@ def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: File
         progress.close()
         flush(force=True)
     return stats
+
+
+def _manifest_keys(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [key for (key,) in conn.execute(sa.select(bk.files.c.key))]
 
 
 def _manifest_pages(engine: sa.Engine, page: int = 1000):

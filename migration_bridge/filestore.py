@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
@@ -202,8 +202,9 @@ class Target:
         if saved != key:
             raise RuntimeError(f"the target storage saved {key!r} as {saved!r}")
 
-    def remove_leftover_parts(self) -> int:
-        """Delete the temporary files an interrupted copy left behind; returns how many."""
+    def remove_leftover_parts(self, our_keys: Callable[[], Iterable[str]] | None = None) -> int:
+        """Delete what an interrupted copy left behind; returns how many. ``our_keys``:
+        the keys the migration writes (the manifest), for targets that need them."""
         return 0
 
     def has_objects(self) -> bool:
@@ -258,7 +259,7 @@ class FileSystemTarget(Target):
         if not os.access(location, os.W_OK | os.X_OK):
             raise BridgeError(f"target storage {self.alias!r}: {location} is not writable")
 
-    def remove_leftover_parts(self) -> int:
+    def remove_leftover_parts(self, our_keys: Callable[[], Iterable[str]] | None = None) -> int:
         """A copy killed between writing its temporary file and the rename leaves
         ``.<name>.<id>.bridge-part`` beside the key: found by one walk of the storage
         folder (called once per run, before the copy starts) and deleted."""
@@ -390,6 +391,27 @@ class S3Target(Target):
             raise BridgeError(f"target storage {where}: bucket not accessible ({code})") from None
         except BotoCoreError as exc:
             raise BridgeError(f"target storage {where}: {type(exc).__name__}: {exc}") from None
+
+    def remove_leftover_parts(self, our_keys: Callable[[], Iterable[str]] | None = None) -> int:
+        """A multipart upload interrupted by a kill stays in the bucket, invisible and
+        billed, until aborted: abort those of keys this migration writes (``our_keys``)."""
+        if our_keys is None:
+            return 0
+        client, removed, ours = self.client(), 0, None
+        try:
+            prefix = self.object_key("x")[:-1]
+            pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket_name, Prefix=prefix)
+            for page in pages:
+                for upload in page.get("Uploads", []) or []:
+                    if ours is None:
+                        ours = {self.object_key(key) for key in our_keys()}
+                    if upload["Key"] in ours:
+                        client.abort_multipart_upload(Bucket=self.bucket_name, Key=upload["Key"],
+                                                      UploadId=upload["UploadId"])
+                        removed += 1
+        except Exception as exc:  # noqa: BLE001 - e.g. no s3:ListBucketMultipartUploads: nothing to clean
+            log.debug("files: cannot list interrupted multipart uploads: %s", exc)
+        return removed
 
     def has_objects(self) -> bool:
         try:
