@@ -12,6 +12,7 @@ The wait itself is bounded by the server (``lock_timeout``); this only makes it 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -32,7 +33,7 @@ _PG = sa.text("""
 """)
 _MYSQL = sa.text("""
     SELECT p.ID, p.TIME, p.STATE, p.INFO FROM information_schema.PROCESSLIST p
-     WHERE p.ID IN :pids AND LOWER(p.STATE) LIKE '%lock%'
+     WHERE p.ID IN :pids
 """).bindparams(sa.bindparam("pids", expanding=True))
 _MYSQL_BLOCKERS = sa.text("""
     SELECT r.trx_mysql_thread_id, b.trx_mysql_thread_id, l.lock_table
@@ -41,6 +42,9 @@ _MYSQL_BLOCKERS = sa.text("""
       JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id
       LEFT JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id
 """)
+
+
+_TABLE_IN_SQL = re.compile(r"\b(?:FROM|INTO|UPDATE|TABLE|JOIN)\s+`?([\w$.]+)`?", re.IGNORECASE)
 
 
 class Watch:
@@ -91,8 +95,13 @@ class Watch:
                 except sa.exc.DBAPIError:
                     pass
                 for pid, waited, state, info in conn.execute(_MYSQL, {"pids": ours}):
+                    if pid not in blockers and "lock" not in (state or "").lower():
+                        continue  # working, not waiting
                     held_by, table = blockers.get(pid, ([], None))
-                    found.append((pid, float(waited or 0), (table or state or "a table").strip("`"), held_by))
+                    state = state if "lock" in (state or "").lower() else "row lock"
+                    match = _TABLE_IN_SQL.search(info or "")
+                    table = (table or (match.group(1) if match else "") or "a table").replace("`", "")
+                    found.append((pid, float(waited or 0), f"{table} ({state})" if state else table, held_by))
         now = time.monotonic()
         lines = []
         for pid, waited, tables, held_by in found:

@@ -188,6 +188,28 @@ def test_held_lock_is_waited_for_visibly_then_given_up(legacy, clean, make_datab
     converges(legacy, target, clean, tmp_path)
 
 
+def test_held_row_lock_in_a_mariadb_target(legacy, clean, make_database, tmp_path):
+    target = make_database("mariadb")
+    _empty_schema(target)
+    engine = target.engine()
+    conn = engine.connect()
+    trans = conn.begin()  # an uncommitted row where the export inserts districts: a row lock
+    conn.execute(sa.text("INSERT INTO districts (id, name, code, is_active, created_at) "
+                         "VALUES (1, 'theirs', 'T', 1, NOW())"))
+    pid = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+    try:
+        proc = export(legacy, target.url, *CHEAP, "--lock-timeout", "5", tmp_path=tmp_path, check=False)
+    finally:
+        trans.rollback()
+        conn.close()
+        engine.dispose()
+    line = one_line(proc, 2, "gave up waiting for a lock", f"held by pid {pid}", "after 5s (--lock-timeout)")
+    assert "districts" in line and f"held by pid {pid}" in proc.stdout
+    export(legacy, target.url, *CHEAP, tmp_path=tmp_path)
+    ids = {name: set(rows) for name, rows in target_snapshot(target.engine()).items()}
+    assert ids == {name: set(rows) for name, rows in clean[1].items()}
+
+
 def test_unwritable_report_location_is_refused_before_any_work(legacy, clean, make_database, tmp_path):
     target = make_database("postgresql")
     blocker = tmp_path / "a-file"
