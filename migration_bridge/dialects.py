@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Iterable, Sequence
@@ -32,7 +33,10 @@ def normalize_url(url: str) -> sa.URL:
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError:
-        raise BridgeError(f"invalid database URL: {mask_url(url)!r}") from None
+        from .errors import redact
+
+        raise BridgeError(f"invalid database URL {redact(str(url))!r}: expected e.g. postgresql://user@host/name, "
+                          "mysql://user@host/name or sqlite:///path/to/file.sqlite3") from None
     driver = parsed.drivername
     if driver in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -53,28 +57,60 @@ def mask_url(url) -> str:
         return "<unparsable URL>"
 
 
-def create_target_engine(url: str) -> sa.Engine:
+CONNECT_TIMEOUT = 10  # seconds to reach the server before "unreachable"
+
+
+def create_target_engine(url: str, lock_timeout: float | None = None) -> sa.Engine:
+    """The target engine. ``lock_timeout`` (seconds): no statement waits longer for a lock
+    (PostgreSQL ``lock_timeout``, MariaDB ``lock_wait_timeout`` and
+    ``innodb_lock_wait_timeout``, SQLite's busy timeout); connections record their server
+    process id in ``engine.bridge_backends`` (for ``waits.watch``)."""
     parsed = normalize_url(url)
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    connect_args: dict = {}
+    if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+        if lock_timeout:
+            connect_args["timeout"] = lock_timeout
+    elif backend in ("postgresql", "mysql", "mariadb") and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    if backend == "postgresql" and "keepalives" not in parsed.query:
+        # a server that vanishes mid-statement is noticed in about a minute, not hours
+        connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
     try:
         # hide_parameters: row values (media passwords, hashes) never reach an error message
-        engine = sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+        engine = sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
     except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
         raise BridgeError(f"unsupported target URL {mask_url(parsed)}: {exc}") from None
+    engine.bridge_backends = set()
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-    elif engine.dialect.name in ("mysql", "mariadb"):
-        sa.event.listen(engine, "connect", _mysql_session)
+    else:
+        sa.event.listen(engine, "connect", functools.partial(_session_setup, engine, lock_timeout))
     return engine
 
 
-def _mysql_session(dbapi_connection, _record):
-    # an explicit id 0 is a real legacy id, not a request for the next AUTO_INCREMENT value
+def _session_setup(engine: sa.Engine, lock_timeout: float | None, dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')")
-    cursor.close()
+    try:
+        if engine.dialect.name == "postgresql":
+            if lock_timeout:
+                cursor.execute(f"SET lock_timeout = {int(lock_timeout * 1000)}")
+            cursor.execute("SELECT pg_backend_pid()")
+        else:
+            # an explicit id 0 is a real legacy id, not a request for the next AUTO_INCREMENT value
+            cursor.execute("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_AUTO_VALUE_ON_ZERO')")
+            if lock_timeout:
+                seconds = max(1, int(round(lock_timeout)))
+                cursor.execute(f"SET SESSION lock_wait_timeout = {seconds}")
+                cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+            cursor.execute("SELECT CONNECTION_ID()")
+        engine.bridge_backends.add(int(cursor.fetchone()[0]))
+    finally:
+        cursor.close()
+    if engine.dialect.name == "postgresql":
+        dbapi_connection.commit()  # psycopg opened a transaction for the SET; SET stays
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
@@ -86,9 +122,11 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 def describe_connect_error(exc: Exception, url) -> str:
-    detail = str(getattr(exc, "orig", exc)).strip().splitlines()
-    first = detail[0] if detail else type(exc).__name__
-    return f"target database {mask_url(url)} unreachable: {first}"
+    from .errors import database_error_line, first_line, is_wait_error
+
+    if is_wait_error(exc):  # reached, but a lock or a statement timeout stopped us
+        return database_error_line(exc, "target")
+    return f"target database {mask_url(url)} unreachable: {first_line(exc)}"
 
 
 # --- loading ----------------------------------------------------------------------

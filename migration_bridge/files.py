@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import sys
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -185,14 +186,18 @@ class FilesResult:
         }
 
     def summary(self) -> str:
+        """Two lines whose figures add up: every referenced file's outcome in this run, then
+        the files the migrated rows use — the ones ``verify_flask``'s files check counts."""
         c = self.copy
         mb_per_s = c.bytes / c.seconds / 1e6 if c.seconds else 0.0
-        verb = "would copy" if self.dry_run else "copied"
-        count = c.would_copy if self.dry_run else c.copied
-        return (f"files: {self.referenced} referenced, {verb} {count} ({c.bytes / 1e6:.1f} MB, "
-                f"{mb_per_s:.1f} MB/s), {c.skipped_present + c.already_done} already present, "
-                f"{self.missing_needed} missing, {self.failed_needed} failed, "
-                f"hit ratio {self.hit_ratio:.4%} → {self.target}")
+        moved = (f"{c.would_copy} would be copied" if self.dry_run
+                 else f"{c.copied} copied ({c.bytes / 1e6:.1f} MB, {mb_per_s:.1f} MB/s)")
+        used_ok = self.needed - self.missing_needed - self.failed_needed
+        return (f"files: {self.referenced} referenced = {moved} + {c.skipped_present + c.already_done} "
+                f"already present + {c.missing} missing in the legacy storage + {c.failed} failed\n"
+                f"       used by migrated rows: {self.needed} = {used_ok} in the target storage + "
+                f"{self.missing_needed} missing + {self.failed_needed} failed; hit ratio {self.hit_ratio:.4%} "
+                f"→ {self.target}")
 
 
 # --- the run --------------------------------------------------------------------------
@@ -367,6 +372,22 @@ def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: File
     table = bk.files
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.refs > 0)).scalar()
+    if not options.dry_run:
+        removed = dst.remove_leftover_parts(lambda: _manifest_keys(engine))
+        if removed:
+            log.info("files: removed %d temporary file(s) or unfinished upload(s) left by an interrupted copy", removed)
+    # A manifest that never attempted a copy skips the existence checks (see below) — unless
+    # the storage already holds files (e.g. --reset after --cleanup dropped the manifest):
+    # then every file is looked at first, and those already there are not copied again.
+    look_first = options.dry_run or options.verify
+    if not look_first:
+        with engine.connect() as conn:
+            attempted = conn.execute(sa.select(sa.literal(1)).select_from(table)
+                                     .where(table.c.status != "pending").limit(1)).first()
+        if attempted is None and dst.has_objects():
+            look_first = True
+            log.info("files: new manifest but the target storage holds files already: each file is "
+                     "checked there first (same size and sha256: not copied again)")
     progress = Progress("files", total, unit="files", interactive=options.interactive)
     started = time.monotonic()
     updates: list[dict] = []
@@ -407,7 +428,7 @@ def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: File
                     todo.append(row)
             # Never attempted: no need to look in the target first. Marked "copying" before
             # any upload starts, so that after a kill the next run does look.
-            fresh = set() if options.dry_run or options.verify else {r.old_name for r in todo if r.status == "pending"}
+            fresh = set() if look_first else {r.old_name for r in todo if r.status == "pending"}
             if fresh:
                 with engine.begin() as conn:
                     for chunk in _chunks(sorted(fresh)):
@@ -427,11 +448,18 @@ def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: File
                 handle(future, inflight.pop(future))
             flush()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # failing or interrupted: no wait for the uploads in flight (their temporary files
+        # are removed by the next run); cli ends the process without joining them
+        pool.shutdown(wait=sys.exc_info()[0] is None, cancel_futures=True)
         stats.seconds = time.monotonic() - started
         progress.close()
         flush(force=True)
     return stats
+
+
+def _manifest_keys(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [key for (key,) in conn.execute(sa.select(bk.files.c.key))]
 
 
 def _manifest_pages(engine: sa.Engine, page: int = 1000):

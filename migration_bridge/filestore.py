@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
@@ -202,8 +202,31 @@ class Target:
         if saved != key:
             raise RuntimeError(f"the target storage saved {key!r} as {saved!r}")
 
+    def remove_leftover_parts(self, our_keys: Callable[[], Iterable[str]] | None = None) -> int:
+        """Delete what an interrupted copy left behind; returns how many. ``our_keys``:
+        the keys the migration writes (the manifest), for targets that need them."""
+        return 0
+
+    def has_objects(self) -> bool:
+        """Whether the storage holds anything (when unsure: True, so files are looked at)."""
+        try:
+            dirs, files = self.storage.listdir("")
+        except FileNotFoundError:
+            return False
+        except Exception:  # noqa: BLE001 - cannot tell
+            return True
+        return bool(dirs or files)
+
     def close(self) -> None:
         pass
+
+
+PART_SUFFIX = ".bridge-part"
+
+
+def is_part_file(filename: str) -> bool:
+    """``.<name>.<12 hex>.bridge-part``: the temporary name FileSystemTarget.put writes to."""
+    return filename.startswith(".") and filename.endswith(PART_SUFFIX)
 
 
 class _MovableFile(File):
@@ -236,6 +259,28 @@ class FileSystemTarget(Target):
         if not os.access(location, os.W_OK | os.X_OK):
             raise BridgeError(f"target storage {self.alias!r}: {location} is not writable")
 
+    def remove_leftover_parts(self, our_keys: Callable[[], Iterable[str]] | None = None) -> int:
+        """A copy killed between writing its temporary file and the rename leaves
+        ``.<name>.<id>.bridge-part`` beside the key: found by one walk of the storage
+        folder (called once per run, before the copy starts) and deleted."""
+        removed = 0
+        stack = [self.storage.location]
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif is_part_file(entry.name) and entry.is_file(follow_symlinks=False):
+                    try:
+                        os.unlink(entry.path)
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+        return removed
+
     def state(self, key: str) -> ObjectState | None:
         try:
             st = os.stat(self.storage.path(key))
@@ -253,7 +298,7 @@ class FileSystemTarget(Target):
         full_path = self.storage.path(key)
         directory = os.path.dirname(full_path)
         os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(full_path)}.{uuid.uuid4().hex[:12]}.bridge-part")
+        tmp = os.path.join(directory, f".{os.path.basename(full_path)}.{uuid.uuid4().hex[:12]}{PART_SUFFIX}")
         digest = hashlib.sha256()
         try:
             with source.open(name) as fh, open(tmp, "wb") as out:
@@ -346,6 +391,35 @@ class S3Target(Target):
             raise BridgeError(f"target storage {where}: bucket not accessible ({code})") from None
         except BotoCoreError as exc:
             raise BridgeError(f"target storage {where}: {type(exc).__name__}: {exc}") from None
+
+    def remove_leftover_parts(self, our_keys: Callable[[], Iterable[str]] | None = None) -> int:
+        """A multipart upload interrupted by a kill stays in the bucket, invisible and
+        billed, until aborted: abort those of keys this migration writes (``our_keys``)."""
+        if our_keys is None:
+            return 0
+        client, removed, ours = self.client(), 0, None
+        try:
+            prefix = self.object_key("x")[:-1]
+            pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket_name, Prefix=prefix)
+            for page in pages:
+                for upload in page.get("Uploads", []) or []:
+                    if ours is None:
+                        ours = {self.object_key(key) for key in our_keys()}
+                    if upload["Key"] in ours:
+                        client.abort_multipart_upload(Bucket=self.bucket_name, Key=upload["Key"],
+                                                      UploadId=upload["UploadId"])
+                        removed += 1
+        except Exception as exc:  # noqa: BLE001 - e.g. no s3:ListBucketMultipartUploads: nothing to clean
+            log.debug("files: cannot list interrupted multipart uploads: %s", exc)
+        return removed
+
+    def has_objects(self) -> bool:
+        try:
+            prefix = self.object_key("x")[:-1]  # the storage's location, as a key prefix
+            found = self.client().list_objects_v2(Bucket=self.bucket_name, Prefix=prefix, MaxKeys=1)
+        except Exception:  # noqa: BLE001 - cannot tell: look at every file
+            return True
+        return bool(found.get("KeyCount") or found.get("Contents"))
 
     def state(self, key: str) -> ObjectState | None:
         from botocore.exceptions import ClientError

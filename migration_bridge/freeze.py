@@ -281,3 +281,22 @@ def install_guard() -> None:
     connection_created.connect(_install, dispatch_uid="migration_bridge.freeze_guard")
     for connection in connections.all():
         _install(connection)
+
+
+def freeze_unavailable(exc: DatabaseError):
+    """Why the freeze table could not be used, as a one-line ``BridgeError`` (exit 2):
+    the legacy database is down or refuses us, or ``migrate`` has not created the table."""
+    from .errors import BridgeError, first_line
+
+    model = _freeze_model()
+    alias = router.db_for_write(model)
+    try:
+        connections[alias].close()  # a broken connection would answer the probe below
+        tables = connections[alias].introspection.table_names()
+    except DatabaseError as probe:
+        return BridgeError(f"legacy database unreachable ({first_line(probe)}): start it or fix "
+                           "LEGACY_DATABASE_URL / DATABASES, then run the same command again")
+    if model._meta.db_table not in tables:
+        return BridgeError(f"the freeze table {model._meta.db_table} does not exist: run "
+                           "`python manage.py migrate migration_bridge` once, then repeat")
+    return BridgeError(f"cannot use the freeze table ({first_line(exc)})")

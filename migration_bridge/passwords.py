@@ -120,3 +120,35 @@ def hash_pin(pin: str, method: str) -> str:
 def hash_pins(pins: list[str], method: str) -> list[str]:
     """Process-pool entry point: one task hashes a chunk of PINs."""
     return [generate_password_hash(pin, method=method) for pin in pins]
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Process-pool initializer: the worker ends when the process that started it ends,
+    however that ends (kill -9 included), and leaves Ctrl-C to its parent.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; everywhere: a thread that watches the
+    parent pid (it also covers a parent gone before the prctl)."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool itself
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="bridge-parent-watch", daemon=True).start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import json
 import logging
 import os
 import shutil
@@ -23,16 +24,17 @@ import sqlalchemy as sa
 import flask_models as fm
 
 from . import bookkeeping as bk
-from . import dialects
+from . import cli, dialects, waits
 from . import files as files_mod
 from .conf import BridgeSettings
-from .errors import BridgeError
+from .cli import check_writable_dir
+from .errors import BridgeError, first_line
 from .fingerprint import context_of, fingerprint_key, row_fingerprint
 from .freeze import FreezeState, get_freeze_state
 from .idset import IdSet
 from .mapping import ENTITIES, ENTITY_NAMES, Entity
-from .passwords import check_pin_hash_method, hash_pins
-from .progress import Progress
+from .passwords import check_pin_hash_method, die_with_parent, hash_pins
+from .progress import Progress, format_seconds
 from .report import jsonable, run_header, write_report
 from .source import BEFORE_FIRST_ID, LegacySource
 from .transforms import (Note, Reject, Root, Skip, TransformContext, check_parents, find_superseded_sessions,
@@ -41,7 +43,10 @@ from .transforms import (Note, Reject, Root, Skip, TransformContext, check_paren
 log = logging.getLogger("migration_bridge")
 
 DEFAULT_PIN_HASH_METHOD = "scrypt"  # werkzeug's default, what the Flask app uses for new PINs
+DRY_RUN_PIN_HASH_METHOD = "pbkdf2:sha256:1"  # --dry-run: checks the path, not the cost
+DEFAULT_LOCK_TIMEOUT = 300.0  # seconds a statement may wait for a lock in the target
 DUPLICATE_POLICIES = ("archive", "fail")
+PIN_CHUNK = 16  # PINs per task of the hashing pool (progress moves per task)
 
 
 @dataclass
@@ -52,7 +57,7 @@ class ExportOptions:
     exclude: tuple[str, ...] = ()
     batch_size: int = 2000
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    pin_hash_method: str = DEFAULT_PIN_HASH_METHOD
+    pin_hash_method: str | None = None  # None: DEFAULT_PIN_HASH_METHOD (DRY_RUN_... with dry_run)
     dry_run: bool = False
     report_dir: str | None = None
     strict: bool = False
@@ -70,6 +75,7 @@ class ExportOptions:
     verify_files: bool = False
     sync: bool = False  # only what changed since a complete export (sync.py)
     interactive: bool | None = None  # progress bars; None = when stderr is a terminal
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
     def public(self) -> dict:
         """The options as the report shows them (URL masked)."""
@@ -111,6 +117,7 @@ class ExportResult:
     rejects_path: Path
     files: "files_mod.FilesResult | None" = None
     sync: list | None = None  # SyncStats per entity, for --sync
+    nothing_to_do: str | None = None  # a re-run that found everything done says so
 
     @property
     def rejected(self) -> int:
@@ -168,6 +175,10 @@ def select_entities(only: tuple[str, ...], exclude: tuple[str, ...]) -> list[Ent
 
 class Exporter:
     def __init__(self, options: ExportOptions, conf: BridgeSettings, source: LegacySource):
+        self.cheap_dry_run_pins = options.pin_hash_method is None and options.dry_run
+        if options.pin_hash_method is None:
+            options = dataclasses.replace(options, pin_hash_method=(
+                DRY_RUN_PIN_HASH_METHOD if options.dry_run else DEFAULT_PIN_HASH_METHOD))
         self.options = options
         self.conf = conf
         self.source = source
@@ -179,6 +190,10 @@ class Exporter:
         self.pin_stats = {"method": options.pin_hash_method, "workers": options.workers,
                           "hashed": 0, "seconds": 0.0}
         self._pool: ProcessPoolExecutor | None = None
+        self._pin_progress: Progress | None = None
+        self.pin_estimate: dict | None = None  # --dry-run: what the real method would cost
+        self.report_dir: Path | None = None
+        self.started = bk.utcnow()
         self._scratch_dir: str | None = None
         self.file_options, self.file_stores, self.files_result = None, None, None
         self.frozen_at_start: FreezeState | None = None
@@ -198,6 +213,7 @@ class Exporter:
 
     def preflight(self) -> None:
         o = self.options
+        dialects.normalize_url(o.target_url)  # a mistyped URL is the first thing to say
         if o.batch_size < 1:
             raise BridgeError("--batch-size must be >= 1")
         if o.workers < 1:
@@ -214,6 +230,13 @@ class Exporter:
             raise BridgeError(f"--pin-hash-method {o.pin_hash_method!r} is not a werkzeug method: {exc}") from None
         if not self.entities:
             raise BridgeError("--only/--exclude leave no entity to export")
+        if not o.lock_timeout > 0:
+            raise BridgeError("--lock-timeout must be > 0 seconds")
+        # where the report goes, proven writable before any work (not hours later)
+        self.report_dir = check_writable_dir(o.report_dir or _default_report_dir(self.conf, self.started),
+                                             "report", "--report-dir")
+        if o.pin_roster:
+            check_writable_dir(Path(o.pin_roster).resolve().parent, "PIN roster", "--pin-roster")
         self.source.check_reachable()
         self.source.require_lossless_text()
         self.frozen_at_start = get_freeze_state(use_cache=False)
@@ -222,6 +245,8 @@ class Exporter:
                 "the legacy app is live (not frozen): run `manage.py flask_freeze on` first, "
                 "or pass --allow-live for a rehearsal or a pre-copy"
             )
+        if self.cheap_dry_run_pins and any(e.hashed_pin for e in self.entities):
+            self.pin_estimate = self.estimate_pin_cost()
         # file options and storages, checked before any row is written
         self.file_options, self.file_stores = files_mod.export_preflight(o, self.conf)
         if o.on_duplicate_session == "fail" and any(e.name == "sessions" for e in self.entities):
@@ -235,7 +260,7 @@ class Exporter:
 
     def open_target(self) -> sa.Engine:
         """The real target, or in --dry-run a scratch SQLite copy of the schema."""
-        real = dialects.create_target_engine(self.options.target_url)
+        real = dialects.create_target_engine(self.options.target_url, lock_timeout=self.options.lock_timeout)
         try:
             with real.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
@@ -306,15 +331,25 @@ class Exporter:
     run_kind = "export"
 
     def run(self) -> ExportResult:
-        started = bk.utcnow()
+        started = self.started = bk.utcnow()
+        cli.current["lock_timeout"] = self.options.lock_timeout
         self.preflight()
         engine = self.open_target()
-        stats = self.prepare_target(engine)
-        with engine.begin() as conn:
-            run_id = conn.execute(bk.runs.insert().values(
-                kind=self.run_kind, status="running", started_at=started,
-                options=jsonable(self.options.public()),
-            )).inserted_primary_key[0]
+        watch = waits.watch(engine, self.options.lock_timeout)
+        run_id = None
+        try:
+            stats = self.prepare_target(engine)
+            self.announce(stats)
+            with engine.begin() as conn:
+                run_id = conn.execute(bk.runs.insert().values(
+                    kind=self.run_kind, status="running", started_at=started,
+                    options=jsonable(self.options.public()), report_dir=str(self.report_dir),
+                )).inserted_primary_key[0]
+        except BaseException:
+            watch.stop()
+            engine.dispose()
+            self._remove_scratch()
+            raise
         status = "failed"
         error = None
         try:
@@ -331,16 +366,82 @@ class Exporter:
             error = exc
             raise
         finally:
-            self._close_pool()
+            # Nothing here may hide ``error``: each step that fails is logged and skipped.
+            self._close_pool(kill=error is not None)
+            watch.stop()
             finished = bk.utcnow()
-            with engine.begin() as conn:
-                conn.execute(bk.runs.update().where(bk.runs.c.id == run_id).values(
-                    status=status, finished_at=finished))
-            result = self.finish(engine, run_id, status, started, finished, stats, error)
-            engine.dispose()
-            if self._scratch_dir:
-                shutil.rmtree(self._scratch_dir, ignore_errors=True)
+            result = None
+            try:
+                if error is not None:
+                    stats = self.committed_stats(engine, stats)
+                with engine.begin() as conn:
+                    conn.execute(bk.runs.update().where(bk.runs.c.id == run_id).values(
+                        status=status, finished_at=finished))
+                result = self.finish(engine, run_id, status, started, finished, stats, error)
+            except Exception as exc:  # noqa: BLE001
+                if error is None:
+                    raise
+                log.info("the failed run could not be recorded in the target (%s); "
+                         "the report holds what is known", first_line(exc))
+                self._write_failure_report(run_id, started, finished, stats, error)
+            finally:
+                engine.dispose()
+                self._remove_scratch()
+        if self.nothing_to_do is not None and result is not None:
+            result.nothing_to_do = self.nothing_to_do
         return result
+
+    nothing_to_do: str | None = None
+
+    def announce(self, stats: dict[str, EntityStats]) -> None:
+        """Say what this run starts from: fresh, resumed (from where), or nothing to do."""
+        if self.options.restart or self.options.files_only or self.run_kind != "export":
+            return
+        selected = [e.name for e in self.entities]
+        done = [n for n in selected if n in stats and stats[n].done]
+        started = [stats[n] for n in selected if n in stats and not stats[n].done]
+        if len(done) == len(selected):
+            self.nothing_to_do = (f"rows: nothing to do: all {len(selected)} entities were already complete "
+                                  f"({sum(stats[n].written for n in done)} rows in the target; rows rejected "
+                                  "before were decided again); --restart reads everything again, --sync moves "
+                                  "what changed")
+        elif done or started:
+            parts = [f"{s.name} from id {s.last_id} ({s.read} rows read before)" for s in started]
+            log.info("resuming: %s%s%s", f"complete: {', '.join(done)}" if done else "",
+                     "; " if done and parts else "", "; ".join(parts))
+
+    def committed_stats(self, engine: sa.Engine, stats: dict[str, EntityStats]) -> dict[str, EntityStats]:
+        """After a failure: the counts as committed (checkpoints), not as read in memory."""
+        if self.run_kind != "export":
+            return stats
+        with engine.connect() as conn:
+            committed = {row.entity: EntityStats(row.entity, row.read, row.written, row.rejected, row.skipped,
+                                                 row.seconds, row.last_id, row.done)
+                         for row in conn.execute(sa.select(bk.checkpoints))}
+        return committed
+
+    def _write_failure_report(self, run_id, started, finished, stats, error) -> None:
+        """The target is gone: report.json from what this process knows (no notes)."""
+        try:
+            ordered = [stats[e.name] for e in ENTITIES if e.name in stats]
+            report = {
+                **run_header("migration_bridge export_to_flask", self.source, self.options, started, finished),
+                "run_id": run_id, "status": "failed", "error": _one_line(error),
+                "note": "the target could not be read when the run failed: counts are this process's "
+                        "(rows read, possibly not all committed); notes and rejects are not listed",
+                "entities": {e.name: {"read": e.read, "written": e.written, "rejected": e.rejected,
+                                      "skipped": e.skipped, "complete": e.done} for e in ordered},
+                "pin_hashing": self.pin_stats,
+            }
+            (self.report_dir / "report.json").write_text(
+                json.dumps(jsonable(report), indent=2, ensure_ascii=False), encoding="utf-8")
+        except Exception as exc:  # noqa: BLE001 - the original error is what the user sees
+            log.warning("could not write the failure report: %s", first_line(exc))
+
+    def _remove_scratch(self) -> None:
+        if self._scratch_dir:
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
+            self._scratch_dir = None
 
     def move_rows(self, engine: sa.Engine, stats: dict[str, EntityStats]) -> None:
         """Every selected entity in dependency order (none with --files-only)."""
@@ -352,7 +453,7 @@ class Exporter:
         return {}
 
     def finish(self, engine, run_id, status, started, finished, stats, error) -> ExportResult:
-        report_dir = Path(self.options.report_dir or _default_report_dir(self.conf, started))
+        report_dir = self.report_dir or Path(self.options.report_dir or _default_report_dir(self.conf, started))
         ordered = [stats[e.name] for e in ENTITIES if e.name in stats]
         report, report_path, rejects_path = write_report(
             engine, report_dir,
@@ -365,7 +466,8 @@ class Exporter:
                 "source_frozen": self._frozen_whole_run(),
                 "files": self.files_result.as_report() if self.files_result else None,
                 "pin_hashing": {**self.pin_stats, "hashes_per_s": round(
-                    self.pin_stats["hashed"] / self.pin_stats["seconds"], 1) if self.pin_stats["seconds"] else None},
+                    self.pin_stats["hashed"] / self.pin_stats["seconds"], 1) if self.pin_stats["seconds"] else None,
+                    **({"dry_run_estimate": self.pin_estimate} if self.pin_estimate else {})},
             },
             entities=ordered,
             extra=self.report_extra(),
@@ -389,7 +491,8 @@ class Exporter:
         if stats.done and not self.options.restart:
             if entity.self_foreign_key:
                 self.resolve_deferred(engine, entity, ctx, stats)
-            log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
+            if self.nothing_to_do is None:  # else said once for all
+                log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
             return stats
         total = self.source.count(entity.source_model)
         progress = Progress(entity.name, total, interactive=self.options.interactive, initial=stats.read)
@@ -414,6 +517,9 @@ class Exporter:
                 dialects.upsert(conn, bk.checkpoints, [stats.as_checkpoint()])
         finally:
             progress.close()
+            if self._pin_progress is not None:
+                self._pin_progress.close()
+                self._pin_progress = None
         return stats
 
     def rejected_ids(self, engine: sa.Engine, entity: Entity) -> list[int]:
@@ -614,15 +720,25 @@ class Exporter:
     def _hash_pins(self, entity: Entity, outcome: BatchOutcome) -> None:
         started = time.monotonic()
         pins, method, workers = outcome.pins, self.options.pin_hash_method, self.options.workers
+        progress = self._pin_progress_for(entity)
         if workers == 1 or len(pins) < 2:
-            hashes = hash_pins(pins, method)
+            hashes = []
+            for i in range(0, len(pins), PIN_CHUNK):
+                hashes.extend(hash_pins(pins[i:i + PIN_CHUNK], method))
+                progress.update(min(PIN_CHUNK, len(pins) - i))
         else:
             if self._pool is None:
-                # spawn: workers inherit no database connection from this process
-                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-            size = -(-len(pins) // workers)
+                # spawn: workers inherit no database connection from this process; each
+                # one ends when this process does, however it ends (kill -9 included)
+                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                                 initializer=die_with_parent, initargs=(os.getpid(),))
+            # small chunks, so that the progress moves and an interrupt waits for little
+            size = max(1, min(PIN_CHUNK, -(-len(pins) // workers)))
             chunks = [pins[i:i + size] for i in range(0, len(pins), size)]
-            hashes = [h for part in self._pool.map(hash_pins, chunks, [method] * len(chunks)) for h in part]
+            hashes = []
+            for part in self._pool.map(hash_pins, chunks, [method] * len(chunks)):
+                hashes.extend(part)
+                progress.update(len(part))
         column = entity.hashed_pin[0]
         for row, hashed in zip(outcome.rows, hashes):
             row[column] = hashed
@@ -630,10 +746,53 @@ class Exporter:
         self.pin_stats["hashed"] += len(hashes)
         self.pin_stats["seconds"] += time.monotonic() - started
 
-    def _close_pool(self) -> None:
+    def estimate_pin_cost(self) -> dict:
+        """--dry-run hashes PINs cheaply; what the real method would cost, measured here."""
+        entity = next(e for e in self.entities if e.hashed_pin)
+        count = self.source.count(entity.source_model)
+        started = time.monotonic()
+        hash_pins(["00000"] * 3, DEFAULT_PIN_HASH_METHOD)
+        per_hash = (time.monotonic() - started) / 3
+        workers = min(self.options.workers, os.cpu_count() or 1)
+        seconds = count * per_hash / workers
+        estimate = {"method": DEFAULT_PIN_HASH_METHOD, "pins": count, "workers": workers,
+                    "seconds_per_hash": round(per_hash, 4), "estimated_seconds": round(seconds, 1)}
+        log.info("dry run: PINs are hashed with %s (cheap) instead of %s; hashing the %d PINs with %s "
+                 "would take about %s on %d workers (pass --pin-hash-method to time the real one)",
+                 DRY_RUN_PIN_HASH_METHOD, DEFAULT_PIN_HASH_METHOD, count, DEFAULT_PIN_HASH_METHOD,
+                 format_seconds(seconds), workers)
+        return estimate
+
+    def _pin_progress_for(self, entity: Entity) -> Progress:
+        if self._pin_progress is None:
+            try:
+                total = self.source.count(entity.source_model)
+            except Exception:  # noqa: BLE001 - a count is only for the ETA
+                total = None
+            self._pin_progress = Progress(f"{entity.name}: PIN hashing", total, unit="hashes",
+                                          interactive=self.options.interactive)
+        return self._pin_progress
+
+    def _close_pool(self, kill: bool = False) -> None:
+        """Stop the PIN workers; ``kill`` (a failed or interrupted run): at once, without
+        waiting for the chunks they are hashing."""
+        if self._pin_progress is not None:
+            self._pin_progress.close()
+            self._pin_progress = None
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            if kill:
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    try:
+                        process.kill()
+                    except Exception:  # noqa: BLE001 - already gone
+                        pass
+                try:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                except Exception:  # noqa: BLE001 - a broken pool is what we wanted
+                    pass
+            else:
+                pool.shutdown(cancel_futures=True)
 
     # --- the opt-in PIN roster --------------------------------------------------------
 
@@ -674,8 +833,10 @@ def _default_report_dir(conf: BridgeSettings, started: dt.datetime) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    """What the report says about the error: the line the user saw (no secret)."""
+    from .errors import describe
+
+    return describe(exc, cli.current["lock_timeout"])[1]
 
 
 def run_export(options: ExportOptions, conf: BridgeSettings) -> ExportResult:

@@ -62,7 +62,8 @@ import sqlalchemy as sa
 import flask_models as fm
 
 from . import bookkeeping as bk
-from . import dialects
+from . import cli, dialects, waits
+from .cli import check_writable_dir
 from .conf import BridgeSettings
 from .diff import DEFAULT_CHUNK_SIZE, canonical, canonical_row, compare_range, keyset_ranges, row_hash
 from .errors import BridgeError
@@ -115,6 +116,7 @@ class VerifyOptions:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     seed: int | None = None
     accept_missing_source_files: bool = False
+    lock_timeout: float | None = None  # seconds a statement may wait for a lock in the target
 
     def public(self) -> dict:
         data = dataclasses.asdict(self)
@@ -278,6 +280,8 @@ class Verifier:
         self.source = source
         self.raw_settings = raw_settings or {}
         self.seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
+        self.started = bk.utcnow()
+        self.report_path: Path | None = None
         self.engine: sa.Engine | None = None
         self.source_frozen: dict | None = None  # the legacy freeze flag while verifying
         # filled by load_state()
@@ -311,10 +315,20 @@ class Verifier:
             parts = urllib.parse.urlsplit(o.flask_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise BridgeError(f"--flask-url must be an http(s) URL, not {mask_http_url(o.flask_url)!r}")
+            check_http_reachable(o.flask_url)
         for key in ("FLASK_SESSION_PATH", "FLASK_POST_PATH"):
             value = self.raw_settings.get(key)
             if value is not None and (not isinstance(value, str) or "{id}" not in value):
                 raise BridgeError(f"bad settings: MIGRATION_BRIDGE[{key!r}] must be a path containing {{id}}")
+        if o.lock_timeout is not None and not o.lock_timeout > 0:
+            raise BridgeError("--lock-timeout must be > 0 seconds")
+        # where the report goes, proven writable before any check runs
+        self.report_path = (Path(o.report_path) if o.report_path
+                            else default_report_path(self.conf, self.started))
+        if self.report_path.is_dir():
+            raise BridgeError(f"--report {self.report_path} is a directory: give a file path (e.g. "
+                              f"{self.report_path / 'verify.json'})")
+        check_writable_dir(self.report_path.parent, "report", "--report")
         self._storage(self.conf.TARGET_STORAGE, "TARGET_STORAGE")
         self._storage(self.conf.SOURCE_STORAGE, "SOURCE_STORAGE")
         self.source.check_reachable()
@@ -330,7 +344,7 @@ class Verifier:
             raise BridgeError(f"bad settings: MIGRATION_BRIDGE[{setting!r}] = {alias!r} is not a STORAGES alias") from None
 
     def open_target(self) -> sa.Engine:
-        engine = dialects.create_target_engine(self.options.target_url)
+        engine = dialects.create_target_engine(self.options.target_url, lock_timeout=self.options.lock_timeout)
         try:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
@@ -385,10 +399,12 @@ class Verifier:
     # --- the run ----------------------------------------------------------------------
 
     def run(self) -> VerifyResult:
-        started = bk.utcnow()
+        started = self.started = bk.utcnow()
+        cli.current["lock_timeout"] = self.options.lock_timeout
         self.preflight()
         self.engine = self.open_target()
         self.source_frozen = _freeze_state()
+        watch = waits.watch(self.engine, self.options.lock_timeout)
         try:
             self.load_state()
             checks = []
@@ -407,6 +423,7 @@ class Verifier:
             order = list(CHECK_TITLES)
             checks.sort(key=lambda c: order.index(c.name))
         finally:
+            watch.stop()
             self.engine.dispose()
         finished = bk.utcnow()
         report = {
@@ -417,7 +434,7 @@ class Verifier:
             "root_causes": self.root_causes(),
             "checks": [c.as_dict() for c in checks],
         }
-        path = Path(self.options.report_path) if self.options.report_path else default_report_path(self.conf, started)
+        path = self.report_path or default_report_path(self.conf, started)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(jsonable(report), indent=2, ensure_ascii=False), encoding="utf-8")
         return VerifyResult(checks, report, path)
@@ -428,6 +445,8 @@ class Verifier:
         except BridgeError:
             raise
         except (sa.exc.DBAPIError, OSError) as exc:
+            if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+                raise  # the target is gone: no check can run, one line (cli) says so
             # A check that cannot run is a failure, reported; the other checks still run.
             detail = str(getattr(exc, "orig", exc)).strip().splitlines()
             return CheckResult(name, False, f"could not run: {type(exc).__name__}: {detail[0] if detail else ''}")
@@ -1008,8 +1027,31 @@ class Verifier:
                for table, ids in bad.items()}
         n_bad = sum(len(v) for v in bad.values())
         summary = (f"{len(requests)} sampled pages answered 200" if not n_bad else
-                   f"{n_bad} of {len(requests)} sampled pages did not answer 200")
+                   f"{n_bad} of {len(requests)} sampled pages did not answer 200 ({why_pages_failed(statuses)})")
         return CheckResult("flask_pages", not n_bad, summary, figures, off)
+
+
+def why_pages_failed(statuses: dict[str, dict]) -> str:
+    """The answers instead of 200, most frequent first: '70× 404, 4× URLError: timed out'."""
+    from collections import Counter
+
+    counts = Counter(str(status) for by_id in statuses.values() for status in by_id.values())
+    return ", ".join(f"{n}× {status}" for status, n in counts.most_common(3)) + (
+        f", {len(counts) - 3} other answers" if len(counts) > 3 else "")
+
+
+def check_http_reachable(url: str, timeout: float = 10.0) -> None:
+    """Raise BridgeError (exit 2) when nothing answers at ``url``: before any check runs.
+    Any HTTP answer, an error status included, means the app is there."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise BridgeError(f"--flask-url {mask_http_url(url)} unreachable ({reason}): start the Flask app "
+                          "or fix the URL, or leave --flask-url out to skip the page check") from None
 
 
 # --- counters (shared with --fix-counts) ---------------------------------------------

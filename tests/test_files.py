@@ -564,3 +564,19 @@ def test_s3_copy_killed_then_resumed(legacy_files_db, tmp_path, moto_endpoint, p
     assert report["files"]["failed"] == 0 and report["files"]["missing"] == 3
     assert report["files"]["copied"] == len(second)
     assert report["files"]["skipped_present"] == len(first)
+
+
+def test_interrupted_s3_multipart_upload_is_aborted_by_the_next_run(legacy, settings, tmp_path, moto_endpoint):
+    # the S3 counterpart of a leftover *.bridge-part file: a multipart upload a kill cut off
+    target = S3Target(moto_endpoint, moto_endpoint)
+    use_target(settings, target)
+    export(tmp_path)
+    client = s3_client(moto_endpoint)
+    ours = client.create_multipart_upload(Bucket=target.bucket, Key="videos/clip.mp4")
+    client.upload_part(Bucket=target.bucket, Key="videos/clip.mp4", UploadId=ours["UploadId"],
+                       PartNumber=1, Body=b"x" * 1024)
+    client.create_multipart_upload(Bucket=target.bucket, Key="not-ours/other.bin")
+    result, files = export(tmp_path)
+    assert result.status == "complete" and files["copied"] == 0
+    uploads = client.list_multipart_uploads(Bucket=target.bucket).get("Uploads", [])
+    assert [u["Key"] for u in uploads] == ["not-ours/other.bin"]  # someone else's stays

@@ -2,15 +2,18 @@
 import os
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from migration_bridge.cli import run_command
 from migration_bridge.conf import bridge_settings
 from migration_bridge.dialects import mask_url
 from migration_bridge.errors import BridgeError
 from migration_bridge.files import KEY_SCHEMES
 from migration_bridge.mapping import ENTITY_NAMES
 from migration_bridge.pipeline import (
+    DEFAULT_LOCK_TIMEOUT,
     DEFAULT_PIN_HASH_METHOD,
+    DRY_RUN_PIN_HASH_METHOD,
     DUPLICATE_POLICIES,
     ExportOptions,
     drop_bookkeeping,
@@ -37,10 +40,14 @@ class Command(BaseCommand):
         parser.add_argument("--exclude", type=_entity_list, default=(), help="comma-separated entities to leave out")
         parser.add_argument("--batch-size", type=int, default=None, help="rows per batch and transaction")
         parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="PIN-hashing processes (default: cores)")
-        parser.add_argument("--pin-hash-method", default=DEFAULT_PIN_HASH_METHOD,
-                            help="werkzeug method for student PINs (default: %(default)s, werkzeug's default)")
+        parser.add_argument("--pin-hash-method", default=None,
+                            help=f"werkzeug method for student PINs (default: {DEFAULT_PIN_HASH_METHOD}, werkzeug's "
+                                 f"default; with --dry-run {DRY_RUN_PIN_HASH_METHOD}, the real cost is estimated)")
         parser.add_argument("--dry-run", action="store_true",
                             help="extract, transform and validate everything into a scratch database; write nothing to the target")
+        parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
+                            help="give up when a lock in the target is not granted within this time "
+                                 "(default: %(default)ss); what it waits for is printed meanwhile")
         parser.add_argument("--report-dir", help="where report.json and rejects.ndjson go (default var/reports/<timestamp>/)")
         parser.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
         parser.add_argument("--pin-roster", metavar="PATH",
@@ -69,41 +76,44 @@ class Command(BaseCommand):
                             help="re-check every target object, even those the manifest records as copied")
 
     def handle(self, *args, **opts):
-        try:
-            conf = bridge_settings()
-            if opts["cleanup"]:
-                self.cleanup(opts["target"] or conf.target_url, opts["yes"])
-                return
-            options = ExportOptions(
-                target_url=opts["target"] or conf.target_url,
-                create_schema=opts["create_schema"],
-                only=opts["only"],
-                exclude=opts["exclude"],
-                batch_size=opts["batch_size"] or conf.BATCH_SIZE,
-                workers=opts["workers"],
-                pin_hash_method=opts["pin_hash_method"],
-                dry_run=opts["dry_run"],
-                report_dir=opts["report_dir"],
-                strict=opts["strict"],
-                pin_roster=opts["pin_roster"],
-                restart=opts["restart"],
-                reset=opts["reset"],
-                yes=opts["yes"],
-                on_duplicate_session=opts["on_duplicate_session"],
-                allow_live=opts["allow_live"],
-                skip_files=opts["skip_files"],
-                files_only=opts["files_only"],
-                file_workers=opts["file_workers"],
-                key_scheme=opts["key_scheme"],
-                verify_files=opts["verify_files"],
-                sync=opts["sync"],
-            )
-            self.stdout.write(f"export_to_flask → {mask_url(options.target_url)}"
-                              + (" (dry run: nothing is written to the target)" if options.dry_run else ""))
-            result = run_export(options, conf)
-        except BridgeError as exc:
-            raise CommandError(str(exc), returncode=exc.exit_code) from None
-        if result.sync is not None:
+        run_command(self, lambda: self.export(opts), traceback=opts["traceback"])
+
+    def export(self, opts):
+        conf = bridge_settings()
+        if opts["cleanup"]:
+            self.cleanup(opts["target"] or conf.target_url, opts["yes"])
+            return
+        options = ExportOptions(
+            target_url=opts["target"] or conf.target_url,
+            create_schema=opts["create_schema"],
+            only=opts["only"],
+            exclude=opts["exclude"],
+            batch_size=opts["batch_size"] or conf.BATCH_SIZE,
+            workers=opts["workers"],
+            pin_hash_method=opts["pin_hash_method"],
+            dry_run=opts["dry_run"],
+            report_dir=opts["report_dir"],
+            strict=opts["strict"],
+            pin_roster=opts["pin_roster"],
+            restart=opts["restart"],
+            reset=opts["reset"],
+            yes=opts["yes"],
+            on_duplicate_session=opts["on_duplicate_session"],
+            allow_live=opts["allow_live"],
+            skip_files=opts["skip_files"],
+            files_only=opts["files_only"],
+            file_workers=opts["file_workers"],
+            key_scheme=opts["key_scheme"],
+            verify_files=opts["verify_files"],
+            sync=opts["sync"],
+            lock_timeout=opts["lock_timeout"],
+        )
+        self.stdout.write(f"export_to_flask → {mask_url(options.target_url)}"
+                          + (" (dry run: nothing is written to the target)" if options.dry_run else ""))
+        result = run_export(options, conf)
+        if result.nothing_to_do:
+            self.stdout.write(result.nothing_to_do)
+        elif result.sync is not None:
             self.stdout.write(sync_table(result.sync))
         else:
             self.stdout.write(summary_table(result.entities))

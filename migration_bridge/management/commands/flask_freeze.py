@@ -2,10 +2,11 @@
 import getpass
 import socket
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
-from migration_bridge.freeze import get_freeze_state, set_freeze
+from migration_bridge.cli import run_command
+from migration_bridge.freeze import freeze_unavailable, get_freeze_state, set_freeze
 
 
 class Command(BaseCommand):
@@ -17,13 +18,13 @@ class Command(BaseCommand):
         parser.add_argument("--by", default="", help="who is changing it (default: user@host)")
 
     def handle(self, *args, action, message, by, **options):
+        state = run_command(self, lambda: self.freeze(action, message, by), traceback=options["traceback"])
+        self.stdout.write(state.describe() if state.frozen else "live: the legacy app accepts writes")
+
+    def freeze(self, action, message, by):
         try:
             if action == "status":
-                state = get_freeze_state(use_cache=False)
-            else:
-                state = set_freeze(action == "on", message, by=by or f"{getpass.getuser()}@{socket.gethostname()}")
+                return get_freeze_state(use_cache=False)
+            return set_freeze(action == "on", message, by=by or f"{getpass.getuser()}@{socket.gethostname()}")
         except DatabaseError as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CommandError(f"cannot use the freeze table ({first_line}); "
-                               "has `python manage.py migrate migration_bridge` run?") from None
-        self.stdout.write(state.describe() if state.frozen else "live: the legacy app accepts writes")
+            raise freeze_unavailable(exc) from None

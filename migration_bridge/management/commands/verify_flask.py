@@ -3,11 +3,13 @@ the table, write verify.json; exit 0 when every check passes, 1 when one fails, 
 bad input."""
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from migration_bridge.cli import run_command
 from migration_bridge.conf import bridge_settings
 from migration_bridge.dialects import mask_url
-from migration_bridge.errors import BridgeError
+from migration_bridge.errors import EXIT_CHECK_FAILED
+from migration_bridge.pipeline import DEFAULT_LOCK_TIMEOUT
 from migration_bridge.verify import VerifyOptions, mask_http_url, run_verify, summary_table
 
 
@@ -31,26 +33,29 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="seed of the random samples (default: random, in the report)")
         parser.add_argument("--accept-missing-source-files", action="store_true",
                             help="files missing in the legacy storage too are listed but do not count against the hit ratio")
+        parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
+                            help="give up when a lock in the target is not granted within this time (default: %(default)ss)")
 
     def handle(self, *args, **opts):
-        try:
-            conf = bridge_settings()
-            options = VerifyOptions(
-                target_url=opts["target"] or conf.target_url,
-                sample=opts["sample"],
-                tolerance=opts["tolerance"],
-                report_path=opts["report"],
-                flask_url=opts["flask_url"],
-                fix_counts=opts["fix_counts"],
-                chunk_size=opts["chunk_size"],
-                seed=opts["seed"],
-                accept_missing_source_files=opts["accept_missing_source_files"],
-            )
-            self.stdout.write(f"verify_flask → {mask_url(options.target_url)}"
-                              + (f" (pages: {mask_http_url(options.flask_url)})" if options.flask_url else ""))
-            result = run_verify(options, conf)
-        except BridgeError as exc:
-            raise CommandError(str(exc), returncode=exc.exit_code) from None
+        run_command(self, lambda: self.verify(opts), traceback=opts["traceback"])
+
+    def verify(self, opts):
+        conf = bridge_settings()
+        options = VerifyOptions(
+            target_url=opts["target"] or conf.target_url,
+            sample=opts["sample"],
+            tolerance=opts["tolerance"],
+            report_path=opts["report"],
+            flask_url=opts["flask_url"],
+            fix_counts=opts["fix_counts"],
+            chunk_size=opts["chunk_size"],
+            seed=opts["seed"],
+            accept_missing_source_files=opts["accept_missing_source_files"],
+            lock_timeout=opts["lock_timeout"],
+        )
+        self.stdout.write(f"verify_flask → {mask_url(options.target_url)}"
+                          + (f" (pages: {mask_http_url(options.flask_url)})" if options.flask_url else ""))
+        result = run_verify(options, conf)
         self.stdout.write(summary_table(result))
         frozen = result.report.get("source_frozen")
         if frozen is not None and not frozen["frozen"]:
@@ -58,4 +63,4 @@ class Command(BaseCommand):
                               "show up as differences; verify again after `flask_freeze on` and the final export")
         self.stdout.write(f"report: {result.report_path}")
         if not result.passed:
-            sys.exit(1)
+            sys.exit(EXIT_CHECK_FAILED)
