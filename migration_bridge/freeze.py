@@ -54,7 +54,7 @@ from django.core import checks
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, OperationalError, connections, router, transaction
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
@@ -173,9 +173,32 @@ def is_frozen(use_cache: bool = True) -> bool:
 
 
 def set_freeze(on: bool, message: str = "", by: str = "") -> FreezeState:
-    """Turn the freeze on or off. Re-freezing keeps ``since`` (it names one freeze period)."""
+    """Turn the freeze on or off. Re-freezing keeps ``since`` (it names one freeze period).
+
+    Returns once the change is committed: the row is updated under an exclusive lock,
+    which waits for every transaction that wrote through the guard (they hold the row
+    in share mode). On SQLite, where such a wait can end in "database is locked" at
+    once (two transactions both upgrading their locks), it tries again for up to
+    ``MIGRATION_BRIDGE["FREEZE_LOCK_WAIT_SECONDS"]`` (60)."""
     model = _freeze_model()
     alias = router.db_for_write(model)
+    connection = connections[alias]
+    deadline = time.monotonic() + float(bridge_setting("FREEZE_LOCK_WAIT_SECONDS", 60))
+    while True:
+        try:
+            row = _write_flag(model, alias, on, message, by)
+            break
+        except OperationalError as exc:
+            retry = (connection.vendor == "sqlite" and "locked" in str(exc)
+                     and not connection.in_atomic_block and time.monotonic() < deadline)
+            if not retry:
+                raise
+            time.sleep(0.05)
+    # Write-through: this process sees its own change at once.
+    return _remember(FreezeState(frozen=on, message=row.message, by=by, since=row.since))
+
+
+def _write_flag(model, alias: str, on: bool, message: str, by: str):
     now = timezone.now()
     with transaction.atomic(using=alias):
         row, _ = model.objects.using(alias).select_for_update().get_or_create(pk=model.SINGLETON_PK)
@@ -188,8 +211,7 @@ def set_freeze(on: bool, message: str = "", by: str = "") -> FreezeState:
         row.frozen = on
         row.changed_by, row.changed_at = by, now
         row.save(using=alias)
-    # Write-through: this process sees its own change at once.
-    return _remember(FreezeState(frozen=on, message=row.message, by=by, since=row.since))
+    return row
 
 
 # --- the database guard ------------------------------------------------------
@@ -440,6 +462,9 @@ def check_legacy_app(app_configs=None, **kwargs) -> list:
 _local = threading.local()
 
 
+_LOCKING_READ = {"mysql": " LOCK IN SHARE MODE", "postgresql": " FOR SHARE"}
+
+
 def _flag_is_set(connection) -> bool:
     """Read the flag on ``connection`` itself, uncached. Inside a transaction the read
     locks the flag row in share mode (MySQL/MariaDB, PostgreSQL), so `set_freeze(True)`
@@ -449,7 +474,7 @@ def _flag_is_set(connection) -> bool:
     table = connection.ops.quote_name(model._meta.db_table)
     frozen = connection.ops.quote_name(model._meta.get_field("frozen").column)
     pk = connection.ops.quote_name(model._meta.pk.column)
-    lock = {"mysql": " LOCK IN SHARE MODE", "postgresql": " FOR SHARE"}.get(connection.vendor, "")
+    lock = _LOCKING_READ.get(connection.vendor, "")
     sql = f"SELECT {frozen} FROM {table} WHERE {pk} = %s{lock}"
     if not getattr(connection, "_migration_bridge_flag_table", False):
         # Until the table is known to exist (a fresh database being migrated), read in a
@@ -487,7 +512,11 @@ def freeze_guard(execute, sql, params, many, context):
             state = get_freeze_state(use_cache=False)
             if state.frozen:
                 raise LegacyFrozenError(state, found.keyword, found.table)
-        elif found.kind == WRITE and connection.get_autocommit() and not connection.in_atomic_block:
+        elif (found.kind == WRITE and connection.vendor in _LOCKING_READ
+              and connection.get_autocommit() and not connection.in_atomic_block):
+            # (Not on SQLite: its driver reads INSERT ... RETURNING rows lazily, after
+            # this wrapper returns, and cannot commit before; there the write follows
+            # the read within microseconds, and the database lock serialises the rest.)
             with transaction.atomic(using=connection.alias):
                 _refuse_if_frozen(connection, found)
                 _local.reading = False
