@@ -209,7 +209,7 @@ cases = json.loads(sys.argv[1])
 def snapshot():
     with connection.cursor() as cursor:
         out = []
-        for sql in ("SELECT id, name, code FROM video_app_district ORDER BY id",
+        for sql in ("SELECT id, name, code, is_active FROM video_app_district ORDER BY id",
                     "SELECT id, text FROM video_app_comment ORDER BY id",
                     "SELECT id, password, email FROM video_app_customadmin ORDER BY id"):
             cursor.execute(sql)
@@ -234,15 +234,15 @@ print(json.dumps(results))
 
 # name -> {dialect: (sql, params)}; "*" for both.
 BYPASSES = {
-    "leading_block_comment": {"*": ("/* x */ UPDATE video_app_district SET name = 'hacked'", [])},
-    "leading_line_comment": {"*": ("-- x\nUPDATE video_app_district SET name = 'hacked'", [])},
+    "leading_block_comment": {"*": ("/* x */ UPDATE video_app_district SET name = 'hacked 1'", [])},
+    "leading_line_comment": {"*": ("-- x\nUPDATE video_app_district SET name = 'hacked 2'", [])},
     "insert_without_into": {"*": ("INSERT video_app_district (name, code, created_at, is_active)"
                                   " VALUES ('i', 'i', '2020-01-01', 1)", [])},
     "replace_without_into": {"*": ("REPLACE video_app_district (id, name, code, created_at, is_active)"
-                                   " VALUES (1, 'r', 'r', '2020-01-01', 1)", [])},
+                                   " VALUES (77, 'r', 'r', '2020-01-01', 1)", [])},
     "multi_table_update": {
-        "mariadb": ("UPDATE django_content_type c, video_app_district d SET d.name = 'm'", []),
-        "sqlite": ("UPDATE video_app_district SET name = 'm' FROM django_content_type", [])},
+        "mariadb": ("UPDATE django_content_type c, video_app_district d SET d.is_active = 0", []),
+        "sqlite": ("UPDATE video_app_district SET is_active = 0 FROM django_content_type", [])},
     "multi_table_delete": {
         "mariadb": ("DELETE t FROM django_content_type c JOIN video_app_comment t ON 1 = 1", []),
         "sqlite": ("DELETE FROM video_app_comment WHERE id IN (SELECT c.id FROM django_content_type d"
