@@ -505,6 +505,9 @@ def freeze_guard(execute, sql, params, many, context):
     if found is None or getattr(_local, "reading", False):
         return execute(sql, params, many, context)
     connection = context["connection"]
+    if found.kind == DDL:
+        # DDL may drop or rename the flag's table (migrate ... zero): look for it again.
+        connection._migration_bridge_flag_table = False
     same_database = router.db_for_read(_freeze_model()) == connection.alias
     _local.reading = True
     try:

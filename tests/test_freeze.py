@@ -405,3 +405,39 @@ def test_freeze_on_waits_for_transactions_that_wrote(dialect, make_database):
     assert writer.returncode == 0, err
     committed = float(out.split()[-1])
     assert returned >= committed, "flask_freeze on returned while a write transaction was still open"
+
+
+def test_the_freeze_installs_and_works_on_a_sqlite_database_with_orphan_rows(make_database):
+    # Django's SQLite schema editor checks every foreign key of the database when a
+    # migration ends; the bridge's migration must not depend on old orphans elsewhere.
+    import sqlite3
+
+    db = make_database("sqlite")
+    env = {"LEGACY_DATABASE_URL": db.django_url}
+    for app in ("video_app", "sessions", "admin"):  # the legacy project as it was
+        run_manage("migrate", app, "-v0", env=env)
+    path = db.url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("INSERT INTO video_app_district (id, name, code, created_at, is_active)"
+                     " VALUES (1, 'North', 'N', '2020-01-01', 1)")
+        conn.execute("INSERT INTO video_app_comment (media_id, text, created_at, updated_at, name, is_admin)"
+                     " VALUES (999, 'orphan', '2020-01-01', '2020-01-01', 'n', 0)")
+        conn.execute("INSERT INTO video_app_observer (name, password, district_id, email, created_at, is_active)"
+                     " VALUES ('o', 'x', 77, 'o@example.org', '2020-01-01', 1)")
+        orphans = conn.execute("PRAGMA foreign_key_check").fetchall()
+    assert len(orphans) == 2
+
+    assert "CREATE TABLE" in run_manage("sqlmigrate", "migration_bridge", "0001", env=env).stdout
+    run_manage("migrate", "migration_bridge", "-v0", env=env)
+    run_manage("flask_freeze", "on", "--message", "dirty", env=env)
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps({"update": ("UPDATE video_app_district SET name = 'x'", [])})],
+        cwd=PROJECT_ROOT, env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "legacy_app.settings"},
+        capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert json.loads(probe.stdout.strip().splitlines()[-1])["update"] == {"outcome": "refused", "changed": False}
+    run_manage("flask_freeze", "off", env=env)
+    run_manage("migrate", "migration_bridge", "zero", "-v0", env=env)  # and comes off again
+    with sqlite3.connect(path) as conn:
+        assert len(conn.execute("PRAGMA foreign_key_check").fetchall()) == 2  # orphans untouched
