@@ -341,7 +341,7 @@ def _statement_verdict(statement) -> Verdict:
     keyword = ""
     for i, tok in enumerate(tokens):
         word = _word(tok)
-        if word in _DML and tok.is_keyword:
+        if word in _DML and (tok.is_keyword or i == 0):
             prev = _word(tokens[i - 1]) if i else ""
             if prev in _NOT_A_CLAUSE_AFTER:
                 continue  # FOR UPDATE, ON DUPLICATE KEY UPDATE, DO UPDATE, ON DELETE, ...
@@ -355,6 +355,8 @@ def _statement_verdict(statement) -> Verdict:
             if not nxt.startswith("@") and nxt.upper() not in ("OUTFILE", "DUMPFILE"):
                 return Verdict(DDL, "SELECT INTO")
     if not tables:
+        if first in _DML:  # a write the scan could not follow: refuse it while frozen
+            return Verdict(WRITE, first, frozenset({UNKNOWN_TABLE}))
         return _READ_VERDICT
     return Verdict(WRITE, keyword, frozenset(tables))
 
@@ -377,13 +379,21 @@ def analyse(sql: str) -> Verdict:
     """What ``sql`` does: READ, WRITE (with the tables written) or DDL."""
     if not sql:
         return _READ_VERDICT
+    if not isinstance(sql, str):  # e.g. bytes, or a driver's composed SQL object
+        sql = sql.decode() if isinstance(sql, bytes) else str(sql)
     # The fast path for the statements a Django app sends all the time: one SELECT (or
     # SAVEPOINT, ...) with nothing after it and no INTO.
     first = _first_word(sql)
-    if first in _FAST_READ:
-        stripped = sql.rstrip().rstrip(";")
-        if ";" not in stripped and (first != "SELECT" or not re.search(r"\binto\b", stripped, re.IGNORECASE)):
-            return _READ_VERDICT
+    single = ";" not in sql.rstrip().rstrip(";")
+    if first in _FAST_READ and single and (first != "SELECT" or not re.search(r"\binto\b", sql, re.IGNORECASE)):
+        return _READ_VERDICT
+    if first in ("INSERT", "REPLACE") and single:
+        # One INSERT writes one table, named at its start (neither MySQL nor PostgreSQL
+        # allows another write inside it): parse the start only, not 2000 rows of VALUES.
+        start = _COMMENTS.match(sql).end()
+        return _parse_verdict(sql[:start + 512])
+    if len(sql) > 4096:
+        return _parse_verdict.__wrapped__(sql)  # not kept in the cache
     return _parse_verdict(sql)
 
 

@@ -50,6 +50,11 @@ from migration_bridge.freeze import FreezeState, LegacyFrozenError, refusal
     ("SELECT 1; UPDATE {q}video_app_media{q} SET {q}title{q} = %s", True),  # two statements
     ("WITH d AS (DELETE FROM {q}video_app_media{q} RETURNING *) SELECT * FROM d", True),
     ("EXPLAIN ANALYZE DELETE FROM {q}video_app_media{q}", True),
+    ("MERGE INTO {q}video_app_media{q} m USING x ON 1 = 1 WHEN MATCHED THEN UPDATE SET title = %s", True),
+    pytest.param("INSERT INTO {q}video_app_comment{q} ({q}text{q}) VALUES " + ", ".join(["(%s)"] * 3000), True,
+                 id="bulk-insert-legacy"),
+    pytest.param("INSERT INTO {q}django_session{q} ({q}session_key{q}) VALUES " + ", ".join(["(%s)"] * 3000),
+                 False, id="bulk-insert-session"),
     # DDL, routines, triggers, dynamic SQL: refused whatever the table.
     ("CREATE TRIGGER t AFTER INSERT ON {q}django_session{q} FOR EACH ROW DELETE FROM x", True),
     ("CREATE PROCEDURE p() DELETE FROM {q}video_app_comment{q}", True),
