@@ -24,6 +24,6 @@ class Command(BaseCommand):
                 state = set_freeze(action == "on", message, by=by or f"{getpass.getuser()}@{socket.gethostname()}")
         except DatabaseError as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CommandError(f"cannot use the freeze table ({first_line}); "
-                               "has `python manage.py migrate migration_bridge` run?") from None
+            raise CommandError(f"cannot use the freeze table ({first_line}); if it is missing, run "
+                               "`python manage.py migrate migration_bridge` once") from None
         self.stdout.write(state.describe() if state.frozen else "live: the legacy app accepts writes")
