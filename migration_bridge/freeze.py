@@ -31,7 +31,9 @@ share mode inside the writer's transaction (a write outside a transaction gets o
 for the read and the write together), and ``set_freeze`` updates the row under an
 exclusive lock: so ``flask_freeze on`` returns only after every transaction that
 wrote through the guard has ended, and every write checked afterwards is refused.
-On SQLite the database lock serialises the same way.
+On SQLite the database lock makes ``flask_freeze on`` wait for open write
+transactions too; a single statement outside any transaction is checked there
+microseconds before it runs, without a lock between the two.
 
 What no in-process guard can stop: SQL sent through a raw DB-API connection
 (``connection.connection.cursor()``), other programs or hosts using the database,
