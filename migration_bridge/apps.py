@@ -8,6 +8,7 @@ class MigrationBridgeConfig(AppConfig):
 
     def ready(self):
         # The read-only freeze's database guard, on every connection (see freeze.py).
-        from . import freeze
+        from . import checks, freeze
 
         freeze.install_guard()
+        checks.register()  # what is missing in the project's settings (see checks.py)

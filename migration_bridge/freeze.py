@@ -1,29 +1,51 @@
 """Read-only freeze of the legacy app for the cutover window.
 
 The flag lives in the bridge's one table in the legacy database
-(``LegacyFreeze``), so every worker and host sees it; each process caches its
-reads for ``MIGRATION_BRIDGE["FREEZE_CACHE_SECONDS"]`` (default 2).
+(``LegacyFreeze``, one row), so every worker and host sees it.
 
-While frozen, a guard installed on every database connection (the technique of
-django-read-only, but with this shared flag) refuses writes to the legacy app's
-tables, wherever they come from. What it refuses:
+While frozen, a guard installed on every Django database connection refuses:
 
-- statements that write (INSERT, REPLACE, UPDATE, DELETE, TRUNCATE, and
-  CREATE/ALTER/DROP/RENAME of a table or CREATE/DROP INDEX ... ON a table)
-- whose target table belongs to the legacy app label
-  (``MIGRATION_BRIDGE["LEGACY_APP"]``, default ``video_app``, M2M tables included);
-- except Django's login bookkeeping on the user table: an UPDATE whose SET
-  assigns exactly one column, ``last_login`` (update_last_login) or ``password``
-  (the hash upgrade ``check_password`` does); both keep the same credentials.
+- every statement that writes a legacy table (``MIGRATION_BRIDGE["LEGACY_APP"]``,
+  default ``video_app``, M2M tables included), however it is spelled: leading
+  comments, INSERT/REPLACE without INTO, INSERT OR REPLACE, multi-table UPDATE and
+  DELETE, data-modifying CTEs, several statements in one string. Each statement is
+  parsed with sqlparse (shipped with Django) and the tables it writes are named;
+  a write whose table cannot be named is refused too;
+- every DDL statement and everything that can hide a write: CREATE / ALTER / DROP /
+  RENAME / TRUNCATE (triggers, procedures, functions, views, indexes included),
+  CALL, DO, PREPARE / EXECUTE, COPY ... FROM, LOAD DATA, SELECT ... INTO a table,
+  SQLite pragmas that change the file, and any statement it does not recognise;
+- with one exception on a legacy table: exactly the UPDATE ``login()`` sends,
+  ``UPDATE <user table> SET last_login = %s WHERE <user table>.<pk> = %s``.
 
 Everything else (sessions, auth/admin/contenttypes tables, this freeze table)
-stays writable.
+stays writable. A password-hash upgrade at login (Django re-hashing an older
+hash) is a write of ``password`` and is refused: such a user logs in after the
+freeze, or turns it off from the shell.
+
+Which process sees the freeze when: the guard reads the flag from the database
+for every statement it would refuse, never from the per-process cache
+(``MIGRATION_BRIDGE["FREEZE_CACHE_SECONDS"]``, which only serves the 503 page and
+the admin banner). On MySQL/MariaDB and PostgreSQL that read locks the flag row in
+share mode inside the writer's transaction (a write outside a transaction gets one
+for the read and the write together), and ``set_freeze`` updates the row under an
+exclusive lock: so ``flask_freeze on`` returns only after every transaction that
+wrote through the guard has ended, and every write checked afterwards is refused.
+On SQLite the database lock makes ``flask_freeze on`` wait for open write
+transactions too; a single statement outside any transaction is checked there
+microseconds before it runs, without a lock between the two.
+
+What no in-process guard can stop: SQL sent through a raw DB-API connection
+(``connection.connection.cursor()``), other programs or hosts using the database,
+and stored routines or triggers created before the freeze. The cutover runbook
+revokes the app's write grants for that (docs/CUTOVER.md).
 
 API for the export: ``get_freeze_state``, ``is_frozen``, ``set_freeze``.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import threading
 import time
@@ -34,7 +56,7 @@ from django.core import checks
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, OperationalError, connections, router, transaction
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
@@ -90,6 +112,8 @@ class LegacyFrozenError(DatabaseError):
                 f" by {state.by or 'unknown'}): {state.message}")
         if table:
             text += f" [refused {statement} on {table}]"
+        elif statement:
+            text += f" [refused {statement}]"
         super().__init__(text)
 
 
@@ -151,9 +175,32 @@ def is_frozen(use_cache: bool = True) -> bool:
 
 
 def set_freeze(on: bool, message: str = "", by: str = "") -> FreezeState:
-    """Turn the freeze on or off. Re-freezing keeps ``since`` (it names one freeze period)."""
+    """Turn the freeze on or off. Re-freezing keeps ``since`` (it names one freeze period).
+
+    Returns once the change is committed: the row is updated under an exclusive lock,
+    which waits for every transaction that wrote through the guard (they hold the row
+    in share mode). On SQLite, where such a wait can end in "database is locked" at
+    once (two transactions both upgrading their locks), it tries again for up to
+    ``MIGRATION_BRIDGE["FREEZE_LOCK_WAIT_SECONDS"]`` (60)."""
     model = _freeze_model()
     alias = router.db_for_write(model)
+    connection = connections[alias]
+    deadline = time.monotonic() + float(bridge_setting("FREEZE_LOCK_WAIT_SECONDS", 60))
+    while True:
+        try:
+            row = _write_flag(model, alias, on, message, by)
+            break
+        except OperationalError as exc:
+            retry = (connection.vendor == "sqlite" and "locked" in str(exc)
+                     and not connection.in_atomic_block and time.monotonic() < deadline)
+            if not retry:
+                raise
+            time.sleep(0.05)
+    # Write-through: this process sees its own change at once.
+    return _remember(FreezeState(frozen=on, message=row.message, by=by, since=row.since))
+
+
+def _write_flag(model, alias: str, on: bool, message: str, by: str):
     now = timezone.now()
     with transaction.atomic(using=alias):
         row, _ = model.objects.using(alias).select_for_update().get_or_create(pk=model.SINGLETON_PK)
@@ -166,44 +213,199 @@ def set_freeze(on: bool, message: str = "", by: str = "") -> FreezeState:
         row.frozen = on
         row.changed_by, row.changed_at = by, now
         row.save(using=alias)
-    # Write-through: this process sees its own change at once.
-    return _remember(FreezeState(frozen=on, message=row.message, by=by, since=row.since))
+    return row
 
 
 # --- the database guard ------------------------------------------------------
+#
+# Each SQL text is parsed once (sqlparse, which ships with Django; verdicts are cached
+# by text) into a Verdict: what kind of statement it is and which tables it writes.
 
-_IDENT = r'(?:[`"\[]?[\w$]+[`"\]]?\s*\.\s*)?[`"\[]?(?P<table>[\w$]+)[`"\]]?'
-_WRITE_KEYWORDS = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE", "TRUNCATE",
-                             "CREATE", "ALTER", "DROP", "RENAME"})
-_WRITE_STATEMENTS = [re.compile(r"^\s*" + pattern + _IDENT, re.IGNORECASE | re.DOTALL) for pattern in (
-    r"(?P<kw>INSERT|REPLACE)(?:\s+(?:OR\s+\w+|IGNORE|LOW_PRIORITY|DELAYED|HIGH_PRIORITY))*\s+INTO\s+",
-    r"(?P<kw>UPDATE)(?:\s+(?:OR\s+\w+|LOW_PRIORITY|IGNORE))*\s+",
-    r"(?P<kw>DELETE)\b.*?\bFROM\s+",  # also MySQL's multi-table `DELETE t FROM t JOIN ...`
-    r"(?P<kw>TRUNCATE)(?:\s+TABLE)?\s+",
-    r"(?P<kw>CREATE|ALTER|DROP|RENAME)\s+(?:TEMP\w*\s+)?TABLE\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?",
-    r"(?P<kw>CREATE|DROP)\s+(?:UNIQUE\s+)?INDEX\b.*?\bON\s+",
-)]
+READ, WRITE, DDL = "read", "write", "ddl"
+UNKNOWN_TABLE = "?"  # a write whose target could not be read from the SQL
+
+# First words of statements that change nothing (the ones Django, the drivers and
+# the usual tools send). SELECT-like ones are still searched for write clauses.
+_READ_FIRST_WORDS = frozenset({
+    "SHOW", "SET", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "BEGIN", "START", "END",
+    "USE", "LOCK", "UNLOCK", "DEALLOCATE", "RESET", "DISCARD", "DECLARE", "FETCH", "CLOSE",
+    "MOVE", "CHECKSUM", "PRAGMA",
+})
+_QUERY_FIRST_WORDS = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "DESCRIBE", "DESC", "("})
+_DML = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE", "MERGE", "UPSERT"})
+# A DML word after these is part of another clause (FOR UPDATE, ON DUPLICATE KEY UPDATE,
+# ON CONFLICT DO UPDATE, ON DELETE CASCADE, INSERT OR REPLACE, MERGE ... THEN UPDATE).
+_NOT_A_CLAUSE_AFTER = frozenset({"FOR", "KEY", "DO", "ON", "OR", "THEN", "NO KEY"})
+_MODIFIERS = frozenset({"LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO", "OR", "ROLLBACK",
+                        "ABORT", "REPLACE", "FAIL", "ONLY", "QUICK", "FROM"})
+# Where the table list of an UPDATE / DELETE ends.
+_UPDATE_END = frozenset({"SET"})
+_DELETE_END = frozenset({"WHERE", "ORDER BY", "ORDER", "LIMIT", "RETURNING"})
+# SQLite pragmas that change the database file.
+_WRITING_PRAGMAS = frozenset({"writable_schema", "user_version", "schema_version", "application_id"})
 
 
-def written_table(sql: str) -> tuple[str, str] | None:
-    """(statement keyword, lower-cased table) when ``sql`` writes a table, else None."""
-    head = sql.lstrip()[:9].split(None, 1)
-    if not head or head[0].upper() not in _WRITE_KEYWORDS:
-        return None  # the fast path: SELECT, SAVEPOINT, SET, ...
-    for pattern in _WRITE_STATEMENTS:
-        match = pattern.match(sql)
-        if match:
-            return match.group("kw").upper(), match.group("table").lower()
-    return None
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # READ, WRITE (tables below) or DDL (anything else that is not a plain read)
+    keyword: str = ""  # the statement's keyword, for the error message
+    tables: frozenset[str] = frozenset()  # written tables, lower-case, UNKNOWN_TABLE if unreadable
+
+
+_READ_VERDICT = Verdict(READ)
+_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|#[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
+_FAST_READ = frozenset({"SELECT", "SAVEPOINT", "RELEASE", "SET", "SHOW", "ROLLBACK", "COMMIT", "BEGIN"})
+
+
+def _first_word(sql: str) -> str:
+    body = sql[_COMMENTS.match(sql).end():]
+    return body[:12].split(None, 1)[0].split("(", 1)[0].upper() if body.strip() else ""
+
+
+def _significant(statement) -> list:
+    import sqlparse.tokens as T
+
+    return [tok for tok in statement.flatten()
+            if not tok.is_whitespace and tok.ttype not in T.Comment and tok.ttype not in T.Comment.Multiline
+            and tok.ttype not in (T.Comment.Single,) and not (tok.ttype in T.Punctuation and tok.value == ";")]
+
+
+def _is_name(tok) -> bool:
+    import sqlparse.tokens as T
+
+    return (tok.ttype in T.Name and tok.ttype not in T.Name.Placeholder) or tok.ttype in T.Literal.String.Symbol
+
+
+def _unquote(value: str) -> str:
+    return value.strip('`"[]').lower()
+
+
+def _word(tok) -> str:
+    return tok.normalized.upper() if tok.is_keyword else tok.value.upper()
+
+
+def _names_in(tokens: list, start: int, end_words: frozenset) -> tuple[set[str], int]:
+    """Table-like names from ``start`` up to an end word at the same parenthesis depth
+    (or a closing parenthesis below it); the last part of dotted names only."""
+    names, depth, i = set(), 0, start
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.value == "(":
+            depth += 1
+        elif tok.value == ")":
+            depth -= 1
+            if depth < 0:
+                break
+        elif depth == 0 and tok.is_keyword and _word(tok) in end_words:
+            break
+        elif _is_name(tok) and not (i + 1 < len(tokens) and tokens[i + 1].value == "."):
+            names.add(_unquote(tok.value))
+        i += 1
+    return names, i
+
+
+def _write_clause(tokens: list, i: int) -> set[str]:
+    """The tables the DML clause starting at ``tokens[i]`` writes (conservatively: for
+    multi-table UPDATE / DELETE every table named before SET / WHERE)."""
+    keyword = _word(tokens[i])
+    j = i + 1
+    while j < len(tokens) and _word(tokens[j]) in _MODIFIERS:
+        if keyword in ("UPDATE", "DELETE") and _word(tokens[j]) == "FROM":
+            break  # DELETE FROM t: the names start here
+        j += 1
+    if keyword in ("UPDATE", "DELETE"):
+        names, _ = _names_in(tokens, j, _UPDATE_END if keyword == "UPDATE" else _DELETE_END)
+        return names or {UNKNOWN_TABLE}
+    # INSERT / REPLACE / UPSERT / MERGE [INTO] [schema.]table
+    if j < len(tokens) and _is_name(tokens[j]):
+        if j + 2 < len(tokens) and tokens[j + 1].value == "." and _is_name(tokens[j + 2]):
+            return {_unquote(tokens[j + 2].value)}
+        return {_unquote(tokens[j].value)}
+    return {UNKNOWN_TABLE}
+
+
+def _statement_verdict(statement) -> Verdict:
+    tokens = _significant(statement)
+    if not tokens:
+        return _READ_VERDICT
+    first = "(" if tokens[0].value == "(" else _word(tokens[0])
+    if first == "PRAGMA":
+        name = _unquote(tokens[1].value.split(".")[-1]) if len(tokens) > 1 else ""
+        writes = name in _WRITING_PRAGMAS and any(t.value in ("=", "(") for t in tokens[2:])
+        return Verdict(DDL, "PRAGMA") if writes else _READ_VERDICT
+    if first in _READ_FIRST_WORDS:
+        return _READ_VERDICT
+    if first == "COPY":  # PostgreSQL: COPY t FROM ... writes, COPY ... TO reads
+        return Verdict(DDL, "COPY") if any(_word(t) == "FROM" for t in tokens) else _READ_VERDICT
+    if first not in _DML and first not in _QUERY_FIRST_WORDS:
+        return Verdict(DDL, first or "UNKNOWN")  # CREATE, ALTER, DROP, TRUNCATE, CALL, DO, PREPARE, ...
+    tables: set[str] = set()
+    keyword = ""
+    for i, tok in enumerate(tokens):
+        word = _word(tok)
+        if word in _DML and (tok.is_keyword or i == 0):
+            prev = _word(tokens[i - 1]) if i else ""
+            if prev in _NOT_A_CLAUSE_AFTER:
+                continue  # FOR UPDATE, ON DUPLICATE KEY UPDATE, DO UPDATE, ON DELETE, ...
+            if word in ("REPLACE", "INSERT") and i + 1 < len(tokens) and tokens[i + 1].value == "(":
+                continue  # MySQL's REPLACE(str, from, to) / INSERT(str, pos, len, new) functions
+            tables |= _write_clause(tokens, i)
+            keyword = keyword or word
+        elif word == "INTO" and first in _QUERY_FIRST_WORDS and (i == 0 or _word(tokens[i - 1]) not in _DML):
+            # SELECT ... INTO new_table (PostgreSQL) creates a table; INTO @var / OUTFILE do not.
+            nxt = tokens[i + 1].value if i + 1 < len(tokens) else ""
+            if not nxt.startswith("@") and nxt.upper() not in ("OUTFILE", "DUMPFILE"):
+                return Verdict(DDL, "SELECT INTO")
+    if not tables:
+        if first in _DML:  # a write the scan could not follow: refuse it while frozen
+            return Verdict(WRITE, first, frozenset({UNKNOWN_TABLE}))
+        return _READ_VERDICT
+    return Verdict(WRITE, keyword, frozenset(tables))
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_verdict(sql: str) -> Verdict:
+    import sqlparse
+
+    kinds = [_statement_verdict(statement) for statement in sqlparse.parse(sql)]
+    for verdict in kinds:  # DDL first: it is refused whatever the tables
+        if verdict.kind == DDL:
+            return verdict
+    writes = [v for v in kinds if v.kind == WRITE]
+    if not writes:
+        return _READ_VERDICT
+    return Verdict(WRITE, writes[0].keyword, frozenset().union(*(v.tables for v in writes)))
+
+
+def analyse(sql: str) -> Verdict:
+    """What ``sql`` does: READ, WRITE (with the tables written) or DDL."""
+    if not sql:
+        return _READ_VERDICT
+    if not isinstance(sql, str):  # e.g. bytes, or a driver's composed SQL object
+        sql = sql.decode() if isinstance(sql, bytes) else str(sql)
+    # The fast path for the statements a Django app sends all the time: one SELECT (or
+    # SAVEPOINT, ...) with nothing after it and no INTO.
+    first = _first_word(sql)
+    single = ";" not in sql.rstrip().rstrip(";")
+    if first in _FAST_READ and single and (first != "SELECT" or not re.search(r"\binto\b", sql, re.IGNORECASE)):
+        return _READ_VERDICT
+    if first in ("INSERT", "REPLACE") and single:
+        # One INSERT writes one table, named at its start (neither MySQL nor PostgreSQL
+        # allows another write inside it): parse the start only, not 2000 rows of VALUES.
+        start = _COMMENTS.match(sql).end()
+        return _parse_verdict(sql[:start + 512])
+    if len(sql) > 4096:
+        return _parse_verdict.__wrapped__(sql)  # not kept in the cache
+    return _parse_verdict(sql)
 
 
 _guarded_tables: frozenset[str] | None = None
-_bookkeeping: re.Pattern | None = None
+_login_update: re.Pattern | None = None
 
 
 def legacy_tables() -> frozenset[str]:
     """The legacy app's tables, found through the app registry (never by import)."""
-    global _guarded_tables, _bookkeeping
+    global _guarded_tables, _login_update
     if _guarded_tables is None:
         label = bridge_setting("LEGACY_APP", "video_app")
         try:
@@ -213,32 +415,50 @@ def legacy_tables() -> frozenset[str]:
                 f"MIGRATION_BRIDGE['LEGACY_APP'] = {label!r} is not an installed app label") from None
         tables = frozenset(m._meta.db_table.lower() for m in models)
         user = get_user_model()._meta
-        columns = "|".join(re.escape(user.get_field(name).column) for name in ("last_login", "password"))
-        # One `col = %s` assignment and nothing else: a comma would mean more columns.
-        _bookkeeping = re.compile(
-            rf'^\s*UPDATE\s+[`"]?{re.escape(user.db_table)}[`"]?\s+SET\s+[`"]?(?:{columns})[`"]?\s*=\s*(?:%s|NULL)\s+WHERE\s',
-            re.IGNORECASE)
+        q = r'[`"]'
+        table, column, pk = (re.escape(name) for name in
+                             (user.db_table, user.get_field("last_login").column, user.pk.column))
+        # Exactly what django.contrib.auth.models.update_last_login sends (through
+        # user.save(update_fields=["last_login"])): one column, one row by primary key.
+        _login_update = re.compile(
+            rf"UPDATE {q}{table}{q} SET {q}{column}{q} = %s WHERE {q}{table}{q}\.{q}{pk}{q} = %s")
         _guarded_tables = tables
     return _guarded_tables
 
 
-def is_auth_bookkeeping(sql: str) -> bool:
+def is_login_bookkeeping(sql: str) -> bool:
+    """The one write to a legacy table allowed while frozen: login() setting last_login."""
     legacy_tables()
-    return bool(_bookkeeping.match(sql))
+    return bool(_login_update.fullmatch(sql))
 
 
-def refusal(sql: str) -> tuple[str, str] | None:
-    """(keyword, table) when the guard must refuse ``sql`` if frozen, else None."""
-    target = written_table(sql)
-    if target is None:
+@dataclass(frozen=True)
+class Refusal:
+    kind: str  # WRITE or DDL
+    keyword: str
+    table: str  # the (first) legacy table written; "" for DDL
+
+
+def refusal(sql: str) -> Refusal | None:
+    """What the guard refuses about ``sql`` while frozen (None: allowed even then).
+
+    Refused: any DDL / routine / trigger / CALL / PREPARE / COPY FROM / unknown statement,
+    and any write to a legacy table (or to a table the parser could not name), except
+    login()'s ``UPDATE <user table> SET last_login = %s WHERE <pk> = %s``.
+    """
+    verdict = analyse(sql)
+    if verdict.kind == READ:
         return None
+    if verdict.kind == DDL:
+        return Refusal(DDL, verdict.keyword, "")
     try:
         tables = legacy_tables()
     except ImproperlyConfigured:
-        return target  # the legacy tables are unknown: while frozen, refuse every write
-    if target[1] not in tables or is_auth_bookkeeping(sql):
+        tables = None  # the legacy tables are unknown: while frozen, refuse every write
+    hit = sorted(verdict.tables if tables is None else verdict.tables & (tables | {UNKNOWN_TABLE}))
+    if not hit or is_login_bookkeeping(sql):
         return None
-    return target
+    return Refusal(WRITE, verdict.keyword, hit[0])
 
 
 def check_legacy_app(app_configs=None, **kwargs) -> list:
@@ -254,19 +474,72 @@ def check_legacy_app(app_configs=None, **kwargs) -> list:
 _local = threading.local()
 
 
+_LOCKING_READ = {"mysql": " LOCK IN SHARE MODE", "postgresql": " FOR SHARE"}
+
+
+def _flag_is_set(connection) -> bool:
+    """Read the flag on ``connection`` itself, uncached. Inside a transaction the read
+    locks the flag row in share mode (MySQL/MariaDB, PostgreSQL), so `set_freeze(True)`
+    waits for every transaction that has written through the guard, and every write
+    checked after it committed sees the freeze."""
+    model = _freeze_model()
+    table = connection.ops.quote_name(model._meta.db_table)
+    frozen = connection.ops.quote_name(model._meta.get_field("frozen").column)
+    pk = connection.ops.quote_name(model._meta.pk.column)
+    lock = _LOCKING_READ.get(connection.vendor, "")
+    sql = f"SELECT {frozen} FROM {table} WHERE {pk} = %s{lock}"
+    if not getattr(connection, "_migration_bridge_flag_table", False):
+        # Until the table is known to exist (a fresh database being migrated), read in a
+        # savepoint: on PostgreSQL a failed read would abort the caller's transaction.
+        if model._meta.db_table not in connection.introspection.table_names():
+            return False  # before `migrate` created it nobody can have frozen the app
+        connection._migration_bridge_flag_table = True
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [model.SINGLETON_PK])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def _refuse_if_frozen(connection, found: Refusal) -> None:
+    if _flag_is_set(connection):
+        raise LegacyFrozenError(get_freeze_state(use_cache=False), found.keyword, found.table)
+
+
 def freeze_guard(execute, sql, params, many, context):
-    """A connection.execute_wrapper: refuse legacy writes while frozen."""
-    target = refusal(sql)
-    # The freeze read below is a SELECT, so it passes straight through this
-    # wrapper; the flag only makes that explicit should that ever change.
-    if target is not None and not getattr(_local, "reading", False):
-        _local.reading = True
-        try:
-            state = get_freeze_state(use_cache=True)
-        finally:
-            _local.reading = False
-        if state.frozen:
-            raise LegacyFrozenError(state, *target)
+    """A connection.execute_wrapper: refuse legacy writes and DDL while frozen.
+
+    The flag is read on every such statement, never from the cache: the cache only
+    serves the 503 page and the admin banner. A write outside any transaction runs in
+    one together with the (locking) read of the flag, so none can slip in after
+    `flask_freeze on` has returned.
+    """
+    found = refusal(sql)
+    if found is None or getattr(_local, "reading", False):
+        return execute(sql, params, many, context)
+    connection = context["connection"]
+    if found.kind == DDL:
+        # DDL may drop or rename the flag's table (migrate ... zero): look for it again.
+        connection._migration_bridge_flag_table = False
+    same_database = router.db_for_read(_freeze_model()) == connection.alias
+    _local.reading = True
+    try:
+        if not same_database:
+            state = get_freeze_state(use_cache=False)
+            if state.frozen:
+                raise LegacyFrozenError(state, found.keyword, found.table)
+        elif (found.kind == WRITE and connection.vendor in _LOCKING_READ
+              and connection.get_autocommit() and not connection.in_atomic_block):
+            # (Not on SQLite: its driver reads INSERT ... RETURNING rows lazily, after
+            # this wrapper returns, and cannot commit before; there the write follows
+            # the read within microseconds, and the database lock serialises the rest.)
+            with transaction.atomic(using=connection.alias):
+                _refuse_if_frozen(connection, found)
+                _local.reading = False
+                return execute(sql, params, many, context)
+        else:
+            _refuse_if_frozen(connection, found)
+    finally:
+        _local.reading = False
     return execute(sql, params, many, context)
 
 

@@ -9,7 +9,12 @@ While frozen:
   rather than through a base_site.html override, because template overrides
   lose to django.contrib.admin's own (listed first) or to a project's templates.
 
-Install after AuthenticationMiddleware.
+- a write the database guard refused anyway (a view that writes on GET, or a POST
+  in the seconds before this process's cached flag noticed the freeze) gets the
+  same 503 page instead of a server error.
+
+Install after AuthenticationMiddleware (the banner's toggle link is for superusers);
+the system checks migration_bridge.W001 / W002 say when it is missing or misplaced.
 """
 import re
 
@@ -18,7 +23,7 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 
-from .freeze import format_time, get_freeze_state, retry_after_seconds
+from .freeze import LegacyFrozenError, format_time, get_freeze_state, retry_after_seconds
 from .models import LegacyFreeze
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
@@ -67,6 +72,11 @@ class FreezeMiddleware:
             return None
         state = get_freeze_state(use_cache=True)
         return frozen_response(request, state) if state.frozen else None
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, LegacyFrozenError):
+            return frozen_response(request, exception.state)
+        return None
 
     def _add_banner(self, request, response):
         if (response.streaming or response.has_header("Content-Encoding")

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import RequestFactory
 from django.urls import resolve
+from django.utils import timezone
 
 from migration_bridge.freeze import (
     LegacyFrozenError, forget_cached_state, get_freeze_state, is_frozen, set_freeze,
@@ -131,13 +132,34 @@ def test_admin_login_banner_and_unfreeze_while_frozen(client, superuser, media):
     assert client.post("/admin/logout/").status_code in (200, 302)
 
 
-def test_login_with_an_old_password_hash_while_frozen(client):
-    get_user_model().objects.create(username="old", is_staff=True, is_superuser=True,
-                                    password=make_password("old-pw", "salt", "md5"))
+def test_login_needing_a_password_hash_upgrade_waits_for_the_freeze(client):
+    # Only last_login may change at login while frozen: Django's re-hashing of an old
+    # hash writes `password`, is refused, and the user gets the read-only page.
+    old_hash = make_password("old-pw", "salt", "md5")
+    get_user_model().objects.create(username="old", is_staff=True, is_superuser=True, password=old_hash)
     set_freeze(True, MESSAGE, by="ops")
-    response = client.post("/admin/login/?next=/admin/", {"username": "old", "password": "old-pw"})
-    assert response.status_code == 302  # the hash upgrade is bookkeeping, not a change
+    with transaction.atomic():  # the refused write breaks the transaction it ran in
+        response = client.post("/admin/login/?next=/admin/", {"username": "old", "password": "old-pw"})
+    assert response.status_code == 503 and MESSAGE in response.content.decode()
+    assert get_user_model().objects.get(username="old").password == old_hash
+    set_freeze(False)
+    assert client.post("/admin/login/?next=/admin/", {"username": "old", "password": "old-pw"}).status_code == 302
     assert get_user_model().objects.get(username="old").password.startswith("pbkdf2_sha256$")
+
+
+def test_a_refused_write_behind_the_middleware_gets_the_read_only_page(client, media):
+    # The middleware let the request through (its cached flag said live); the guard,
+    # which always reads the flag, refused the write: same 503 page, not a server error.
+    set_freeze(True, MESSAGE, by="ops")
+    forget_cached_state()
+    from migration_bridge import freeze
+
+    freeze._remember(freeze.LIVE)  # this process's cache still says live
+    with transaction.atomic():
+        response = client.post(f"/post/{media.pk}/comment/", {"name": "Ann", "text": "hi"})
+    assert response.status_code == 503 and response["Retry-After"] == "300"
+    assert MESSAGE in response.content.decode()
+    assert not media.comments.exists()
 
 
 def test_only_superusers_toggle(client, db):
@@ -171,7 +193,8 @@ def test_orm_writes_refused_bookkeeping_allowed_until_unfrozen(media, superuser)
 
     # Sessions, auth bookkeeping, other apps' tables and the freeze table stay writable.
     SessionStore().create()
-    superuser.save(update_fields=["last_login"])
+    superuser.last_login = timezone.now()
+    superuser.save(update_fields=["last_login"])  # what login() sends
     Group.objects.create(name="editors")
     set_freeze(True, "new message", by="ops")
     assert District.objects.filter(code="N").exists()

@@ -2,8 +2,19 @@
 
 from django.db import migrations, models
 
+from ._scoped_fk_check import Migration as ScopedFKCheckMigration
 
-class Migration(migrations.Migration):
+
+def create_the_row(apps, schema_editor):
+    # The flag's one row exists from the start: the guard's locking read needs a row.
+    LegacyFreeze = apps.get_model("migration_bridge", "LegacyFreeze")
+    LegacyFreeze.objects.using(schema_editor.connection.alias).get_or_create(pk=1)
+
+
+class Migration(ScopedFKCheckMigration):
+    # Its SQLite foreign-key check covers only this table, so the freeze installs on a
+    # legacy database with orphan rows (see _scoped_fk_check.py).
+    checked_tables = ("migration_bridge_legacyfreeze",)
 
     initial = True
 
@@ -26,4 +37,5 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'read-only freeze',
             },
         ),
+        migrations.RunPython(create_the_row, migrations.RunPython.noop, elidable=True),
     ]
