@@ -15,8 +15,8 @@ import argparse
 import os
 import platform
 import time
+from importlib.metadata import version
 
-import werkzeug
 from werkzeug.security import check_password_hash, generate_password_hash
 
 PIN_HASH_MAX = 128  # flask_models.datadeckv2.PIN_HASH_MAX
@@ -44,11 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0, help="time spent per method")
     args = parser.parse_args()
-    print(f"werkzeug {werkzeug.__version__ if hasattr(werkzeug, '__version__') else ''}".strip()
-          or "werkzeug", end="")
-    from importlib.metadata import version
-
-    print(f" {version('werkzeug')}, Python {platform.python_version()}, {platform.machine()}, "
+    print(f"werkzeug {version('werkzeug')}, Python {platform.python_version()}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs (single-core rates below)")
     header = f"{'method':<24} {'stored as':<26} {'len':>4} {'fits':>5} {'hashes/s':>9} {'ms/hash':>8} " \
              f"{'all 1e5 PINs':>13} {'login, 30 st.':>14} {'login, 500 st.':>15}"

@@ -12,7 +12,8 @@
 # (postgresql://postgres@127.0.0.1:5432/postgres) to repeat the schema comparison and the
 # probe on PostgreSQL in throwaway databases (dd2_ours, dd2_apps); DD2_MARIADB_URL
 # (mysql://root@127.0.0.1:3306/mysql) likewise on MariaDB, adding PyMySQL to the app venv.
-# Our side runs in this project's .venv.
+# The server databases are dropped at the end unless DD2_KEEP=1. Our side runs in this
+# project's .venv.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 GIT_DIR=${1:?usage: $0 GIT_DIR [WORK_DIR]}
@@ -83,3 +84,12 @@ c=e.connect(); c.execute(sa.text('DROP DATABASE IF EXISTS $db')); c.execute(sa.t
   mbase=${base/mysql:\/\//mysql+pymysql://}
   run_dialect mariadb "$mbase/dd2_ours?charset=utf8mb4" "$mbase/dd2_apps?charset=utf8mb4"
 fi
+
+# Leave nothing on shared servers unless asked to (DD2_KEEP=1 keeps dd2_ours / dd2_apps).
+if [ "${DD2_KEEP:-}" != "1" ]; then
+  [ -n "${DD2_PG_URL:-}" ] && "$OURS_PY" -c "import sqlalchemy as sa; e=sa.create_engine('${DD2_PG_URL/postgresql:\/\//postgresql+psycopg://}', isolation_level='AUTOCOMMIT');
+c=e.connect(); [c.execute(sa.text(f'DROP DATABASE IF EXISTS {db} WITH (FORCE)')) for db in ('dd2_ours', 'dd2_apps')]"
+  [ -n "${DD2_MARIADB_URL:-}" ] && "$OURS_PY" -c "import sqlalchemy as sa; e=sa.create_engine('${DD2_MARIADB_URL/mysql:\/\//mysql+mysqldb://}', isolation_level='AUTOCOMMIT');
+c=e.connect(); [c.execute(sa.text(f'DROP DATABASE IF EXISTS {db}')) for db in ('dd2_ours', 'dd2_apps')]"
+fi
+exit 0
