@@ -201,7 +201,9 @@ def test_create_insert_read_drop(target_db):
         assert student.role is d.Role.STUDENT and student.current_pin is None
         media = s.get(d.Media, ids["media"])
         assert media.project_images == ["m/1.png", "m/2.png"]
-        assert media.uploaded_at >= before  # the server default, read back as aware UTC
+        # Filled by the server default now(): UTC on SQLite, but the server's local time on
+        # PostgreSQL/MariaDB (naive column), so a migration must always write it itself.
+        assert media.uploaded_at.tzinfo is dt.timezone.utc
         assert media.created_at.tzinfo is dt.timezone.utc and media.created_at >= before
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT id, type, role FROM users ORDER BY id")).all()
@@ -261,9 +263,17 @@ def test_constraints_hold(target_db):
     engine.dispose()
 
 
-def test_naive_datetimes_are_refused():
-    with pytest.raises(sa.exc.StatementError):
-        engine = sa.create_engine("sqlite://")
-        d.create_all(engine)
+def test_naive_datetimes_are_refused_and_aware_ones_stored_as_naive_utc():
+    engine = sa.create_engine("sqlite://")
+    d.create_all(engine)
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         with OrmSession(engine) as s, s.begin():
             s.add(d.District(name="x", created_at=dt.datetime(2024, 1, 1)))
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    with OrmSession(engine) as s, s.begin():
+        s.add(d.District(name="y", created_at=dt.datetime(2024, 1, 1, 12, tzinfo=plus_two),
+                         updated_at=dt.datetime(2024, 1, 1, 12, tzinfo=plus_two)))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT created_at FROM districts")).scalar().startswith("2024-01-01 10:00:00")
+    with OrmSession(engine) as s:
+        assert s.scalar(sa.select(d.District.created_at)) == dt.datetime(2024, 1, 1, 10, tzinfo=dt.timezone.utc)
