@@ -7,6 +7,7 @@
   skips, password outcomes, inferred attributions, archived duplicate sessions.
 - ``bridge_deferred``: rows waiting for a parent later in id order (comment replies).
 - ``bridge_files``: the file manifest, one row per referenced media file (files.py).
+- ``bridge_settings``: the target schema and key scheme the target was written with.
 """
 from __future__ import annotations
 
@@ -94,7 +95,30 @@ fingerprints = sa.Table(
     **_MYSQL,
 )
 
+# What the target was first written with (target_schema, key_scheme): later runs and
+# verify must read it the same way.
+settings = sa.Table(
+    "bridge_settings", bookkeeping_metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    **_MYSQL,
+)
+
 ROW_TABLES = (checkpoints, notes, deferred, fingerprints)
+
+
+def recorded_settings(conn: sa.Connection) -> dict[str, str]:
+    if not sa.inspect(conn).has_table(settings.name):
+        return {}
+    return dict(conn.execute(sa.select(settings.c.name, settings.c.value)).all())
+
+
+def record_settings(conn: sa.Connection, values: dict[str, str]) -> None:
+    """Record the values not recorded yet (the first run's choice stands)."""
+    known = recorded_settings(conn)
+    new = [{"name": k, "value": v} for k, v in values.items() if k not in known]
+    if new:
+        conn.execute(settings.insert(), new)
 
 
 def utcnow() -> dt.datetime:

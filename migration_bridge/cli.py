@@ -18,8 +18,9 @@ import signal
 import tempfile
 import threading
 from contextlib import contextmanager
+from dataclasses import MISSING, field, fields
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, BridgeError, Interrupted, describe
 
@@ -155,3 +156,33 @@ def check_writable_dir(path: str | os.PathLike, what: str, option: str) -> Path:
         raise BridgeError(f"cannot write the {what} to {directory} ({reason}: {where}); "
                           f"choose another {option} or fix the path — checked before any work") from None
     return directory
+
+
+# --- options declared once, on the options dataclass --------------------------------------
+
+def flag(default: Any, help: str, **argparse: Any):
+    """A dataclass field that is also a command-line option (``--field-name``, or
+    ``flag=``); ``argparse`` keywords pass through (``type``, ``choices``, ``metavar``,
+    ``cli_default`` for a command-line default other than the field's)."""
+    return field(default=default, metadata={"help": help, **argparse})
+
+
+def add_options(parser, options_class) -> None:
+    """One ``parser.add_argument`` per ``flag`` field of ``options_class``."""
+    for f in fields(options_class):
+        meta = dict(f.metadata)
+        if "help" not in meta:
+            continue
+        name = "--" + meta.pop("flag", f.name.replace("_", "-"))
+        default = meta.pop("cli_default", None if f.default is MISSING else f.default)
+        if default is False and "type" not in meta:
+            meta["action"] = "store_true"
+        elif "type" not in meta and default is not None and "choices" not in meta:
+            meta["type"] = type(default)
+        parser.add_argument(name, dest=f.name, default=default, **meta)
+
+
+def options_from(options_class, opts: dict, **values: Any):
+    """``options_class`` from parsed options (its ``flag`` fields), ``values`` winning."""
+    given = {f.name: opts[f.name] for f in fields(options_class) if "help" in f.metadata and f.name in opts}
+    return options_class(**{**given, **values})

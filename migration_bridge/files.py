@@ -1,13 +1,17 @@
-"""Issue 4 — the media files: inventory → parallel copy → finalisation.
+"""The media files: keys → (rows) → inventory → parallel copy.
 
-``copy_files(engine, source, conf, options)`` runs after the rows (pipeline.Exporter):
+Which row values reference files, and what the target holds instead, is the one rule
+of ``filerefs.py``, declared per entity (``FileColumn``). Here:
 
-1. **Inventory**, from the *source* rows (``LegacySource.file_references``, keyset
-   batches): every ``image_file``, ``video_file``, ``project_images`` entry and
-   media-URL ``profile_picture``. The manifest ``bridge_files`` (target database) gets
-   one row per distinct storage name — a file shared by many rows is copied once — with
-   its target key, how many source rows reference it and how many of those were
-   migrated (are in the target tables): only those count when a file is missing.
+0. **Keys**, before any row is written (``assign_keys``): under ``media-id`` every name
+   the source rows reference gets ``images/<id>_<uuid5 of the name>.<ext>``
+   (``videos/...`` for videos) with the lowest referencing id, recorded in the manifest
+   ``bridge_files``; a name keeps its key once given. Under ``preserve`` the key is the
+   name. The row path writes every file column once, with its key (``KeyLookup``).
+1. **Inventory**, after the rows, from the *source* rows (``LegacySource.file_references``,
+   keyset batches): one manifest row per distinct storage name — a file shared by many
+   rows is copied once — with how many source rows reference it and how many of those
+   are in the target: only those count when a file is missing.
 2. **Copy**: a thread pool streams each file from the source storage to the target
    storage (filestore.py), skipping objects already there with the same size and
    sha256, retrying transient errors with exponential backoff; each outcome is upserted
@@ -18,16 +22,8 @@
    manifest has never attempted (``pending``); those are marked ``copying`` before their
    uploads start, so a run killed mid-copy is followed by one that does look.
    ``dry_run``: inventory and existence checks only, nothing written to the storage.
-3. **Finalise**: migrated rows get the final keys — ``media.image_file`` /
-   ``video_file`` = key, ``media.project_images`` = absolute URLs under
-   ``MEDIA_BASE_URL``, ``users.profile_picture`` (a media URL) likewise. A reference to a
-   file that is missing (or failed) keeps its old name. Only rows whose value differs
-   are written, so finalisation is idempotent.
-
-Keys (``key_scheme``): ``preserve`` keeps the legacy storage names; ``media-id`` gives
-``images/<media_id>_<uuid5 of the old name>.<ext>`` (``videos/...`` for videos), with the
-lowest referencing media id: deterministic, one file = one key. A file referenced only by
-profile pictures keeps its name.
+3. **Listing**: the missing and failed files, with the migrated rows referencing them.
+   A row referencing a missing file names the key the file would have.
 """
 from __future__ import annotations
 
@@ -42,17 +38,18 @@ from typing import Callable, Iterable
 
 import sqlalchemy as sa
 
-import flask_models as fm
-
 from . import bookkeeping as bk
 from . import dialects
 from .conf import BridgeSettings
 from .filestore import (
     RetryPolicy, SourceFiles, Target, make_target, storage_from_settings,
 )
+from .errors import first_line
+from .filerefs import FileRef
+from .mapping import Profile
 from .progress import Progress
-from .source import BEFORE_FIRST_ID, MEDIA_FILE_FIELDS, FileRef, LegacySource, media_file_refs
-from .transforms import TransformContext, media_url, project_image_urls, storage_name_from_url
+from .rowpath import file_urls
+from .source import LegacySource
 
 log = logging.getLogger("migration_bridge")
 
@@ -76,6 +73,46 @@ def target_key(name: str, first_media_id: int | None, scheme: str) -> str:
     if scheme == "media-id" and first_media_id is not None:
         return media_id_key(name, first_media_id)
     return name
+
+
+class KeyLookup:
+    """Storage names -> target keys, for the row path: the names themselves under
+    ``preserve``; under ``media-id``, the keys ``assign_keys`` put in the manifest."""
+
+    def __init__(self, engine: sa.Engine, scheme: str = "preserve"):
+        self.engine, self.scheme = engine, scheme
+
+    def __call__(self, names: set[str]) -> dict[str, str]:
+        if self.scheme == "preserve":
+            return {n: n for n in names}
+        with self.engine.connect() as conn:
+            return {m.old_name: m.key for m in manifest_rows(conn, names)}
+
+
+def assign_keys(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings, scheme: str,
+                batch_size: int) -> int:
+    """Before any row is written: a key for every file name the source rows reference
+    that has none yet (``media-id``: the lowest referencing id, in id order). A file keeps
+    its key once given, so rows written once stay right. Returns the keys added."""
+    if scheme == "preserve":
+        return 0
+    added = 0
+    for refs in source.file_references(profile, batch_size, file_urls(conf)):
+        first: dict[str, int] = {}
+        for ref in refs:  # in id order: the first reference of a name is its lowest id
+            if ref.names_key and len(ref.name) <= MAX_NAME:
+                first.setdefault(ref.name, ref.owner_id)
+        if not first:
+            continue
+        with engine.begin() as conn:
+            known = {m.old_name for m in manifest_rows(conn, first)}
+            rows = [{"old_name": name, "key": target_key(name, owner, scheme), "refs": 0, "migrated_refs": 0,
+                     "first_media_id": owner, "status": "pending", "updated_at": bk.utcnow()}
+                    for name, owner in first.items() if name not in known]
+            if rows:
+                conn.execute(bk.files.insert(), rows)
+                added += len(rows)
+    return added
 
 
 # --- options and results --------------------------------------------------------------
@@ -133,7 +170,6 @@ class FilesResult:
     references: int = 0
     invalid_names: int = 0
     copy: CopyStats = field(default_factory=CopyStats)
-    finalised: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)  # status -> files (whole migration)
     needed: int = 0  # files referenced by at least one migrated row
     needed_ok: int = 0
@@ -178,7 +214,6 @@ class FilesResult:
             "files_per_s": round(processed / c.seconds, 1) if c.seconds else 0.0,
             "hit_ratio": round(self.hit_ratio, 6),
             "invalid_names": self.invalid_names,
-            "finalised_rows": self.finalised,
             "manifest": self.manifest,
             "phase_seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "missing_files": self.missing_files,
@@ -219,9 +254,10 @@ def check_options(options: FileOptions) -> None:
         raise BridgeError("--file-workers must be >= 1")
 
 
-def copy_files(engine: sa.Engine, source: LegacySource, conf: BridgeSettings, options: FileOptions,
-               stores: tuple[SourceFiles, Target] | None = None) -> FilesResult:
-    """Inventory, copy and finalise; returns what the report shows (``.as_report()``)."""
+def copy_files(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
+               options: FileOptions, stores: tuple[SourceFiles, Target] | None = None) -> FilesResult:
+    """Inventory and copy (the rows name the keys already); returns what the report
+    shows (``.as_report()``)."""
     check_options(options)
     src, dst = stores or open_stores(conf, options.dry_run)
     bk.create_bookkeeping(engine)
@@ -229,14 +265,14 @@ def copy_files(engine: sa.Engine, source: LegacySource, conf: BridgeSettings, op
     try:
         started = time.monotonic()
         result.references, result.invalid_names = build_inventory(
-            engine, source, conf, options.key_scheme, options.batch_size)
+            engine, source, profile, conf, options.key_scheme, options.batch_size)
         result.seconds["inventory"] = time.monotonic() - started
         started = time.monotonic()
         result.copy = copy_pending(engine, src, dst, options)
         result.seconds["copy"] = time.monotonic() - started
         started = time.monotonic()
-        result.finalised, missing, failed = finalise(engine, source, conf, options)
-        result.seconds["finalise"] = time.monotonic() - started
+        missing, failed = list_problems(engine, source, profile, conf, options)
+        result.seconds["listing"] = time.monotonic() - started
     finally:
         dst.close()
     _fill_totals(engine, result, options.dry_run)
@@ -251,63 +287,53 @@ def copy_files(engine: sa.Engine, source: LegacySource, conf: BridgeSettings, op
 
 # --- 1. inventory ------------------------------------------------------------------------
 
-def build_inventory(engine: sa.Engine, source: LegacySource, conf: BridgeSettings, scheme: str,
+def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings, scheme: str,
                     batch_size: int) -> tuple[int, int]:
-    """Fill the manifest from the source rows; returns (references, invalid names)."""
+    """Count, per file, the source rows referencing it and those of them in the target;
+    add the files no key was assigned to (their key: their name). Returns (references,
+    invalid names)."""
     table = bk.files
     with engine.begin() as conn:
         # counts are rebuilt on every run (a killed inventory leaves no stale counts behind)
         conn.execute(table.update().where(table.c.refs != 0).values(refs=0, migrated_refs=0))
     references = invalid = 0
-    for refs in source.file_references(batch_size, conf.MEDIA_URL_PREFIX):
+    for refs in source.file_references(profile, batch_size, file_urls(conf)):
         usable = [r for r in refs if len(r.name) <= MAX_NAME]
         invalid += len(refs) - len(usable)
         if not usable:
             continue
         references += len(usable)
         with engine.begin() as conn:
-            migrated = _present(conn, usable)
-            counts: dict[str, list] = {}  # name -> [refs, migrated refs, lowest media id]
+            migrated = _present(conn, profile, usable)
+            counts: dict[str, list] = {}  # name -> [refs, migrated refs]
             for ref in usable:
-                entry = counts.setdefault(ref.name, [0, 0, None])
+                entry = counts.setdefault(ref.name, [0, 0])
                 entry[0] += 1
                 entry[1] += (ref.owner, ref.owner_id) in migrated
-                if ref.owner == "media" and (entry[2] is None or ref.owner_id < entry[2]):
-                    entry[2] = ref.owner_id
             known = {row.old_name: row for row in manifest_rows(conn, counts)}
             rows = []
-            for name, (n, m, first) in counts.items():
+            for name, (n, m) in counts.items():
                 old = known.get(name)
-                if old is not None and old.refs > 0:  # already counted in an earlier batch of this run
-                    n, m = n + old.refs, m + old.migrated_refs
-                    first = old.first_media_id if first is None else (
-                        first if old.first_media_id is None else min(first, old.first_media_id))
-                key = target_key(name, first, scheme)
-                keep = old is not None and old.key == key
-                rows.append({
-                    "old_name": name, "key": key, "refs": n, "migrated_refs": m, "first_media_id": first,
-                    # a new key of a known file may hold an object from an earlier run: look first
-                    "status": old.status if keep else ("pending" if old is None else "copying"),
-                    "size": old.size if keep else None,
-                    "sha256": old.sha256 if keep else None,
-                    "source_mtime_ns": old.source_mtime_ns if keep else None,
-                    "error": old.error if keep else None,
-                    "updated_at": old.updated_at if keep else bk.utcnow(),
-                })
+                if old is None:
+                    rows.append({"old_name": name, "key": target_key(name, None, scheme), "refs": n,
+                                 "migrated_refs": m, "first_media_id": None, "status": "pending",
+                                 "updated_at": bk.utcnow()})
+                else:  # its key stays: rows name it already
+                    rows.append({**old._asdict(), "refs": n + old.refs, "migrated_refs": m + old.migrated_refs})
             dialects.upsert(conn, table, rows)
     if invalid:
         log.warning("files: %d references with a name longer than %d characters ignored", invalid, MAX_NAME)
     return references, invalid
 
 
-def _present(conn: sa.Connection, refs: list[FileRef]) -> set[tuple[str, int]]:
+def _present(conn: sa.Connection, profile: Profile, refs: list[FileRef]) -> set[tuple[str, int]]:
     """(owner, id) of the referencing rows that are in the target tables."""
     by_owner: dict[str, set[int]] = {}
     for ref in refs:
         by_owner.setdefault(ref.owner, set()).add(ref.owner_id)
     present = set()
     for owner, ids in by_owner.items():
-        table = fm.metadata.tables[owner]
+        table = profile.entity(owner).target
         for chunk in _chunks(sorted(ids)):
             present.update((owner, i) for (i,) in conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk))))
     return present
@@ -497,113 +523,37 @@ def _manifest_update(row, outcome: Outcome) -> dict:
     }
 
 
-# --- 3. finalise ---------------------------------------------------------------------------
+# --- 3. what is missing or failed, with the rows referencing it ---------------------------
 
-def finalised_media_files(row: dict, final: Callable[[str], str], ctx: TransformContext) -> dict:
-    """A media row's file columns once its files are copied: each name becomes ``final(name)``
-    (its key when the copy is done), ``project_images`` the URLs of those keys."""
-    return {
-        "image_file": final(str(row["image_file"])) if row["image_file"] else row["image_file"],
-        "video_file": final(str(row["video_file"])) if row["video_file"] else row["video_file"],
-        "project_images": project_image_urls(row["project_images"], ctx, final),
-    }
-
-
-def finalise(engine: sa.Engine, source: LegacySource, conf: BridgeSettings,
-             options: FileOptions) -> tuple[dict, list, list]:
-    """Point the migrated rows at the final keys; collect the missing and failed files."""
-    ctx = TransformContext(media_base_url=conf.MEDIA_BASE_URL, media_url_prefix=conf.MEDIA_URL_PREFIX)
-    prefix = conf.MEDIA_URL_PREFIX
+def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
+                  options: FileOptions) -> tuple[list, list]:
+    """The missing and failed files, each with (some of) the ids of the migrated rows
+    referencing it, per entity."""
     problems: dict[str, dict] = {}  # name -> entry of missing_files / failed_files
     listed = {"missing": 0, "failed": 0}
-    updated = {"media": 0, "users": 0}
-
-    def lookup(conn, names):
-        manifest = {m.old_name: m for m in manifest_rows(conn, names)}
-
-        def final(name: str) -> str:
-            m = manifest.get(name)
-            return m.key if m is not None and m.status in DONE else name
-
-        return manifest, final
-
-    def note(manifest, ref: FileRef) -> None:
-        m = manifest.get(ref.name)
-        if m is None or m.status not in ("missing", "failed"):
-            return
-        entry = problems.get(ref.name)
-        if entry is None:
-            if listed[m.status] >= options.list_limit:
-                return  # counted in the totals, not listed
-            listed[m.status] += 1
-            entry = problems[ref.name] = {"_status": m.status, "name": ref.name, "media_ids": [], "user_ids": []}
-            if m.status == "failed":
-                entry["key"], entry["error"] = m.key, m.error
-        ids = entry["media_ids" if ref.owner == "media" else "user_ids"]
-        if len(ids) < options.ids_per_file and ref.owner_id not in ids:
-            ids.append(ref.owner_id)
-
-    media = fm.metadata.tables["media"]
-    update_media = media.update().where(media.c.id == sa.bindparam("b_id")).values(
-        image_file=sa.bindparam("b_image_file", type_=media.c.image_file.type),
-        video_file=sa.bindparam("b_video_file", type_=media.c.video_file.type),
-        project_images=sa.bindparam("b_project_images", type_=media.c.project_images.type),
-    )
-    for rows in source.extract_rows("Media", MEDIA_FILE_FIELDS, BEFORE_FIRST_ID, options.batch_size):
-        with engine.begin() as conn:
-            current = {}
-            for chunk in _chunks([r["id"] for r in rows]):
-                current.update((r.id, r) for r in conn.execute(sa.select(
-                    media.c.id, media.c.image_file, media.c.video_file, media.c.project_images,
-                ).where(media.c.id.in_(chunk))))
-            rows = [r for r in rows if r["id"] in current]
-            if not rows:
+    for refs in source.file_references(profile, options.batch_size, file_urls(conf)):
+        with engine.connect() as conn:
+            migrated = _present(conn, profile, refs)
+            manifest = {m.old_name: m for m in manifest_rows(conn, {r.name for r in refs})}
+        for ref in refs:
+            m = manifest.get(ref.name)
+            if (ref.owner, ref.owner_id) not in migrated or m is None or m.status not in ("missing", "failed"):
                 continue
-            refs = [ref for r in rows for ref in media_file_refs(r, prefix)]
-            manifest, final = lookup(conn, {ref.name for ref in refs})
-            for ref in refs:
-                note(manifest, ref)
-            changes = []
-            for r in rows:
-                new = finalised_media_files(r, final, ctx)
-                cur = current[r["id"]]
-                if (cur.image_file, cur.video_file, cur.project_images) != (
-                        new["image_file"], new["video_file"], new["project_images"]):
-                    changes.append({"b_id": r["id"], **{f"b_{k}": v for k, v in new.items()}})
-            if changes:
-                conn.execute(update_media, changes)
-                updated["media"] += len(changes)
-
-    users = fm.metadata.tables["users"]
-    update_users = users.update().where(users.c.id == sa.bindparam("b_id")).values(
-        profile_picture=sa.bindparam("b_profile_picture", type_=users.c.profile_picture.type))
-    for rows in source.profile_pictures(options.batch_size, prefix):
-        with engine.begin() as conn:
-            current = dict(conn.execute(sa.select(users.c.id, users.c.profile_picture)
-                                        .where(users.c.id.in_([r["id"] for r in rows]))).all())
-            refs = [FileRef("users", r["id"], "profile_picture", storage_name_from_url(r["profile_picture"], prefix))
-                    for r in rows if r["id"] in current]
-            if not refs:
-                continue
-            manifest, final = lookup(conn, {ref.name for ref in refs})
-            changes = []
-            for ref in refs:
-                note(manifest, ref)
-                url = media_url(final(ref.name), conf.MEDIA_BASE_URL)
-                if current[ref.owner_id] != url:
-                    changes.append({"b_id": ref.owner_id, "b_profile_picture": url})
-            if changes:
-                conn.execute(update_users, changes)
-                updated["users"] += len(changes)
-
+            entry = problems.get(ref.name)
+            if entry is None:
+                if listed[m.status] >= options.list_limit:
+                    continue  # counted in the totals, not listed
+                listed[m.status] += 1
+                entry = problems[ref.name] = {"_status": m.status, "name": ref.name}
+                if m.status == "failed":
+                    entry["key"], entry["error"] = m.key, m.error
+            ids = entry.setdefault(f"{ref.owner}_ids", [])
+            if len(ids) < options.ids_per_file and ref.owner_id not in ids:
+                ids.append(ref.owner_id)
     missing, failed = [], []
     for entry in problems.values():
-        status = entry.pop("_status")
-        for ids in ("media_ids", "user_ids"):
-            if not entry[ids]:
-                entry.pop(ids)
-        (missing if status == "missing" else failed).append(entry)
-    return updated, missing, failed
+        (missing if entry.pop("_status") == "missing" else failed).append(entry)
+    return missing, failed
 
 
 def _fill_totals(engine: sa.Engine, result: FilesResult, dry_run: bool) -> None:
@@ -626,8 +576,7 @@ def _fill_totals(engine: sa.Engine, result: FilesResult, dry_run: bool) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def export_preflight(options, conf: BridgeSettings) -> tuple[FileOptions | None, tuple | None]:
@@ -661,6 +610,6 @@ def options_from_export(options, conf: BridgeSettings) -> FileOptions:
 
 __all__ = [
     "KEY_SCHEMES", "FileOptions", "FilesResult", "CopyStats", "Outcome", "copy_files", "open_stores",
-    "build_inventory", "copy_pending", "finalise", "transfer_one", "media_id_key", "target_key",
+    "build_inventory", "copy_pending", "list_problems", "assign_keys", "KeyLookup", "transfer_one", "media_id_key", "target_key",
     "options_from_export", "check_options", "export_preflight",
 ]

@@ -2,17 +2,14 @@
 
 A salted column (a PIN hash) cannot be compared with its source by value, so each
 source row is remembered as a MAC of everything that shapes its target row: its own
-values (the plain PIN included) and the context a transform used (an inferred author,
-an archiving date). The key never leaves the legacy host (a setting, by default
-derived from Django's SECRET_KEY): without it, a stored fingerprint cannot be matched
-to a PIN by trying all 100,000 of them.
+values (the plain PIN included) and what its declared contexts gave it (an inferred
+author, an archiving date; ``RowPath.fingerprint``). The key never leaves the legacy
+host (a setting, by default derived from Django's SECRET_KEY): without it, a stored
+fingerprint cannot be matched to a PIN by trying all 100,000 of them.
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Any
-
-from .transforms import TransformContext
 
 
 def fingerprint_key(configured: str, secret_key: str) -> bytes:
@@ -25,8 +22,3 @@ def row_fingerprint(key: bytes, values: tuple, context: tuple) -> str:
     # repr is exact and deterministic for the driver's types (datetime, Decimal, UUID, str)
     data = repr((values, context)).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(data, key=key, digest_size=16).hexdigest()
-
-
-def context_of(ctx: TransformContext, source_id: int) -> tuple[Any, Any]:
-    """What a transform took from other rows for this one."""
-    return ctx.archived_sessions.get(source_id), ctx.attributions.get(source_id)

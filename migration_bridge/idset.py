@@ -4,7 +4,7 @@ Legacy ids are dense auto-increment integers; the rare huge id goes to a plain s
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 _BITMAP_LIMIT = 1 << 31
 
@@ -43,3 +43,25 @@ class IdSet:
 
     def __len__(self) -> int:
         return self._len
+
+
+class _AllIds:
+    """Holds every id: what a context query sees when nothing is excluded yet."""
+
+    def __contains__(self, i) -> bool:
+        return i is not None
+
+
+class _EveryTable(Mapping):
+    def __getitem__(self, name):
+        return _AllIds()
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+# ``loaded`` for a context query run before anything is loaded (preflight refusals)
+EVERY_ID: Mapping = _EveryTable()

@@ -1,18 +1,84 @@
-"""The migration, as one table: every legacy model, in dependency order, with its
-target table, the source fields read, the transform, and the foreign keys checked.
+"""How a migration is declared: a ``Profile`` holds one ``Entity`` per legacy model, in
+dependency order, and each entity says everything the engine does with its rows.
 
-Read top to bottom, this is everything the export does to the rows.
+The declarations are the whole truth: the row path, sync, verify and the file step
+read them and never branch on an entity's name. ``profiles/plan.py`` is the table a
+newcomer reads top to bottom.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import sqlalchemy as sa
 
-import flask_models as fm
-
 from . import transforms as t
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a transform takes from other rows: ``ctx.<field>``, a mapping source id ->
+    value, computed by ``query(source, entity, loaded, rows)`` from the legacy DB.
+
+    ``loaded`` holds the ids the target holds (or, in verify, must hold) per table, for
+    the tables in ``needs``; ``rows`` is the batch when ``per_batch``, else None (once
+    per entity). What the context gives a row is part of the row's fingerprint."""
+
+    field: str
+    query: Callable[..., Mapping[int, Any]]
+    needs: tuple[str, ...] = ()
+    per_batch: bool = False
+    # with --on-duplicate-session fail: rows this context would change stop the run, saying so
+    refusal: str | None = None
+
+
+@dataclass(frozen=True)
+class FileColumn:
+    """A source field that references files of the source storage, and the target
+    column that references the copies.
+
+    ``source_form``: ``name`` (a storage name, FileField), ``url`` (a URL under
+    MEDIA_URL_PREFIX, anything else is not a file and kept as it is) or ``url_list``
+    (a JSON list of such URLs). ``target_form``: ``key`` (the target storage key) or
+    ``url`` (MEDIA_BASE_URL + key), a list of them for ``url_list``. ``names_key``:
+    the media-id key scheme may put the owner's id in the key of these files."""
+
+    source_field: str
+    target_column: str
+    source_form: str = "name"
+    target_form: str = "key"
+    names_key: bool = True
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A cached counter of this entity's target table: the number of ``counted`` rows
+    whose ``match`` columns equal this row's (counted column -> this table's column)
+    and, with ``where``, whose boolean column is true. verify recomputes it."""
+
+    column: str
+    counted: str
+    match: Mapping[str, str]
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class ByMeaning:
+    """A target column that cannot equal its source value (salted, encrypted): verify
+    compares it by meaning. ``rule``: ``pin`` (the hash verifies the source PIN) or
+    ``decrypts`` (MEDIA_PASSWORD_KEY decrypts it to the source value; only with a key)."""
+
+    column: str
+    source_field: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """The Flask page showing one row, ``{id}`` replaced; ``setting`` may override it."""
+
+    path: str
+    setting: str
 
 
 @dataclass(frozen=True)
@@ -27,118 +93,90 @@ class Entity:
     # a FK to the same table: rows whose parent comes later in id order wait for it
     self_foreign_key: str | None = None
     choices: Mapping[str, frozenset] = field(default_factory=dict)
+    contexts: tuple[Context, ...] = ()
     # target column filled by the PIN-hashing pool from this source field
     hashed_pin: tuple[str, str] | None = None
     # source fields holding secrets: never copied into rejects or notes
     secret_fields: tuple[str, ...] = ()
+    # target columns holding secrets: no value of them is ever shown
+    secret_columns: tuple[str, ...] = ()
+    by_meaning: tuple[ByMeaning, ...] = ()
+    files: tuple[FileColumn, ...] = ()
+    counters: tuple[Counter, ...] = ()
+    page: Page | None = None
 
     @property
     def secret_free_fields(self) -> tuple[str, ...]:
         return tuple(f for f in self.source_fields if f not in self.secret_fields)
 
-
-ENTITIES: tuple[Entity, ...] = (
-    Entity(
-        name="districts",
-        source_model="District",
-        target=fm.District.__table__,
-        source_fields=("id", "name", "code", "is_active", "created_at"),
-    ),
-    Entity(
-        name="users",
-        source_model="CustomAdmin",
-        target=fm.User.__table__,
-        source_fields=(
-            "id", "username", "email", "password", "first_name", "last_name", "school",
-            "district_id", "media_password", "profile_picture", "is_active", "is_staff",
-            "is_superuser", "last_login", "date_joined",
-        ),
-        transform=t.transform_user,  # password re-encoded; student_<id> artefacts skipped
-        foreign_keys={"district_id": "districts"},
-        secret_fields=("password", "media_password"),
-    ),
-    Entity(
-        name="observers",
-        source_model="Observer",
-        target=fm.Observer.__table__,
-        source_fields=(
-            "id", "name", "email", "password", "district_id", "is_active", "created_by_id",
-            "created_at",
-        ),
-        transform=t.transform_observer,
-        foreign_keys={"district_id": "districts", "created_by_id": "users"},
-        secret_fields=("password",),
-    ),
-    Entity(
-        name="sessions",
-        source_model="Session",
-        target=fm.Session.__table__,
-        source_fields=(
-            "id", "name", "original_name", "session_code", "section", "module", "created_at",
-            "is_paused", "is_archived", "archived_at", "created_by_id", "character_set",
-        ),
-        transform=t.transform_session,  # older duplicate active sessions archived
-        foreign_keys={"created_by_id": "users"},
-        choices={"module": frozenset({"2", "4"})},
-    ),
-    Entity(
-        name="students",
-        source_model="Student",
-        target=fm.Student.__table__,
-        source_fields=(
-            "id", "name", "password", "section_id", "admin_id", "device_id",
-            "character_description", "avatar_image_path",
-        ),
-        transform=t.transform_student,  # avatar path -> static URL
-        foreign_keys={"section_id": "sessions", "admin_id": "users"},
-        hashed_pin=("pin_hash", "password"),
-        secret_fields=("password",),
-    ),
-    Entity(
-        name="media",
-        source_model="Media",
-        target=fm.Media.__table__,
-        source_fields=(
-            "id", "session_id", "title", "description", "media_type", "video_file",
-            "image_file", "uploaded_at", "graph_likes", "eye_likes", "read_likes", "graph_tag",
-            "is_graph", "variable_tag", "submitted_password", "student_id",
-            "posted_by_admin_id", "project_group", "project_images", "is_project",
-        ),
-        transform=t.transform_media,  # author inferred; submitted_password dropped
-        foreign_keys={
-            "session_id": "sessions", "student_id": "students", "posted_by_admin_id": "users",
-        },
-        choices={"media_type": frozenset({"video", "image", "comment"})},
-        secret_fields=("submitted_password",),
-    ),
-    Entity(
-        name="comments",
-        source_model="Comment",
-        target=fm.Comment.__table__,
-        source_fields=(
-            "id", "media_id", "parent_id", "text", "created_at", "updated_at", "name",
-            "device_id", "is_admin", "student_id", "admin_avatar",
-        ),
-        foreign_keys={"media_id": "media", "student_id": "students"},
-        self_foreign_key="parent_id",
-    ),
-    Entity(
-        name="student_media_interactions",
-        source_model="StudentMediaInteraction",
-        target=fm.StudentMediaInteraction.__table__,
-        source_fields=(
-            "id", "student_id", "media_id", "liked_graph", "liked_eye", "liked_read",
-            "comment_count", "created_at", "updated_at",
-        ),
-        foreign_keys={"student_id": "students", "media_id": "media"},
-    ),
-)
-
-ENTITY_NAMES = tuple(e.name for e in ENTITIES)
+    @property
+    def parents(self) -> frozenset[str]:
+        """Every table whose ids this entity's rows or contexts read."""
+        return frozenset(self.foreign_keys.values()).union(*(c.needs for c in self.contexts))
 
 
-def get_entity(name: str) -> Entity:
-    for entity in ENTITIES:
-        if entity.name == name:
-            return entity
-    raise KeyError(name)
+@dataclass(frozen=True)
+class Checks:
+    """The queries verify's access checks share with the Flask app, for one profile.
+
+    ``observer_scope``: (legacy rule, target rule, observer entity, session entity);
+    the legacy rule is ``source -> {observer id: session ids}``, the target rule
+    ``(conn, observer id) -> session ids``. ``teacher_dashboards`` likewise, with
+    ``{teacher id: {entity: ids}}`` and ``(conn, teacher id) -> {entity: ids}``."""
+
+    observer_scope: "AccessRule | None" = None
+    teacher_dashboards: "AccessRule | None" = None
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    owner: str  # entity whose rows see (observers, users)
+    seen: tuple[str, ...]  # entities whose ids they see
+    legacy: Callable[[Any], Mapping[int, Mapping[str, set]]]
+    target: Callable[[Any, int], Mapping[str, set]]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A target schema and the migration into it."""
+
+    name: str
+    description: str
+    metadata: sa.MetaData
+    entities: tuple[Entity, ...]
+    checks: Checks = field(default_factory=Checks)
+    # (teacher, session code, session name, student id, student name, PIN) rows
+    pin_roster: Callable[[Any], Iterator[tuple]] | None = None
+    roster_entity: str | None = None  # ids of the roster rows: only migrated ones are listed
+
+    @property
+    def tables(self) -> list[sa.Table]:
+        """The target tables, parents first."""
+        return list(self.metadata.sorted_tables)
+
+    @property
+    def entity_names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self.entities)
+
+    def entity(self, name: str) -> Entity:
+        for entity in self.entities:
+            if entity.name == name:
+                return entity
+        raise KeyError(name)
+
+    def create_schema(self, engine: sa.Engine) -> None:
+        self.metadata.create_all(engine)
+
+    def drop_schema(self, engine: sa.Engine) -> None:
+        self.metadata.drop_all(engine)
+
+
+def __getattr__(name: str):
+    """``ENTITIES``/``ENTITY_NAMES``/``get_entity``: the default profile's, for old callers."""
+    if name in ("ENTITIES", "ENTITY_NAMES", "get_entity"):
+        from .profiles import get_profile
+
+        profile = get_profile()
+        return {"ENTITIES": profile.entities, "ENTITY_NAMES": profile.entity_names,
+                "get_entity": profile.entity}[name]
+    raise AttributeError(name)

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from .dialects import mask_url
-from .mapping import ENTITY_NAMES
 from .transforms import Root
 
 
@@ -53,7 +52,7 @@ def _reason_kind(reason: str) -> str:
     return reason
 
 
-def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: list,
+def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: list, order: tuple[str, ...],
                  extra: dict | None = None) -> tuple[dict, Path, Path]:
     report_dir.mkdir(parents=True, exist_ok=True)
     rejects_path = report_dir / "rejects.ndjson"
@@ -105,7 +104,7 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
         "archived_duplicate_sessions": archived,
         "rejects": {ent: dict(c) for ent, c in reject_kinds.items()},
         # each source row that caused rejects or skips, with every row it took along
-        "root_causes": causes.as_list(ENTITY_NAMES),
+        "root_causes": causes.as_list(order),
         "skipped": {ent: dict(c) for ent, c in skip_reasons.items()},
         "rejects_file": str(rejects_path),
         **(extra or {}),

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from .diff import diff_ranges, keyset_ranges
 from .errors import BridgeError
+from .load import EntityStats
 from .mapping import Entity
-from .pipeline import EntityStats, Exporter
 from .source import BEFORE_FIRST_ID
 
 
@@ -59,20 +59,25 @@ class EntityChanges:
     delete: list[int]  # gone from the source
 
 
-class Syncer(Exporter):
-    """Reuses the export's whole row path (transform, validation, keys, PIN pool)."""
+class SyncRows:
+    """The ``--sync`` mover: the export's row path and batch store, fed with the changed rows."""
 
-    def preflight(self) -> None:
-        o = self.options
-        if o.reset or o.restart or o.dry_run or o.files_only:
+    kind = "sync"
+    # the export's checkpoints stay as they are; a row decided again loses its old notes
+    store_options = {"checkpoints": False, "replace_notes": True}
+    nothing_to_do = None
+
+    def __init__(self):
+        self.sync_stats: list[SyncStats] = []
+
+    def check(self, options) -> None:
+        if options.reset or options.restart or options.dry_run or options.files_only:
             raise BridgeError("--sync cannot be combined with --reset, --restart, --dry-run or --files-only")
-        super().preflight()
 
-    def check_synchronisable(self, engine: sa.Engine) -> None:
-        with engine.connect() as conn:
-            done = {row.entity: row.done for row in conn.execute(sa.select(bk.checkpoints))}
+    def prepare(self, run, stats: dict[str, EntityStats]) -> None:
+        with run.engine.connect() as conn:
             fingerprinted = conn.execute(sa.select(sa.func.count()).select_from(bk.fingerprints)).scalar()
-        unfinished = [e.name for e in self.entities if not done.get(e.name)]
+        unfinished = [e.name for e in run.entities if not (e.name in stats and stats[e.name].done)]
         if unfinished:
             raise BridgeError(
                 f"--sync needs a complete export first (not complete: {', '.join(unfinished)}); "
@@ -82,46 +87,42 @@ class Syncer(Exporter):
             raise BridgeError("the target holds no row fingerprints (exported by an older version): "
                               "run export_to_flask --restart once, then --sync")
 
-    run_kind = "sync"
-
-    def prepare_target(self, engine: sa.Engine) -> dict[str, EntityStats]:
-        self.check_synchronisable(engine)
-        return super().prepare_target(engine)
-
-    def move_rows(self, engine: sa.Engine, stats: dict[str, EntityStats]) -> None:
-        self.sync_stats = [SyncStats(e.name) for e in self.entities]
-        by_name = {s.name: s for s in self.sync_stats}
-        changes = {}
-        for entity in self.entities:
-            with _timed(by_name[entity.name]):
-                changes[entity.name] = self.find_changes(engine, entity, by_name[entity.name])
-        for entity in reversed(self.entities):
-            with _timed(by_name[entity.name]):
-                self.delete_rows(engine, entity, changes[entity.name].delete, by_name[entity.name])
-        self.loaded.clear()  # the deletes changed what the target holds
-        self.gone.clear()
-        for entity in self.entities:
-            with _timed(by_name[entity.name]):
-                self.apply_upserts(engine, entity, changes[entity.name], by_name[entity.name])
+    def committed_stats(self, engine, stats):
+        return stats
 
     def report_extra(self) -> dict:
-        return {"kind": "sync", "sync": {s.name: s.as_report() for s in self.sync_stats or []}}
+        return {"kind": "sync", "sync": {s.name: s.as_report() for s in self.sync_stats}}
+
+    def move(self, run, stats: dict[str, EntityStats]) -> None:
+        self.sync_stats = [SyncStats(e.name) for e in run.entities]
+        by_name = {s.name: s for s in self.sync_stats}
+        changes = {}
+        for entity in run.entities:
+            with _timed(by_name[entity.name]):
+                changes[entity.name] = self.find_changes(run, entity, by_name[entity.name])
+        for entity in reversed(run.entities):
+            with _timed(by_name[entity.name]):
+                self.delete_rows(run, entity, changes[entity.name].delete, by_name[entity.name])
+        run.path.loaded.clear()  # the deletes changed what the target holds
+        run.path.gone.clear()
+        for entity in run.entities:
+            with _timed(by_name[entity.name]):
+                self.apply_upserts(run, entity, changes[entity.name], by_name[entity.name])
 
     # --- 1. what changed ---------------------------------------------------------------
 
-    def find_changes(self, engine: sa.Engine, entity: Entity, stats: SyncStats) -> EntityChanges:
-        self.load_parent_ids(engine, entity)
-        ctx = self.entity_context(entity)
-
+    def find_changes(self, run, entity: Entity, stats: SyncStats) -> EntityChanges:
+        run.load_parent_ids(entity)
+        ctx = run.path.entity_context(entity)
         scanned = 0
 
         def source_chunks():
             nonlocal scanned
-            for rows in self.source.extract_rows(entity.source_model, entity.source_fields, BEFORE_FIRST_ID,
-                                                 self.options.batch_size):
+            for rows in run.source.extract_rows(entity.source_model, entity.source_fields, BEFORE_FIRST_ID,
+                                                run.options.batch_size):
                 scanned += len(rows)
-                batch_ctx = self.batch_context(entity, ctx, rows)
-                yield {r["id"]: bytes.fromhex(self.fingerprint(r, batch_ctx)) for r in rows}
+                batch_ctx = run.path.batch_context(entity, ctx, rows)
+                yield {r["id"]: bytes.fromhex(run.path.fingerprint(entity, r, batch_ctx)) for r in rows}
 
         def stored(lo, hi) -> dict[int, str]:
             fp = bk.fingerprints
@@ -130,7 +131,7 @@ class Syncer(Exporter):
                 query = query.where(fp.c.source_id >= lo)
             if hi is not None:
                 query = query.where(fp.c.source_id < hi)
-            with engine.connect() as conn:
+            with run.engine.connect() as conn:
                 return {i: bytes.fromhex(f) for i, f in conn.execute(query)}
 
         upsert, inserted, delete = [], set(), []
@@ -144,58 +145,47 @@ class Syncer(Exporter):
 
     # --- 2. deletes, children first ------------------------------------------------------
 
-    def delete_rows(self, engine: sa.Engine, entity: Entity, ids: list[int], stats: SyncStats) -> None:
+    def delete_rows(self, run, entity: Entity, ids: list[int], stats: SyncStats) -> None:
         table = entity.target
-        for start in range(0, len(ids), self.options.batch_size):
-            chunk = ids[start:start + self.options.batch_size]
-            with engine.begin() as conn:
+        for start in range(0, len(ids), run.options.batch_size):
+            chunk = ids[start:start + run.options.batch_size]
+            with run.engine.begin() as conn:
                 if entity.self_foreign_key:  # replies first, then their parents
-                    stats.deleted += self._delete_self_referencing(conn, table, entity.self_foreign_key, chunk)
+                    stats.deleted += _delete_self_referencing(conn, table, entity.self_foreign_key, chunk)
                 else:
                     stats.deleted += conn.execute(table.delete().where(table.c.id.in_(chunk))).rowcount
                 for book in (bk.fingerprints, bk.notes, bk.deferred):
                     conn.execute(book.delete().where(book.c.entity == entity.name, book.c.source_id.in_(chunk)))
 
-    @staticmethod
-    def _delete_self_referencing(conn, table, column, ids) -> int:
-        """Delete ``ids`` leaves first (no reply outlives its parent); returns the count."""
-        pending, deleted = set(ids), 0
-        while pending:
-            children = set(conn.execute(sa.select(table.c.id).where(table.c[column].in_(pending))).scalars())
-            leaves = pending - children
-            if not leaves:  # a cycle: break it
-                conn.execute(table.update().where(table.c.id.in_(pending)).values({column: None}))
-                leaves = pending
-            deleted += conn.execute(table.delete().where(table.c.id.in_(leaves))).rowcount
-            pending -= leaves
-        return deleted
-
     # --- 3. inserts and updates, parents first ---------------------------------------------
 
-    def apply_upserts(self, engine: sa.Engine, entity: Entity, changes: EntityChanges, stats: SyncStats) -> None:
-        self.load_parent_ids(engine, entity)
-        ctx = self.entity_context(entity)
+    def apply_upserts(self, run, entity: Entity, changes: EntityChanges, stats: SyncStats) -> None:
+        run.load_parent_ids(entity)
+        ctx = run.path.entity_context(entity)
         # rows rejected before are decided again even when unchanged: their parent may be in now
-        retried = set(self.rejected_ids(engine, entity)) - set(changes.upsert)
-        changes = EntityChanges(sorted(set(changes.upsert) | retried), changes.inserted | retried, changes.delete)
-        self._accepted, self._rejected = set(), 0
+        retried = set(run.store.rejected_ids(entity)) - set(changes.upsert)
+        upsert = sorted(set(changes.upsert) | retried)
+        inserted = changes.inserted | retried
         scratch = EntityStats(entity.name)  # the export's checkpoint counters stay as they are
-        for start in range(0, len(changes.upsert), self.options.batch_size):
-            chunk = changes.upsert[start:start + self.options.batch_size]
-            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
-            outcome = self.process_rows(entity, rows, self.batch_context(entity, ctx, rows))
-            self.commit_batch(engine, entity, outcome, scratch, time.monotonic())
-        if entity.self_foreign_key:
-            self.resolve_deferred(engine, entity, ctx, scratch)
-        stats.inserted = len(self._accepted & changes.inserted)
-        stats.updated = len(self._accepted - changes.inserted)
-        stats.rejected = self._rejected
+        run.store.written_ids[entity.name] = set()
+        run.process_ids(entity, ctx, upsert, scratch)
+        run.resolve_deferred(entity, ctx, scratch)
+        run.store.pins.end_entity()
+        accepted = run.store.written_ids[entity.name]
+        stats.inserted = len(accepted & inserted)
+        stats.updated = len(accepted - inserted)
+        stats.rejected = scratch.rejected + scratch.skipped
 
-    def commit_batch(self, engine, entity, outcome, stats, started, resolved=()) -> float:
-        """The export's commit, replacing the notes of every row it touches."""
-        touched = ({r["id"] for r in outcome.rows} | {n["source_id"] for n in outcome.notes}
-                   | {d["source_id"] for d in outcome.deferred} | set(resolved))
-        self._accepted.update(r["id"] for r in outcome.rows)
-        self._rejected += outcome.rejected + outcome.skipped
-        return super().commit_batch(engine, entity, outcome, stats, started, resolved,
-                             replace_notes_for=sorted(touched), checkpoint=False)
+
+def _delete_self_referencing(conn, table, column, ids) -> int:
+    """Delete ``ids`` leaves first (no reply outlives its parent); returns the count."""
+    pending, deleted = set(ids), 0
+    while pending:
+        children = set(conn.execute(sa.select(table.c.id).where(table.c[column].in_(pending))).scalars())
+        leaves = pending - children
+        if not leaves:  # a cycle: break it
+            conn.execute(table.update().where(table.c.id.in_(pending)).values({column: None}))
+            leaves = pending
+        deleted += conn.execute(table.delete().where(table.c.id.in_(leaves))).rowcount
+        pending -= leaves
+    return deleted

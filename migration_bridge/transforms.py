@@ -72,8 +72,6 @@ class Attribution:
 @dataclass
 class TransformContext:
     static_base_url: str = "/static/"
-    media_base_url: str = "/media/"
-    media_url_prefix: str = "/media/"
     encrypt_media_password: Callable[[str], str] | None = None
     # session id -> archived_at, for older duplicate active sessions
     archived_sessions: Mapping[int, dt.datetime] = field(default_factory=dict)
@@ -109,8 +107,7 @@ def transform_user(row: Mapping[str, Any], ctx: TransformContext) -> Transformed
     if is_login_artifact(row):
         return Skip("student login artefact account (student_<id>), not a teacher")
     out = {k: row[k] for k in (
-        "id", "username", "email", "first_name", "last_name", "school", "district_id",
-        "profile_picture", "is_active", "is_staff", "is_superuser", "last_login", "date_joined",
+        "id", "username", "email", "first_name", "last_name", "school", "district_id", "is_active", "is_staff", "is_superuser", "last_login", "date_joined",
     )}
     media_password = row["media_password"]
     if media_password and ctx.encrypt_media_password is not None:
@@ -202,31 +199,6 @@ def infer_author(
     return Attribution("unmatched")
 
 
-def storage_name_from_url(url: str, media_url_prefix: str = "/media/") -> str | None:
-    """``/media/images/x.png`` -> ``images/x.png``; None when it is not a media URL."""
-    if not isinstance(url, str) or not url.startswith(media_url_prefix):
-        return None
-    name = url[len(media_url_prefix):]
-    return name or None
-
-
-def media_url(name: str, media_base_url: str) -> str:
-    return media_base_url.rstrip("/") + "/" + name.lstrip("/")
-
-
-def project_image_urls(
-    entries: Any, ctx: TransformContext, key_for: Callable[[str], str] = lambda name: name,
-) -> Any:
-    """Each ``/media/<name>`` entry -> URL of the migrated object; other values as they are."""
-    if not isinstance(entries, list):
-        return entries
-    urls = []
-    for entry in entries:
-        name = storage_name_from_url(entry, ctx.media_url_prefix)
-        urls.append(entry if name is None else media_url(key_for(name), ctx.media_base_url))
-    return urls
-
-
 def transform_media(row: Mapping[str, Any], ctx: TransformContext) -> Transformed | Reject:
     entries = row["project_images"]
     if entries is not None and not isinstance(entries, list):
@@ -235,13 +207,12 @@ def transform_media(row: Mapping[str, Any], ctx: TransformContext) -> Transforme
         what = "invalid JSON" if isinstance(entries, str) else f"a JSON {type(entries).__name__}"
         return Reject(f"project_images: {what}, not a list of URLs")
     out = {k: row[k] for k in (
-        "id", "session_id", "title", "description", "media_type", "video_file", "image_file",
+        "id", "session_id", "title", "description", "media_type",
         "uploaded_at", "graph_likes", "eye_likes", "read_likes", "graph_tag", "is_graph",
         "variable_tag", "student_id", "posted_by_admin_id", "is_project",
-    )}
+    )}  # the file columns come from the mapping's file rule (filerefs)
     group = row["project_group"]
     out["project_group"] = str(uuid.UUID(str(group))) if group not in (None, "") else None
-    out["project_images"] = project_image_urls(row["project_images"], ctx)
     notes = []
     attribution = ctx.attributions.get(row["id"])
     if attribution is not None:

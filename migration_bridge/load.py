@@ -1,0 +1,163 @@
+"""Writing decided rows into the target: one transaction per batch holds the batch's
+rows, its notes, fingerprints, deferrals and checkpoint, so a run killed at any point
+resumes exactly where the last commit left it. Used by export and sync alike."""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable
+
+import sqlalchemy as sa
+
+from . import bookkeeping as bk
+from . import dialects
+from .mapping import Entity
+from .pinpool import PinPool
+from .rowpath import Outcome
+from .source import BEFORE_FIRST_ID
+
+log = logging.getLogger("migration_bridge")
+
+
+@dataclass
+class EntityStats:
+    name: str
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    last_id: int = BEFORE_FIRST_ID  # ids <= 0 exist in real data: nothing is "before" them
+    done: bool = False
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def as_checkpoint(self) -> dict:
+        return {
+            "entity": self.name, "last_id": self.last_id, "read": self.read,
+            "written": self.written, "rejected": self.rejected, "skipped": self.skipped,
+            "seconds": self.seconds, "done": self.done, "updated_at": bk.utcnow(),
+        }
+
+    @classmethod
+    def committed(cls, conn: sa.Connection) -> dict[str, "EntityStats"]:
+        """The checkpoints as committed in the target, per entity."""
+        return {row.entity: cls(row.entity, row.read, row.written, row.rejected, row.skipped,
+                                row.seconds, row.last_id, row.done)
+                for row in conn.execute(sa.select(bk.checkpoints))}
+
+
+class BatchWriter:
+    """One background thread writing batches in order, at most one in flight: the next
+    batch is read and transformed while the database stores the previous one. A failed
+    write surfaces at the next submit or at exit."""
+
+    def __init__(self):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-writer")
+        self._pending: Future | None = None
+
+    def submit(self, job) -> None:
+        self.wait()
+        self._pending = self._executor.submit(job)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __enter__(self) -> "BatchWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+            elif self._pending is not None:
+                self._pending.cancel()
+        finally:
+            self._executor.shutdown(wait=True)
+
+
+class BatchStore:
+    """Commits outcomes of the row path to the target, PINs hashed first."""
+
+    def __init__(self, engine: sa.Engine, pins: PinPool, count, *, checkpoints: bool = True,
+                 replace_notes: bool = False):
+        self.engine = engine
+        self.pins = pins
+        self.count = count  # entity -> source rows, for the PIN progress
+        self.checkpoints = checkpoints  # False (sync): the export's checkpoints stay as they are
+        self.replace_notes = replace_notes  # True (sync): a row's old notes go when it is decided again
+        self.written_ids: dict[str, set[int]] = {}  # per entity, ids written by this store
+        self._upsert_only: set[str] = set()  # entities whose fast insert met existing rows
+
+    def commit(self, entity: Entity, outcome: Outcome, stats: EntityStats, started: float, *,
+               resolved: Iterable[int] = (), replace_notes_for: Iterable[int] = (),
+               fresh: bool = False, writer: BatchWriter | None = None) -> float:
+        """Hash the batch's PINs, count it, and write it in one transaction with its notes,
+        fingerprints and checkpoint — in ``writer``'s thread when given, so that the next
+        batch is read while this one is written. Returns when the caller's next interval starts."""
+        resolved = list(resolved)
+        if self.replace_notes:
+            replace_notes_for = sorted(set(replace_notes_for) | outcome.touched | set(resolved))
+        self.written_ids.setdefault(entity.name, set()).update(r["id"] for r in outcome.rows)
+        if outcome.pins:
+            column = entity.hashed_pin[0]
+            hashes = self.pins.hash(outcome.pins, entity.name, self.count(entity))
+            for row, hashed in zip(outcome.rows, hashes):
+                row[column] = hashed
+            outcome.pins = []
+        stats.written += len(outcome.rows)
+        stats.rejected += outcome.rejected
+        stats.skipped += outcome.skipped
+        now = time.monotonic()
+        stats.seconds += now - started
+        job = functools.partial(self._write, entity, outcome,
+                                stats.as_checkpoint() if self.checkpoints else None,  # a snapshot: safe to hand over
+                                resolved, list(replace_notes_for), fresh)
+        if writer is None:
+            job()
+        else:
+            writer.submit(job)
+        return now
+
+    def _write(self, entity: Entity, outcome: Outcome, checkpoint_row: dict | None,
+               resolved: list[int], replace_notes_for: list[int], fresh: bool) -> None:
+        if fresh and entity.name not in self._upsert_only:
+            # Rows past the last checkpoint cannot be in the target (each batch commits with
+            # its checkpoint): a plain insert is safe, and on PostgreSQL a COPY straight in.
+            try:
+                self._transaction(entity, outcome, checkpoint_row, resolved, replace_notes_for, dialects.insert_new)
+                return
+            except (sa.exc.IntegrityError, self.engine.dialect.dbapi.IntegrityError):
+                # e.g. resuming a killed --restart: the old rows are still there
+                self._upsert_only.add(entity.name)
+                log.warning("%s: rows past id %s are in the target already; upserting from here on",
+                            entity.name, checkpoint_row and checkpoint_row["last_id"])
+        self._transaction(entity, outcome, checkpoint_row, resolved, replace_notes_for, dialects.upsert)
+
+    def _transaction(self, entity, outcome, checkpoint_row, resolved, replace_notes_for, load) -> None:
+        with self.engine.begin() as conn:
+            load(conn, entity.target, outcome.rows)
+            if replace_notes_for:
+                conn.execute(bk.notes.delete().where(
+                    bk.notes.c.entity == entity.name, bk.notes.c.source_id.in_(replace_notes_for)))
+            load(conn, bk.notes, outcome.notes)
+            load(conn, bk.fingerprints, outcome.fingerprints)
+            dialects.upsert(conn, bk.deferred, outcome.deferred)
+            if resolved:
+                dialects.delete_keys(conn, bk.deferred,
+                                     [{"entity": entity.name, "source_id": i} for i in resolved])
+            if checkpoint_row is not None:
+                dialects.upsert(conn, bk.checkpoints, [checkpoint_row])
+
+    def rejected_ids(self, entity: Entity) -> list[int]:
+        """The source ids an earlier run rejected for this entity."""
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(sa.select(bk.notes.c.source_id).where(
+                bk.notes.c.entity == entity.name, bk.notes.c.kind == "reject")).scalars())

@@ -1,0 +1,47 @@
+"""Target profiles: each bundles a target schema, the migration into it, the queries the
+checks share with the Flask app and how files are referenced.
+
+Chosen by ``--target-schema`` or ``MIGRATION_BRIDGE['TARGET_SCHEMA']``: a registered name
+(``plan``, the default) or ``package.module:ATTRIBUTE`` naming a ``Profile`` of your own.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..errors import BridgeError
+from ..mapping import Profile
+
+DEFAULT = "plan"
+_BUILTIN = {"plan": "migration_bridge.profiles.plan:PROFILE"}
+_registered: dict[str, Profile] = {}
+
+
+def register(profile: Profile) -> Profile:
+    _registered[profile.name] = profile
+    return profile
+
+
+def names() -> tuple[str, ...]:
+    return tuple(sorted({*_BUILTIN, *_registered}))
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile ``name`` (default: the setting, else ``plan``)."""
+    if not name:
+        from django.conf import settings
+
+        name = (getattr(settings, "MIGRATION_BRIDGE", None) or {}).get("TARGET_SCHEMA") or DEFAULT
+    if name in _registered:
+        return _registered[name]
+    path = _BUILTIN.get(name, name)
+    module, _, attribute = path.partition(":")
+    if not attribute:
+        raise BridgeError(f"unknown target schema {name!r} (choose from: {', '.join(names())}, "
+                          "or give package.module:PROFILE)")
+    try:
+        profile = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise BridgeError(f"target schema {name!r} cannot be loaded: {exc}") from None
+    if not isinstance(profile, Profile):
+        raise BridgeError(f"target schema {name!r} is not a migration_bridge.mapping.Profile")
+    return profile

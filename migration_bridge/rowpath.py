@@ -1,0 +1,215 @@
+"""The path every row takes, whoever moves it: context → transform → file columns →
+validate → key check → deferral. Export and sync call it to decide what they write;
+verify replays it against the ids *it* expects, to derive what the target must hold.
+
+Pure but for the declared context queries (``Entity.contexts``) and the file keys
+(``keys``), which read the legacy DB and the key manifest.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from . import filerefs
+from .errors import BridgeError
+from .fingerprint import row_fingerprint
+from .idset import IdSet
+from .mapping import Entity
+from .report import jsonable
+from .transforms import Note, Reject, Root, Skip, TransformContext, check_parents, root_of, validate_row
+
+WAIT = "wait"  # decide(): a reply whose parent comes later in id order
+
+
+@dataclass
+class Outcome:
+    """What one batch of source rows became."""
+
+    rows: list[dict] = field(default_factory=list)  # target rows to write
+    notes: list[dict] = field(default_factory=list)  # bookkeeping notes (rejects, skips, decisions)
+    deferred: list[dict] = field(default_factory=list)  # replies waiting for their parent
+    pins: list[str] = field(default_factory=list)  # plain PINs of ``rows``, to hash (never written)
+    fingerprints: list[dict] = field(default_factory=list)
+    rejected: int = 0
+    skipped: int = 0
+
+    @property
+    def touched(self) -> set[int]:
+        return ({r["id"] for r in self.rows} | {n["source_id"] for n in self.notes}
+                | {d["source_id"] for d in self.deferred})
+
+
+def media_password_cipher(key: str) -> tuple[Callable[[str], str] | None, Callable[[Any], Any]]:
+    """(encrypt, decrypt) for MIGRATION_BRIDGE['MEDIA_PASSWORD_KEY']; no key: (None, identity)."""
+    if not key:
+        return None, lambda value: value
+    from cryptography.fernet import Fernet, InvalidToken
+
+    try:
+        fernet = Fernet(key.encode())
+    except ValueError:
+        raise BridgeError("bad settings: MIGRATION_BRIDGE['MEDIA_PASSWORD_KEY'] is not a Fernet key") from None
+
+    def decrypt(value):
+        try:
+            return fernet.decrypt(value.encode()).decode() if value else value
+        except (InvalidToken, ValueError):
+            return None
+
+    return (lambda value: fernet.encrypt(value.encode()).decode()), decrypt
+
+
+def base_context(conf) -> TransformContext:
+    return TransformContext(static_base_url=conf.STATIC_BASE_URL,
+                            encrypt_media_password=media_password_cipher(conf.MEDIA_PASSWORD_KEY)[0])
+
+
+def file_urls(conf) -> filerefs.FileUrls:
+    return filerefs.FileUrls(conf.MEDIA_URL_PREFIX, conf.MEDIA_BASE_URL)
+
+
+def _same_name(names) -> dict[str, str]:
+    return {n: n for n in names}
+
+
+class RowPath:
+    """Decides, row by row, what the target holds, against ``loaded`` (ids the target
+    holds, or for verify the ids it must hold) and ``gone`` (rows rejected or skipped,
+    with their root cause). ``keys``: storage names -> target keys (the key scheme)."""
+
+    def __init__(self, source, ctx: TransformContext, urls: filerefs.FileUrls, fingerprint_key: bytes,
+                 keys: Callable[[set[str]], Mapping[str, str]] = _same_name):
+        self.source = source
+        self.ctx = ctx
+        self.urls = urls
+        self.fingerprint_key = fingerprint_key
+        self.keys = keys
+        self.loaded: dict[str, Any] = {}
+        self.gone: dict[str, dict[int, Root]] = {}
+        self.pending: dict[str, dict[int, int]] = {}  # entity -> {reply id: parent id}
+
+    # --- context -------------------------------------------------------------------
+
+    def entity_context(self, entity: Entity) -> TransformContext:
+        """The context computed once per entity (e.g. archived duplicates)."""
+        values = {c.field: c.query(self.source, entity, self.loaded, None)
+                  for c in entity.contexts if not c.per_batch}
+        return dataclasses.replace(self.ctx, **values) if values else self.ctx
+
+    def batch_context(self, entity: Entity, ctx: TransformContext, rows: list[dict]) -> TransformContext:
+        """The context computed per batch (e.g. inferred authors)."""
+        values = {c.field: c.query(self.source, entity, self.loaded, rows)
+                  for c in entity.contexts if c.per_batch}
+        return dataclasses.replace(ctx, **values) if values else ctx
+
+    def fingerprint(self, entity: Entity, src: dict, ctx: TransformContext) -> str:
+        """What ``--sync`` compares: the source row and what its context gave it."""
+        context = tuple(getattr(ctx, c.field).get(src["id"]) for c in entity.contexts)
+        return row_fingerprint(self.fingerprint_key, tuple(src.values()), context)
+
+    # --- transform ---------------------------------------------------------------------
+
+    def transform(self, entity: Entity, batch_ctx: TransformContext, rows: list[dict]) -> list[tuple[dict, Any]]:
+        """(source row, Transformed | Reject | Skip) per row, file columns included;
+        ``batch_ctx``: from ``batch_context``."""
+        results = [(src, entity.transform(src, batch_ctx)) for src in rows]
+        if entity.files:
+            names = {ref.name for src, r in results if not isinstance(r, (Reject, Skip))
+                     for ref in filerefs.refs_of(entity, src, self.urls)}
+            keys = self.keys(names) if names else {}
+            key_of = lambda name: keys.get(name, name)  # noqa: E731
+            for src, r in results:
+                if not isinstance(r, (Reject, Skip)):
+                    r.row.update(filerefs.file_columns(entity, src, key_of, self.urls))
+        return results
+
+    # --- decide ------------------------------------------------------------------------
+
+    def decide(self, entity: Entity, src: dict, result) -> Reject | Skip | str | None:
+        """None: the row goes in; WAIT: it waits for a parent later in id order; else why not."""
+        if isinstance(result, (Reject, Skip)):
+            return result
+        row = result.row
+        filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
+        problem = (validate_row(row, entity.target, entity.choices, filled_later)
+                   or check_parents(row, entity.foreign_keys, self.loaded, self.gone))
+        column = entity.self_foreign_key
+        if problem is None and column and row[column] is not None and row[column] not in self.loaded[entity.name]:
+            parent = row[column]
+            pending = self.pending.setdefault(entity.name, {})
+            if parent not in self.gone.get(entity.name, {}) and (parent > src["id"] or parent in pending):
+                pending[src["id"]] = parent
+                return WAIT
+            problem = check_parents(row, {column: entity.name}, self.loaded, self.gone)
+        return problem
+
+    def accept(self, entity: Entity, source_id: int) -> None:
+        self.gone.setdefault(entity.name, {}).pop(source_id, None)
+        self.loaded.setdefault(entity.name, IdSet()).add(source_id)
+
+    def rule_out(self, entity: Entity, source_id: int, result: Reject | Skip) -> None:
+        self.gone.setdefault(entity.name, {})[source_id] = root_of(entity.name, source_id, result)
+
+    def ready(self, entity: Entity) -> list[int]:
+        """Waiting replies whose parent is in now (taken off the waiting list)."""
+        pending = self.pending.setdefault(entity.name, {})
+        loaded = self.loaded[entity.name]
+        ids = sorted(i for i, parent in pending.items() if parent in loaded)
+        for i in ids:
+            del pending[i]
+        return ids
+
+    def never_ready(self, entity: Entity) -> dict[int, Reject]:
+        """When none is ready: every waiting reply, with why its parent never came."""
+        pending, self.pending[entity.name] = self.pending.get(entity.name, {}), {}
+        column, gone = entity.self_foreign_key, self.gone.get(entity.name, {})
+        return {i: Reject(f"{column}: {entity.name} id {parent} was rejected", root=gone[parent])
+                if parent in gone else
+                Reject(f"{column}: {entity.name} id {parent} never loaded (missing in the source, "
+                       "or a cycle of replies)")
+                for i, parent in sorted(pending.items())}
+
+    # --- the whole path, for the writers -------------------------------------------------
+
+    def process(self, entity: Entity, rows: list[dict], ctx: TransformContext) -> Outcome:
+        out = Outcome()
+        self.loaded.setdefault(entity.name, IdSet())
+        batch_ctx = self.batch_context(entity, ctx, rows)
+        for src, result in self.transform(entity, batch_ctx, rows):
+            out.fingerprints.append({"entity": entity.name, "source_id": src["id"],
+                                     "fingerprint": self.fingerprint(entity, src, batch_ctx)})
+            problem = self.decide(entity, src, result)
+            if problem == WAIT:
+                out.deferred.append({"entity": entity.name, "source_id": src["id"],
+                                     "parent_id": self.pending[entity.name][src["id"]]})
+            elif problem is not None:
+                self.note_rejection(entity, src, problem, out)
+            else:
+                self.accept(entity, src["id"])
+                out.rows.append(result.row)
+                if entity.hashed_pin:
+                    out.pins.append(src[entity.hashed_pin[1]])
+                out.notes.extend(note_row(entity, src["id"], n) for n in result.notes)
+        return out
+
+    def outcome_of_rejections(self, entity: Entity, rows: list[dict], why: Mapping[int, Reject]) -> Outcome:
+        out = Outcome()
+        for src in rows:
+            self.note_rejection(entity, src, why[src["id"]], out)
+        return out
+
+    def note_rejection(self, entity: Entity, src: dict, result: Reject | Skip, out: Outcome) -> None:
+        if isinstance(result, Skip):
+            out.skipped += 1
+        else:
+            out.rejected += 1
+        self.rule_out(entity, src["id"], result)
+        detail = {"reason": result.reason, "row": {f: src[f] for f in entity.secret_free_fields}}
+        if isinstance(result, Reject) and result.root is not None:
+            detail["root"] = result.root.as_dict()
+        out.notes.append(note_row(entity, src["id"], Note("skip" if isinstance(result, Skip) else "reject", detail)))
+
+
+def note_row(entity: Entity, source_id: int, note: Note) -> dict:
+    return {"entity": entity.name, "source_id": source_id, "kind": note.kind, "detail": jsonable(note.detail)}

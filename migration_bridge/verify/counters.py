@@ -1,0 +1,94 @@
+"""Check ``counters``: every cached counter a profile declares (``Entity.counters``)
+equals the total recomputed in the target; ``--fix-counts`` rewrites the wrong ones."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ..mapping import Profile
+from .state import SHOW_IDS, CheckResult, State, offending
+
+
+def wrong_counters(conn, profile: Profile | None = None) -> dict[str, dict[int, dict[str, int]]]:
+    """{entity: {id: {counter column: correct value}}} of the rows whose counters differ."""
+    if profile is None:
+        from ..profiles import get_profile
+
+        profile = get_profile()
+    wrong: dict[str, dict[int, dict[str, int]]] = {}
+    for entity in profile.entities:
+        if not entity.counters:
+            continue
+        table = entity.target
+        joined, totals = table, []
+        for k, counter in enumerate(entity.counters):
+            counted = profile.entity(counter.counted).target
+            keys = [counted.c[column] for column in counter.match]
+            where = [key.isnot(None) for key in keys]
+            if counter.where:
+                where.append(counted.c[counter.where] == sa.true())
+            sub = sa.select(*keys, sa.func.count().label("n")).where(*where).group_by(*keys).subquery(f"counted_{k}")
+            joined = joined.outerjoin(sub, sa.and_(*[sub.c[column] == table.c[this]
+                                                     for column, this in counter.match.items()]))
+            totals.append(sa.func.coalesce(sub.c.n, 0))
+        columns = [c.column for c in entity.counters]
+        stmt = (sa.select(table.c.id, *[table.c[c] for c in columns],
+                          *[total.label(f"n_{c}") for c, total in zip(columns, totals)])
+                .select_from(joined)
+                .where(sa.or_(*[table.c[c] != total for c, total in zip(columns, totals)]))
+                .order_by(table.c.id))
+        found = {}
+        for row in conn.execute(stmt).mappings():
+            found[row["id"]] = {c: int(row[f"n_{c}"]) for c in columns if row[c] != int(row[f"n_{c}"])}
+        if found:
+            wrong[entity.name] = found
+    return wrong
+
+
+def fix_counters(conn, wrong: dict[str, dict[int, dict[str, int]]], profile: Profile | None = None,
+                 batch: int = 1000) -> None:
+    if profile is None:
+        from ..profiles import get_profile
+
+        profile = get_profile()
+    for name, rows in wrong.items():
+        table = profile.entity(name).target
+        for columns in {tuple(sorted(correct)) for correct in rows.values()}:
+            update = table.update().where(table.c.id == sa.bindparam("b_id")).values(
+                {c: sa.bindparam(f"b_{c}") for c in columns})
+            params = [{"b_id": i, **{f"b_{c}": v for c, v in correct.items()}}
+                      for i, correct in sorted(rows.items()) if tuple(sorted(correct)) == columns]
+            for start in range(0, len(params), batch):
+                conn.execute(update, params[start:start + batch])
+
+
+def check_counters(state: State) -> CheckResult:
+    counted = [e for e in state.profile.entities if e.counters]
+    with state.engine.connect() as conn:
+        wrong = wrong_counters(conn, state.profile)
+    figures = {f"{e.name}_checked": len(state.target_ids[e.name]) for e in counted}
+    figures.update({f"{e.name}_wrong": len(wrong.get(e.name, {})) for e in counted})
+    off, fixed = {}, None
+    if state.options.fix_counts and wrong:
+        for name, rows in wrong.items():
+            off[f"fixed: {name} counters"] = offending(rows)
+        with state.engine.begin() as conn:
+            fix_counters(conn, wrong, state.profile)
+        fixed = {name: len(rows) for name, rows in wrong.items()}
+        figures["fixed"] = fixed
+        with state.engine.connect() as conn:
+            wrong = wrong_counters(conn, state.profile)
+        figures.update({f"{e.name}_wrong_after_fix": len(wrong.get(e.name, {})) for e in counted})
+    for name, rows in wrong.items():
+        off[f"{name}: counters differ from the recomputed totals"] = offending(
+            rows, columns={str(i): sorted(correct) for i, correct in sorted(rows.items())[:SHOW_IDS]})
+    declared = ", ".join(f"{e.name}.{c.column}" for e in counted for c in e.counters)
+    if not wrong and fixed:
+        summary = (f"fixed {', '.join(f'{n} {name} rows' for name, n in fixed.items())}; "
+                   "all counters now equal the recomputed totals")
+    elif not wrong:
+        summary = (", ".join(f"{len(state.target_ids[e.name])} {e.name}" for e in counted)
+                   + f": counters equal the recomputed totals ({declared})" if counted else "no cached counters")
+    else:
+        summary = (", ".join(f"{len(rows)} {name} rows with wrong counters" for name, rows in wrong.items())
+                   + ("" if state.options.fix_counts else " (--fix-counts repairs them)"))
+    return CheckResult("counters", not wrong, summary, figures, off)

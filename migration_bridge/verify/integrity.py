@@ -1,0 +1,94 @@
+"""Checks ``row_counts`` (the target holds exactly the rows the source justifies) and
+``foreign_keys`` (every reference in the target points at a row)."""
+from __future__ import annotations
+
+import math
+
+import sqlalchemy as sa
+
+from ..report import RootCauses
+from .state import SHOW_IDS, CheckResult, State, offending
+
+
+def root_causes(state: State) -> list[dict]:
+    causes = RootCauses()
+    for name, gone in state.gone.items():
+        for root in gone.values():
+            causes.add(name, root)
+    return causes.as_list(state.profile.entity_names)
+
+
+def check_row_counts(state: State) -> CheckResult:
+    if not state.audited:
+        return CheckResult("row_counts", False, "not decided: the content pass, which derives the expected "
+                                                "rows from the source, did not finish")
+    figures, bad, off = {}, [], {}
+    total_expected = total_target = total_gone = 0
+    for entity in state.profile.entities:
+        name = entity.name
+        expected, target = state.expected[name], state.target_ids[name]
+        missing = [i for i in expected if i not in target]
+        extra = [i for i in target if i not in expected]
+        allowed = math.floor(state.options.tolerance * len(expected))
+        checkpoint = state.checkpoints.get(name)
+        complete = bool(checkpoint and checkpoint.done)
+        gone, notes = state.gone[name], state.export_notes[name]
+        ok = complete and len(missing) + len(extra) <= allowed
+        figures[name] = {
+            "source": len(state.source_ids[name]), "expected": len(expected), "target": len(target),
+            "rejected_or_skipped_by_source_rules": len(gone), "missing": len(missing), "extra": len(extra),
+            "allowed_difference": allowed, "export_complete": complete,
+            "export_read": checkpoint.read if checkpoint else None,
+            "export_rejected_or_skipped": len(notes),
+        }
+        if missing:
+            shown = sorted(missing)[:SHOW_IDS]
+            off[f"{name}: missing in target"] = offending(missing, export_said={
+                str(i): f"{notes[i][0]}: {notes[i][1]}" if i in notes else "nothing (lost)" for i in shown})
+        if extra:
+            shown = sorted(extra)[:SHOW_IDS]
+            off[f"{name}: in target, must not be"] = offending(extra, why={
+                str(i): state.gone_reason[name].get(i, "not in the source") for i in shown})
+        if not ok:
+            why = "export not complete" if not complete else (
+                f"{len(target)} rows, {len(expected)} expected ({len(missing)} missing, {len(extra)} extra)")
+            bad.append(f"{name}: {why}")
+        total_expected += len(expected)
+        total_target += len(target)
+        total_gone += len(gone)
+    if bad:
+        summary = "; ".join(bad)
+    else:
+        summary = (f"{len(state.profile.entities)} tables, {total_target} rows for {total_expected} expected; "
+                   f"{total_gone} rows rejected or skipped for faults in the source, from "
+                   f"{len(root_causes(state))} root causes")
+        if off:
+            summary += f"; within the tolerance of {state.options.tolerance:.3%}: " + ", ".join(off)
+    return CheckResult("row_counts", not bad, summary, figures, off)
+
+
+def check_foreign_keys(state: State) -> CheckResult:
+    figures, off = {}, {}
+    self_references = {(e.target.name, e.self_foreign_key) for e in state.profile.entities if e.self_foreign_key}
+    with state.engine.connect() as conn:
+        for table in state.profile.tables:
+            for fk in sorted(table.foreign_keys, key=lambda f: f.parent.name):
+                column, parent = fk.parent, fk.column
+                p = parent.table.alias("p")
+                dangling = (
+                    sa.select(table.c.id)
+                    .select_from(table.outerjoin(p, column == p.c[parent.name]))
+                    .where(column.isnot(None), p.c[parent.name].is_(None))
+                )
+                count = conn.execute(sa.select(sa.func.count()).select_from(dangling.subquery())).scalar_one()
+                label = f"{table.name}.{column.name} -> {parent.table.name}"
+                figures[label] = count
+                if count:
+                    ids = list(conn.execute(dangling.order_by(table.c.id).limit(SHOW_IDS)).scalars())
+                    kind = ("replies without their parent" if (table.name, column.name) in self_references
+                            else "dangling")
+                    off[label] = {"count": count, "ids": ids, "kind": kind}
+    total = sum(figures.values())
+    summary = (f"{len(figures)} foreign key columns, no dangling reference" if not total else
+               "; ".join(f"{label}: {o['count']} {o['kind']}" for label, o in off.items()))
+    return CheckResult("foreign_keys", not total, summary, figures, off)

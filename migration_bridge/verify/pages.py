@@ -1,0 +1,88 @@
+"""Check ``flask_pages`` (with ``--flask-url``): sampled pages of every entity that
+declares one (``Entity.page``) answer 200 in the running Flask app."""
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import BridgeError
+from .state import SHOW_IDS, CheckResult, State, mask_http_url, offending
+
+
+def page_paths(state: State) -> dict[str, str]:
+    """Entity -> page path with ``{id}``, a setting overriding the declared default."""
+    return {e.name: state.raw_settings.get(e.page.setting) or e.page.path
+            for e in state.profile.entities if e.page}
+
+
+def check_page_settings(profile, raw_settings: dict) -> None:
+    for entity in profile.entities:
+        if entity.page:
+            value = raw_settings.get(entity.page.setting)
+            if value is not None and (not isinstance(value, str) or "{id}" not in value):
+                raise BridgeError(f"bad settings: MIGRATION_BRIDGE[{entity.page.setting!r}] must be a path "
+                                  "containing {id}")
+
+
+def check_flask_pages(state: State) -> CheckResult:
+    if not state.options.flask_url:
+        return CheckResult("flask_pages", None, "not run (no --flask-url)")
+    base = state.options.flask_url.rstrip("/")
+    rng = state.rng("flask-pages")
+    paths = page_paths(state)
+    requests = []
+    for table, template in paths.items():
+        ids = list(state.target_ids[table])
+        for i in sorted(rng.sample(ids, min(state.options.sample, len(ids)))):
+            requests.append((table, i, base + template.format(id=i)))
+
+    def fetch(req):
+        table, i, url = req
+        try:
+            with urllib.request.urlopen(url, timeout=15) as response:
+                return table, i, response.status
+        except urllib.error.HTTPError as exc:
+            return table, i, exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            return table, i, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+
+    bad: dict[str, list] = defaultdict(list)
+    statuses: dict[str, dict] = defaultdict(dict)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for table, i, status in pool.map(fetch, requests):
+            if status != 200:
+                bad[table].append(i)
+                statuses[table][str(i)] = status
+    figures = {"flask_url": mask_http_url(state.options.flask_url), "paths": paths,
+               "requested": {t: sum(1 for r in requests if r[0] == t) for t in paths},
+               "failed": {t: len(v) for t, v in bad.items()}}
+    off = {f"{table} pages not 200": offending(ids, status={k: statuses[table][k] for k in
+                                                           list(statuses[table])[:SHOW_IDS]})
+           for table, ids in bad.items()}
+    n_bad = sum(len(v) for v in bad.values())
+    summary = (f"{len(requests)} sampled pages answered 200" if not n_bad else
+               f"{n_bad} of {len(requests)} sampled pages did not answer 200 ({why_pages_failed(statuses)})")
+    return CheckResult("flask_pages", not n_bad, summary, figures, off)
+
+
+def why_pages_failed(statuses: dict[str, dict]) -> str:
+    """The answers instead of 200, most frequent first: '70× 404, 4× URLError: timed out'."""
+    counts = Counter(str(status) for by_id in statuses.values() for status in by_id.values())
+    return ", ".join(f"{n}× {status}" for status, n in counts.most_common(3)) + (
+        f", {len(counts) - 3} other answers" if len(counts) > 3 else "")
+
+
+def check_http_reachable(url: str, timeout: float = 10.0) -> None:
+    """Raise BridgeError (exit 2) when nothing answers at ``url``: before any check runs.
+    Any HTTP answer, an error status included, means the app is there."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise BridgeError(f"--flask-url {mask_http_url(url)} unreachable ({reason}): start the Flask app "
+                          "or fix the URL, or leave --flask-url out to skip the page check") from None

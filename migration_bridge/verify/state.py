@@ -1,0 +1,190 @@
+"""What verify's checks share: the options, the results, and the state loaded once (ids
+on both sides, what the export said) or decided by the content pass (what the target
+must hold, from the source)."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import urllib.parse
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from .. import bookkeeping as bk
+from .. import dialects
+from ..cli import flag
+from ..conf import BridgeSettings
+from ..diff import DEFAULT_CHUNK_SIZE
+from ..idset import IdSet
+from ..mapping import Profile
+from ..source import LegacySource
+from ..transforms import Root
+
+SHOW_IDS = 20
+
+CHECK_TITLES = {
+    "source_connection": "source connection",
+    "row_counts": "row counts per table",
+    "foreign_keys": "foreign keys in the target",
+    "content": "content (checksums + sample)",
+    "counters": "cached counters",
+    "observer_scope": "observer scope",
+    "teacher_dashboards": "teacher dashboards",
+    "files": "files in target storage",
+    "flask_pages": "Flask pages",
+}
+
+
+@dataclass
+class VerifyOptions:
+    """What verify checks; each ``flag`` field is also ``verify_flask``'s option."""
+
+    target_url: str
+    target_schema: str | None = flag(None, "target profile the export wrote (default: what the target records)")
+    sample: int = flag(50, "rows per table compared field by field, and pages fetched (default: %(default)s)")
+    tolerance: float = flag(0.0, "allowed row difference per table, as a fraction (default: 0: none; "
+                                 "e.g. 0.001 for a rehearsal against a live source)")
+    report_path: str | None = flag(None, "where verify.json goes (default var/reports/verify-<timestamp>.json)",
+                                   flag="report", metavar="PATH")
+    flask_url: str | None = flag(None, "base URL of a running Flask app: fetch sampled pages")
+    fix_counts: bool = flag(False, "rewrite wrong cached counters in the target")
+    chunk_size: int = flag(DEFAULT_CHUNK_SIZE, "ids per checksum chunk (default: %(default)s)")
+    seed: int | None = flag(None, "seed of the random samples (default: random, in the report)", type=int)
+    accept_missing_source_files: bool = flag(
+        False, "files missing in the legacy storage too are listed but do not count against the hit ratio")
+    lock_timeout: float | None = flag(None, "give up when a lock in the target is not granted within this "
+                                            "time (default: %(default)ss)", metavar="SECONDS", type=float,
+                                      cli_default=300.0)
+
+    def public(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["target_url"] = dialects.mask_url(self.target_url)
+        data["flask_url"] = mask_http_url(self.flask_url) if self.flask_url else None
+        return data
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool | None  # None: not run (skipped)
+    summary: str
+    figures: dict = field(default_factory=dict)
+    offending: dict = field(default_factory=dict)  # label -> {"count", "ids", ...}
+
+    @property
+    def status(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "SKIP"}[self.passed]
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "title": CHECK_TITLES[self.name], "status": self.status,
+                "passed": self.passed, "summary": self.summary, "figures": self.figures,
+                "offending": self.offending}
+
+
+@dataclass
+class VerifyResult:
+    checks: list[CheckResult]
+    report: dict
+    report_path: Path
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.passed is False]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+
+def offending(ids: Iterable, **extra) -> dict:
+    """The first SHOW_IDS of ``ids`` (sorted when they sort) with the count."""
+    ids = list(ids)
+    try:
+        ids.sort()
+    except TypeError:
+        pass
+    return {"count": len(ids), "ids": ids[:SHOW_IDS], **extra}
+
+
+def mask_http_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class IdList:
+    """Ids in ascending order (compact) with a bitmap for membership."""
+
+    def __init__(self, ids: Iterable[int] = ()):
+        self.items = array("q")
+        self.members = IdSet()
+        for i in ids:
+            self.add(i)
+
+    def add(self, i: int) -> None:
+        self.items.append(i)
+        self.members.add(i)
+
+    def __contains__(self, i) -> bool:
+        return i in self.members
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class State:
+    options: VerifyOptions
+    conf: BridgeSettings
+    profile: Profile
+    source: LegacySource
+    engine: sa.Engine
+    raw_settings: dict
+    seed: int
+    key_scheme: str = "preserve"
+    # loaded once (load())
+    source_ids: dict[str, IdList] = field(default_factory=dict)
+    target_ids: dict[str, IdList] = field(default_factory=dict)
+    checkpoints: dict[str, Any] = field(default_factory=dict)
+    # what the export said of the rows it left out: only to explain differences
+    export_notes: dict[str, dict[int, tuple[str, str]]] = field(default_factory=dict)
+    # decided by the content pass, from the source alone: rows the target must hold,
+    # and the rows it must not hold, each with the root cause (a source row) and reason
+    expected: dict[str, IdList] = field(default_factory=dict)
+    gone: dict[str, dict[int, Root]] = field(default_factory=dict)
+    gone_reason: dict[str, dict[int, str]] = field(default_factory=dict)
+    audited: bool = False
+
+    def rng(self, purpose: str) -> random.Random:
+        return random.Random(f"{self.seed}:{purpose}")
+
+    def migrated(self, name: str) -> IdSet:
+        """Ids both expected from the source and present in the target."""
+        target = self.target_ids[name]
+        return IdSet(i for i in self.expected[name] if i in target)
+
+    def load(self) -> None:
+        for entity in self.profile.entities:
+            self.source_ids[entity.name] = IdList(i for (i,) in self.source.values(entity.source_model, ("pk",)))
+        with self.engine.connect() as conn:
+            for entity in self.profile.entities:
+                table = entity.target
+                result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+                    sa.select(table.c.id).order_by(table.c.id))
+                self.target_ids[entity.name] = IdList(i for (i,) in result)
+            self.checkpoints = {row.entity: row for row in conn.execute(sa.select(bk.checkpoints))}
+            self.export_notes = {entity.name: {} for entity in self.profile.entities}
+            result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+                sa.select(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind, bk.notes.c.detail)
+                .where(bk.notes.c.kind.in_(("reject", "skip"))))
+            for entity_name, source_id, kind, detail in result:
+                if entity_name in self.export_notes:
+                    self.export_notes[entity_name][source_id] = (kind, (detail or {}).get("reason", ""))
