@@ -33,7 +33,7 @@ from .load import BatchStore, BatchWriter, EntityStats
 from .mapping import Entity, Profile
 from .passwords import check_pin_hash_method
 from .pinpool import DEFAULT_PIN_HASH_METHOD, DRY_RUN_PIN_HASH_METHOD, PinPool, estimate_cost
-from .profiles import get_profile
+from .profiles import get_profile, selected
 from .progress import Progress
 from .report import jsonable, run_header, write_report
 from .rowpath import RowPath, base_context, file_urls
@@ -351,8 +351,10 @@ class ExportRun:
             with real.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
                 missing = [t.name for t in tables if not sa.inspect(conn).has_table(t.name)]
+                recorded = bk.recorded_settings(conn)
         except sa.exc.DBAPIError as exc:
             raise BridgeError(dialects.describe_connect_error(exc, real.url)) from None
+        self.check_recorded_schema(recorded)
         if self.options.dry_run:
             real.dispose()
             self._scratch_dir = tempfile.mkdtemp(prefix="bridge-dry-run-")
@@ -396,17 +398,22 @@ class ExportRun:
             self.check_parents_exported(stats)
         return stats
 
-    def settle_target_settings(self, conn: sa.Connection, recorded: dict[str, str]) -> None:
-        """A target is read the way it was first written: same profile, same key scheme."""
+    def check_recorded_schema(self, recorded: dict[str, str]) -> None:
         schema = recorded.get("target_schema", self.profile.name)
         if schema != self.profile.name:
-            raise BridgeError(f"the target holds the {schema!r} schema, not {self.profile.name!r}: "
-                              f"pass --target-schema {schema}, or --reset --yes to start over")
+            raise BridgeError(f"the target holds the {schema!r} schema, not {self.profile.name!r}: pass "
+                              f"--target-schema {recorded.get('target_schema_ref', schema)}, or --reset --yes "
+                              "to start over")
+
+    def settle_target_settings(self, conn: sa.Connection, recorded: dict[str, str]) -> None:
+        """A target is read the way it was first written: same profile, same key scheme."""
+        self.check_recorded_schema(recorded)
         chosen = self.options.key_scheme or recorded.get("key_scheme") or self.conf.FILE_KEY_SCHEME
         if recorded.get("key_scheme", chosen) != chosen:
             raise BridgeError(f"the target's rows name files by the {recorded['key_scheme']!r} key scheme, "
                               f"not {chosen!r}: drop --key-scheme, or --reset --yes to start over")
-        bk.record_settings(conn, {"target_schema": self.profile.name, "key_scheme": chosen})
+        bk.record_settings(conn, {"target_schema": self.profile.name, "key_scheme": chosen,
+                                  "target_schema_ref": selected(self.options.target_schema)})
         self.key_scheme = chosen
         if self.file_options is not None:
             self.file_options = dataclasses.replace(self.file_options, key_scheme=chosen)

@@ -372,7 +372,6 @@ def test_export_copies_files_then_reruns_as_noop(legacy, settings, tmp_path, tar
     assert time.monotonic() - started < 10
     assert again["copied"] == 0 and again["skipped_present"] == len(legacy["present"])
     assert again["skipped_done_in_manifest"] == len(legacy["present"])
-    assert again["finalised_rows"] == {"media": 0, "users": 0}
     assert target_rows(tmp_path, "SELECT id, image_file, video_file, project_images FROM media ORDER BY id") == rows_before
 
     # --verify-files re-checks the objects: all found present with the same checksum
@@ -380,7 +379,7 @@ def test_export_copies_files_then_reruns_as_noop(legacy, settings, tmp_path, tar
     assert verified["copied"] == 0 and verified["skipped_present_checked"] == len(legacy["present"])
 
 
-def test_media_id_keys_and_finalised_urls(legacy, settings, tmp_path, target):
+def test_media_id_keys_written_with_the_rows(legacy, settings, tmp_path, target):
     use_target(settings, target, media_base_url=CDN)
     result, files = export(tmp_path, key_scheme="media-id", file_workers=3)
     manifest = {r.old_name: r for r in target_rows(tmp_path, "SELECT * FROM bridge_files")}
@@ -395,20 +394,22 @@ def test_media_id_keys_and_finalised_urls(legacy, settings, tmp_path, target):
     unique_id, unique_name = legacy["unique"][0]
     assert media[unique_id].image_file == media_id_key(unique_name, unique_id)
     assert media[legacy["video_id"]].video_file == media_id_key("videos/clip.mp4", legacy["video_id"])
-    assert media[legacy["missing_id"]].image_file == "images/missing.png"  # missing: reference kept
+    # a file missing in the legacy storage: the row names the key it would have (files lists it)
+    assert media[legacy["missing_id"]].image_file == media_id_key("images/missing.png", legacy["missing_id"])
     assert json.loads(media[legacy["project_id"]].project_images) == [
-        CDN + media_id_key("images/p1.png", legacy["project_id"]), CDN + "images/p_missing.png",
-        "https://elsewhere.example/x.png"]
+        CDN + media_id_key("images/p1.png", legacy["project_id"]),
+        CDN + media_id_key("images/p_missing.png", legacy["project_id"]), "https://elsewhere.example/x.png"]
     users = dict(target_rows(tmp_path, "SELECT id, profile_picture FROM users"))
     assert users[legacy["teacher_id"]] == CDN + "profiles/teacher1.png"
     assert users[2] == CDN + "profiles/gone.png"
     assert users[3] == "video_app/images/avatars/avatar3.png"
-    assert files["finalised_rows"]["media"] == len(legacy["unique"]) + 3 + 2  # + shared x3, video, project
 
     # idempotent: a second run finds every key in place and changes no row
+    rows_before = target_rows(tmp_path, "SELECT id, image_file, video_file, project_images FROM media ORDER BY id")
     result, again = export(tmp_path, key_scheme="media-id")
-    assert again["copied"] == 0 and again["finalised_rows"] == {"media": 0, "users": 0}
+    assert again["copied"] == 0
     assert {r.old_name: r.key for r in target_rows(tmp_path, "SELECT * FROM bridge_files")} == key
+    assert target_rows(tmp_path, "SELECT id, image_file, video_file, project_images FROM media ORDER BY id") == rows_before
 
 
 def test_dry_run_writes_nothing_to_the_storage(legacy, settings, tmp_path, target):
@@ -426,7 +427,10 @@ def test_files_only_and_skip_files(legacy, settings, tmp_path, target):
     result, files = export(tmp_path, skip_files=True)
     assert files is None and target.objects() == {}
     assert target_rows(tmp_path, "SELECT count(*) FROM media")[0][0] == 19
-    result, files = export(tmp_path, files_only=True, key_scheme="media-id")
+    # the rows name files by the scheme of the first run: another one is refused, not mixed in
+    with pytest.raises(BridgeError, match="key scheme"):
+        export(tmp_path, files_only=True, key_scheme="media-id")
+    result, files = export(tmp_path, files_only=True)
     assert files["copied"] == len(legacy["present"])
     assert result.report["entities"]["media"]["written"] == 19  # from the first run's checkpoints
     with pytest.raises(BridgeError, match="exclude each other"):
@@ -450,7 +454,7 @@ def test_manifest_and_finalisation_on_every_target_dialect(legacy, settings, tmp
     assert manifest["images/shared.png"].refs == 3 and manifest["images/shared.png"].migrated_refs == 3
     assert project[0] == CDN + media_id_key("images/p1.png", legacy["project_id"])
     result, again = export(tmp_path, target_url=target_db.url, key_scheme="media-id")
-    assert again["copied"] == 0 and again["finalised_rows"] == {"media": 0, "users": 0}
+    assert again["copied"] == 0
 
 
 def test_filesystem_target_overwrites_a_stale_object(legacy, settings, tmp_path):

@@ -10,7 +10,7 @@ import flask_models as fm
 from migration_bridge import transforms as t
 
 UTC = dt.timezone.utc
-CTX = t.TransformContext(static_base_url="/static/", media_base_url="https://cdn.example.org/m/")
+CTX = t.TransformContext(static_base_url="/static/")
 
 
 # --- URLs and paths ------------------------------------------------------------
@@ -37,21 +37,6 @@ def test_static_url_properties(parts, base):
     assert url.endswith(path) and url.startswith(base.rstrip("/") + "/")
     assert "//" not in url.replace("://", "")
     assert t.static_url(url, base) == url  # idempotent: a re-run never prefixes twice
-
-
-@given(name=st.text(alphabet="abcdefghij_-.0123456789/", min_size=1, max_size=40).filter(lambda s: not s.startswith("/")))
-def test_media_url_round_trip(name):
-    assert t.storage_name_from_url("/media/" + name) == name
-    url = t.project_image_urls(["/media/" + name], CTX)[0]
-    assert url == "https://cdn.example.org/m/" + name
-
-
-def test_project_images_keeps_what_is_not_a_media_url():
-    entries = ["/media/images/project_7_0a1b2c3d.png", "https://elsewhere/x.png", 42]
-    assert t.project_image_urls(entries, CTX) == [
-        "https://cdn.example.org/m/images/project_7_0a1b2c3d.png", "https://elsewhere/x.png", 42]
-    assert t.project_image_urls(None, CTX) is None
-    assert t.project_image_urls({"not": "a list"}, CTX) == {"not": "a list"}
 
 
 # --- attribution ---------------------------------------------------------------

@@ -109,7 +109,7 @@ def golden(make_module_database, tmp_path_factory) -> Golden:
     shutil.copy(raw, fixed)
     engine = sa.create_engine(f"sqlite:///{fixed}")
     with engine.begin() as conn:
-        fix_counters(conn, *wrong_counters(conn))
+        fix_counters(conn, wrong_counters(conn))
     engine.dispose()
     return Golden(seeded, raw, fixed, base / "flask_media", env)
 

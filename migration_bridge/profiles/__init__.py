@@ -25,12 +25,18 @@ def names() -> tuple[str, ...]:
     return tuple(sorted({*_BUILTIN, *_registered}))
 
 
+def selected(name: str | None = None) -> str:
+    """What names the profile: ``name``, else the setting, else ``plan``."""
+    if name:
+        return name
+    from django.conf import settings
+
+    return (getattr(settings, "MIGRATION_BRIDGE", None) or {}).get("TARGET_SCHEMA") or DEFAULT
+
+
 def get_profile(name: str | None = None) -> Profile:
     """The profile ``name`` (default: the setting, else ``plan``)."""
-    if not name:
-        from django.conf import settings
-
-        name = (getattr(settings, "MIGRATION_BRIDGE", None) or {}).get("TARGET_SCHEMA") or DEFAULT
+    name = selected(name)
     if name in _registered:
         return _registered[name]
     path = _BUILTIN.get(name, name)

@@ -125,7 +125,7 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
     report_path = preflight(options, conf, source, raw_settings, started)
     engine, recorded = open_target(options)
     try:
-        profile = get_profile(options.target_schema or recorded.get("target_schema"))
+        profile = get_profile(options.target_schema or recorded.get("target_schema_ref"))
         check_page_settings(profile, raw_settings)
         for entity in profile.entities:
             source.model(entity.source_model)

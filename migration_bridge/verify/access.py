@@ -7,18 +7,19 @@ from ..mapping import AccessRule
 from .state import SHOW_IDS, CheckResult, State, offending
 
 WHAT = {
-    "observer_scope": ("observers", "see exactly the migrated rows they saw in the legacy app",
+    "observer_scope": ("see exactly the migrated rows they saw in the legacy app",
                        "see other rows than in the legacy app"),
-    "teacher_dashboards": ("teachers", "the same migrated rows on their dashboards as in the legacy app",
-                           "dashboards differ from the legacy app"),
+    "teacher_dashboards": ("have the same migrated rows on their dashboards as in the legacy app",
+                           "have dashboards that differ from the legacy app"),
 }
 
 
 def check_access(state: State, name: str) -> CheckResult:
     rule: AccessRule | None = getattr(state.profile.checks, name)
-    who, same, differ = WHAT[name]
+    same, differ = WHAT[name]
     if rule is None:
         return CheckResult(name, None, f"not run: the {state.profile.name!r} profile declares no such rule")
+    who = rule.owner
     migrated = {seen: state.migrated(seen) for seen in rule.seen}
     legacy = rule.legacy(state.source)
     legacy_owners = state.source_ids[rule.owner]
