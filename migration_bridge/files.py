@@ -106,13 +106,19 @@ def assign_keys(engine: sa.Engine, source: LegacySource, profile: Profile, conf:
             continue
         with engine.begin() as conn:
             known = {m.old_name for m in manifest_rows(conn, first)}
-            rows = [{"old_name": name, "key": target_key(name, owner, scheme), "refs": 0, "migrated_refs": 0,
-                     "first_media_id": owner, "status": "pending", "updated_at": bk.utcnow()}
+            rows = [_new_entry(name, target_key(name, owner, scheme), owner)
                     for name, owner in first.items() if name not in known]
             if rows:
                 conn.execute(bk.files.insert(), rows)
                 added += len(rows)
     return added
+
+
+def _new_entry(name: str, key: str, first_id: int | None, refs: int = 0, migrated_refs: int = 0) -> dict:
+    """A manifest row for a file never attempted."""
+    return {"old_name": name, "key": key, "size": None, "sha256": None, "source_mtime_ns": None,
+            "status": "pending", "error": None, "refs": refs, "migrated_refs": migrated_refs,
+            "first_media_id": first_id, "updated_at": bk.utcnow()}
 
 
 # --- options and results --------------------------------------------------------------
@@ -315,9 +321,7 @@ def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, c
             for name, (n, m) in counts.items():
                 old = known.get(name)
                 if old is None:
-                    rows.append({"old_name": name, "key": target_key(name, None, scheme), "refs": n,
-                                 "migrated_refs": m, "first_media_id": None, "status": "pending",
-                                 "updated_at": bk.utcnow()})
+                    rows.append(_new_entry(name, target_key(name, None, scheme), None, refs=n, migrated_refs=m))
                 else:  # its key stays: rows name it already
                     rows.append({**old._asdict(), "refs": n + old.refs, "migrated_refs": m + old.migrated_refs})
             dialects.upsert(conn, table, rows)

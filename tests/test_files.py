@@ -346,7 +346,7 @@ def test_export_copies_files_then_reruns_as_noop(legacy, settings, tmp_path, tar
     assert set(missing) == set(legacy["missing"])
     assert missing["images/missing.png"]["media_ids"] == [legacy["missing_id"]]
     assert missing["images/p_missing.png"]["media_ids"] == [legacy["project_id"]]
-    assert missing["profiles/gone.png"]["user_ids"] == [2]
+    assert missing["profiles/gone.png"]["users_ids"] == [2]
     assert files["hit_ratio"] == pytest.approx((files["needed_by_migrated_rows"] - 3) / files["needed_by_migrated_rows"])
     assert files["bytes"] == sum(len(v) for v in objects.values())
     if target.kind == "s3":
