@@ -13,7 +13,7 @@ One invocation measures, on this machine (MariaDB 127.0.0.1:3306 root, PostgreSQ
 4. baseline (b): ``dumpdata video_app`` (MariaDB ``bench_dump_small``, scale small) +
    ``loaddata`` into a migrated PostgreSQL ``bench_loaddata``;
 5. PIN hashing with werkzeug's default (scrypt): single-core rate vs the pipeline's own
-   process pool (``Exporter._hash_pins``, workers = os.cpu_count());
+   process pool (``pinpool.PinPool``, workers = os.cpu_count());
 6. peak RSS of the export at scale small vs ``--scale`` (flat in the data size?).
 
 It ends with a markdown table: goal, measured value, PASS/MISSED.
@@ -355,7 +355,7 @@ def raw_copy(db: str) -> dict:
     import MySQLdb.cursors
     import psycopg
 
-    from migration_bridge.mapping import ENTITIES
+    from migration_bridge.profiles.plan import ENTITIES
 
     pg_recreate("bench_raw")
     src = mysql_conn(db, cursorclass=MySQLdb.cursors.SSCursor)
@@ -478,16 +478,15 @@ def dump_load(reseed: bool) -> dict:
 
 def pin_hashing(db: str, sample: int) -> dict:
     """Single-core scrypt rate in this process vs the pipeline's own pool path
-    (Exporter._hash_pins: ProcessPoolExecutor(spawn), chunks of ceil(batch/workers))."""
+    (pinpool.PinPool: ProcessPoolExecutor(spawn), small chunks per task)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "legacy_app.settings")
     os.environ["LEGACY_DATABASE_URL"] = mysql_url(db)  # never connected to: no query is made
     import django
 
     django.setup()
     from migration_bridge.conf import BridgeSettings
-    from migration_bridge.mapping import get_entity
     from migration_bridge.passwords import hash_pins
-    from migration_bridge.pipeline import DEFAULT_PIN_HASH_METHOD, BatchOutcome, Exporter, ExportOptions
+    from migration_bridge.pinpool import DEFAULT_PIN_HASH_METHOD, PinPool
 
     method = DEFAULT_PIN_HASH_METHOD
     conn = mysql_conn(db)
@@ -510,26 +509,20 @@ def pin_hashing(db: str, sample: int) -> dict:
     assert all(h.startswith("scrypt:") for h in single_hashes)
     single_rate = n_single / single_s
 
-    exporter = Exporter(ExportOptions(target_url="unused://", workers=workers, pin_hash_method=method),
-                        conf, source=None)
-    students = get_entity("students")
-    say(f"[pins] pool: {sample} PINs through Exporter._hash_pins, workers={workers}, "
+    pool = PinPool(method, workers, interactive=False)
+    say(f"[pins] pool: {sample} PINs through pinpool.PinPool, workers={workers}, "
         f"batches of {batch} (BATCH_SIZE) ...")
     try:
         t0 = time.perf_counter()
-        warm = pins[:workers * 2]
-        exporter._hash_pins(students, BatchOutcome(rows=[{} for _ in warm], pins=list(warm)))
+        pool.hash(pins[:workers * 2], "students", sample)
         startup_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         hashed = []
         for start in range(0, sample, batch):
-            chunk = pins[start:start + batch]
-            outcome = BatchOutcome(rows=[{} for _ in chunk], pins=list(chunk))
-            exporter._hash_pins(students, outcome)
-            hashed.extend(r["pin_hash"] for r in outcome.rows)
+            hashed.extend(pool.hash(pins[start:start + batch], "students", sample))
         pool_s = time.perf_counter() - t0
     finally:
-        exporter._close_pool()
+        pool.close()
     assert len(hashed) == sample and all(h.startswith("scrypt:") for h in hashed)
     pool_rate = sample / pool_s
     efficiency = pool_rate / (workers * single_rate)
@@ -539,7 +532,7 @@ def pin_hashing(db: str, sample: int) -> dict:
         f"CPU affinity: {len(os.sched_getaffinity(0))}")
     say(f"single core: {n_single} hashes in {single_s:.2f} s = {single_rate:.1f} hashes/s")
     say(f"pool: {sample} hashes in {pool_s:.2f} s = {pool_rate:.1f} hashes/s (warm pool; spawning it and "
-        f"hashing {len(warm)} warm-up PINs took {startup_s:.2f} s once per run)")
+        f"hashing {workers * 2} warm-up PINs took {startup_s:.2f} s once per run)")
     say(f"efficiency = pool / (cores × single) = {pool_rate:.1f} / ({workers} × {single_rate:.1f}) = "
         f"**{efficiency:.1%}**")
     return {"single": single_rate, "pool": pool_rate, "workers": workers, "efficiency": efficiency}

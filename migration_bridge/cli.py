@@ -158,6 +158,11 @@ def check_writable_dir(path: str | os.PathLike, what: str, option: str) -> Path:
     return directory
 
 
+def one_line(exc: BaseException) -> str:
+    """What a report says about an error: the line the user saw (no secret)."""
+    return describe(exc, current["lock_timeout"])[1]
+
+
 # --- options declared once, on the options dataclass --------------------------------------
 
 def flag(default: Any, help: str, **argparse: Any):

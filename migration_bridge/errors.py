@@ -181,10 +181,3 @@ def describe(exc: BaseException, lock_timeout: float | None = None,
         return EXIT_BAD_INPUT, f"a connection failed: {type(exc).__name__}: {first_line(exc)}; {RERUN}"
     return EXIT_UNEXPECTED, (f"unexpected error: {type(exc).__name__}: {first_line(exc)} "
                              "(a bug: run again with --traceback for the stack and report it)")
-
-
-def one_line(exc: BaseException) -> str:
-    """What a report says about an error: the line the user saw (no secret)."""
-    from . import cli
-
-    return describe(exc, cli.current["lock_timeout"])[1]

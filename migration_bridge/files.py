@@ -34,7 +34,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Iterable
 
 import sqlalchemy as sa
 

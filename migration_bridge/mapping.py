@@ -169,14 +169,3 @@ class Profile:
 
     def drop_schema(self, engine: sa.Engine) -> None:
         self.metadata.drop_all(engine)
-
-
-def __getattr__(name: str):
-    """``ENTITIES``/``ENTITY_NAMES``/``get_entity``: the default profile's, for old callers."""
-    if name in ("ENTITIES", "ENTITY_NAMES", "get_entity"):
-        from .profiles import get_profile
-
-        profile = get_profile()
-        return {"ENTITIES": profile.entities, "ENTITY_NAMES": profile.entity_names,
-                "get_entity": profile.entity}[name]
-    raise AttributeError(name)

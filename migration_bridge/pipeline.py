@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from . import cli, dialects, waits
 from . import files as files_mod
-from .cli import check_writable_dir, flag
+from .cli import check_writable_dir, flag, one_line
 from .conf import BridgeSettings
-from .errors import BridgeError, first_line, one_line
+from .errors import BridgeError, first_line
 from .fingerprint import fingerprint_key
 from .freeze import FreezeState, get_freeze_state
 from .idset import EVERY_ID, IdSet

@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from django.apps import apps
 
 from migration_bridge import transforms as t

@@ -22,7 +22,7 @@ from werkzeug.security import check_password_hash
 import flask_models as fm
 from migration_bridge import bookkeeping as bk
 from migration_bridge.fingerprint import fingerprint_key, row_fingerprint
-from migration_bridge.mapping import get_entity
+from migration_bridge.profiles import get_profile
 
 from .conftest import PROJECT_ROOT, SeededLegacy, run_manage, seed_legacy
 from .test_export import target_snapshot
@@ -232,7 +232,7 @@ def test_fingerprints_reveal_no_pin_without_the_key(seeded_sqlite, make_database
     legacy = copy_legacy(seeded_sqlite, tmp_path)
     target = make_database("sqlite")
     export(legacy, target, tmp_path, "--create-schema", "--skip-files")
-    entity = get_entity("students")
+    entity = get_profile("plan").entity("students")
     student_id = anchors(target)["student"]
     with sa.create_engine(legacy.db.url).connect() as conn:
         row = dict(conn.execute(sa.text(
