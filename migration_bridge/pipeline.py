@@ -200,6 +200,9 @@ class CopyRows:
     def check(self, options: ExportOptions) -> None:
         pass
 
+    def check_target(self, conn, entities, stats) -> None:
+        pass
+
     def prepare(self, run: Run, stats: dict[str, EntityStats]) -> None:
         """Say what this run starts from: fresh, resumed (from where), or nothing to do."""
         o = run.options
@@ -365,8 +368,8 @@ class ExportRun:
         if missing:
             if not self.options.create_schema:
                 raise BridgeError(
-                    f"target {dialects.mask_url(real.url)} has no {self.profile.name!r} schema (missing tables: "
-                    f"{', '.join(missing)}); run with --create-schema"
+                    f"target {dialects.mask_url(real.url)} has no Flask schema of the {self.profile.name!r} profile "
+                    f"(missing tables: {', '.join(missing)}); run with --create-schema"
                 )
             self.profile.create_schema(real)
         bk.create_bookkeeping(real)
@@ -383,6 +386,7 @@ class ExportRun:
                 for table in bk.ROW_TABLES:
                     conn.execute(table.delete().where(table.c.entity.in_([e.name for e in self.entities])))
             stats = EntityStats.committed(conn)
+            self.mover.check_target(conn, self.entities, stats)
             if not stats and not o.restart:
                 foreign = [t.name for t in self.profile.tables
                            if conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first()]

@@ -74,10 +74,10 @@ class SyncRows:
         if options.reset or options.restart or options.dry_run or options.files_only:
             raise BridgeError("--sync cannot be combined with --reset, --restart, --dry-run or --files-only")
 
-    def prepare(self, run, stats: dict[str, EntityStats]) -> None:
-        with run.engine.connect() as conn:
-            fingerprinted = conn.execute(sa.select(sa.func.count()).select_from(bk.fingerprints)).scalar()
-        unfinished = [e.name for e in run.entities if not (e.name in stats and stats[e.name].done)]
+    def check_target(self, conn, entities, stats: dict[str, EntityStats]) -> None:
+        """Before anything else is said of the target: a sync needs a complete export."""
+        fingerprinted = conn.execute(sa.select(sa.func.count()).select_from(bk.fingerprints)).scalar()
+        unfinished = [e.name for e in entities if not (e.name in stats and stats[e.name].done)]
         if unfinished:
             raise BridgeError(
                 f"--sync needs a complete export first (not complete: {', '.join(unfinished)}); "
@@ -86,6 +86,9 @@ class SyncRows:
         if not fingerprinted:
             raise BridgeError("the target holds no row fingerprints (exported by an older version): "
                               "run export_to_flask --restart once, then --sync")
+
+    def prepare(self, run, stats: dict[str, EntityStats]) -> None:
+        pass
 
     def committed_stats(self, engine, stats):
         return stats

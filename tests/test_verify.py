@@ -182,8 +182,8 @@ def test_clean_migration_passes(pair, golden, make_database, tmp_path):
     assert failed(report) == {"files"}, proc.stdout
     counters = check(report, "counters")
     assert counters["status"] == "PASS" and "fixed" in counters["summary"]
-    assert counters["figures"]["fixed"]["media"] >= 1 and counters["figures"]["fixed"]["interactions"] >= 1
-    assert set(offending_ids(report, "counters", "fixed: media like counters")) & set(manifest["drifted_counter_media"])
+    assert counters["figures"]["fixed"]["media"] >= 1 and counters["figures"]["fixed"]["student_media_interactions"] >= 1
+    assert set(offending_ids(report, "counters", "fixed: media counters")) & set(manifest["drifted_counter_media"])
     files = check(report, "files")
     missing = files["offending"]["missing in the legacy storage too"]
     assert missing["count"] >= 1 and set(missing["ids"]) <= expected_missing_files(seeded)
@@ -218,7 +218,7 @@ def test_media_id_keys_pass(golden, tmp_path):
         pytest.skip("this export has no media-id key scheme (file copy feature not present)")
     proc, report = verify(url, env, tmp_path, ACCEPT, "--fix-counts")
     assert proc.returncode == 0, proc.stdout
-    assert check(report, "files")["figures"]["expected_sizes_from"] == "bridge_files manifest"
+    assert check(report, "files")["figures"]["expected_sizes_from"] == "legacy storage"
 
 
 # --- one corruption at a time ---------------------------------------------------------
@@ -276,9 +276,9 @@ def test_wrong_counter_fails_counters_and_fix_counts_repairs(golden, tmp_path):
     assert proc.returncode == 1
     assert failed(report) == {"counters"}
     counters = check(report, "counters")
-    assert counters["offending"]["media: likes differ from the interactions"]["ids"] == [media_id]
-    assert counters["offending"]["media: likes differ from the interactions"]["columns"] == {str(media_id): ["eye_likes"]}
-    assert offending_ids(report, "counters", "student_media_interactions: comment_count differs from the comments") == [
+    assert counters["offending"]["media: counters differ from the recomputed totals"]["ids"] == [media_id]
+    assert counters["offending"]["media: counters differ from the recomputed totals"]["columns"] == {str(media_id): ["eye_likes"]}
+    assert offending_ids(report, "counters", "student_media_interactions: counters differ from the recomputed totals") == [
         interaction_id]
 
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--fix-counts")
@@ -304,7 +304,7 @@ def test_observer_moved_to_another_district_fails_observer_scope(golden, tmp_pat
     assert failed(report) == {"observer_scope", "content"}
     scope = check(report, "observer_scope")
     assert scope["offending"]["observers"]["ids"] == [observer_id]
-    assert scope["offending"]["observers"]["sessions"][str(observer_id)]["outside_district"]
+    assert scope["offending"]["observers"]["differences"][str(observer_id)]["sessions_unexpected"]
     assert check(report, "content")["offending"]["observers: rows differ"]["columns"] == {
         str(observer_id): ["district_id"]}
 
@@ -327,7 +327,7 @@ def test_session_moved_to_another_teacher_fails_teacher_dashboards(golden, tmp_p
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
     assert proc.returncode == 1
     assert failed(report) == {"teacher_dashboards", "content"}
-    teachers = check(report, "teacher_dashboards")["offending"]["teachers"]
+    teachers = check(report, "teacher_dashboards")["offending"]["users"]
     assert teachers["ids"] == sorted([old_teacher, new_teacher])
     assert teachers["differences"][str(new_teacher)]["sessions_unexpected"] == [session_id]
     assert teachers["differences"][str(old_teacher)]["sessions_missing"] == [session_id]

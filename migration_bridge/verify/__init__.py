@@ -102,19 +102,19 @@ def open_target(options: VerifyOptions) -> tuple[sa.Engine, dict[str, str]]:
     except sa.exc.DBAPIError as exc:
         engine.dispose()
         raise BridgeError(dialects.describe_connect_error(exc, engine.url)) from None
-    if not has_bookkeeping:
-        engine.dispose()
-        raise BridgeError(f"target {dialects.mask_url(engine.url)} has no migration bookkeeping "
-                          "(bridge_checkpoints): it was not written by export_to_flask")
-    return engine, recorded
+    return engine, (recorded if has_bookkeeping else None)
 
 
-def check_schema(engine: sa.Engine, profile) -> None:
+def check_target(engine: sa.Engine, profile, recorded: dict | None) -> None:
+    """The profile's tables, then the export's bookkeeping, are there."""
     with engine.connect() as conn:
         missing = [t.name for t in profile.tables if not sa.inspect(conn).has_table(t.name)]
     if missing:
-        raise BridgeError(f"target {dialects.mask_url(engine.url)} has no {profile.name!r} schema "
-                          f"(missing tables: {', '.join(missing)}): run export_to_flask first")
+        raise BridgeError(f"target {dialects.mask_url(engine.url)} has no Flask schema of the {profile.name!r} "
+                          f"profile (missing tables: {', '.join(missing)}): run export_to_flask first")
+    if recorded is None:
+        raise BridgeError(f"target {dialects.mask_url(engine.url)} has no migration bookkeeping "
+                          "(bridge_checkpoints): it was not written by export_to_flask")
 
 
 def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
@@ -125,11 +125,11 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
     report_path = preflight(options, conf, source, raw_settings, started)
     engine, recorded = open_target(options)
     try:
-        profile = get_profile(options.target_schema or recorded.get("target_schema_ref"))
+        profile = get_profile(options.target_schema or (recorded or {}).get("target_schema_ref"))
         check_page_settings(profile, raw_settings)
         for entity in profile.entities:
             source.model(entity.source_model)
-        check_schema(engine, profile)
+        check_target(engine, profile, recorded)
         stores = open_stores(conf, dry_run=True)
     except BaseException:
         engine.dispose()
