@@ -283,8 +283,8 @@ def test_wrong_counter_fails_counters_and_fix_counts_repairs(golden, tmp_path):
 
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--fix-counts")
     assert proc.returncode == 0, proc.stdout
-    assert check(report, "counters")["figures"]["fixed"] == {"media": 1, "interactions": 1}
-    assert "fixed 1 media like counters and 1 interaction comment counts" in proc.stdout
+    assert check(report, "counters")["figures"]["fixed"] == {"media": 1, "student_media_interactions": 1}
+    assert "fixed 1 media rows, 1 student_media_interactions rows" in proc.stdout
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
     assert proc.returncode == 0, proc.stdout
 
