@@ -6,6 +6,7 @@ unreachable, except under CI=true, where they fail instead.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -67,16 +68,24 @@ class DatabaseFactory:
         self.tmp_path = tmp_path
         self.created: list[Database] = []
 
-    def __call__(self, kind: str) -> Database:
+    def __call__(self, kind: str, template: Database | None = None) -> Database:
+        """A new empty database, or with ``template`` a copy of that database (of the same kind)."""
         name = f"mbtest_{uuid.uuid4().hex[:12]}"
         if kind == "sqlite":
             path = self.tmp_path / f"{name}.sqlite3"
+            if template is not None:
+                shutil.copy(template.url.removeprefix("sqlite:///"), path)
             db = Database(kind, name, f"sqlite:///{path}", f"sqlite:///{path}")
         else:
             require_server(kind)
             admin = sa.create_engine(SERVER_URLS[kind], isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
-                if kind == "postgresql":
+                if kind == "postgresql" and template is not None:
+                    # a template must have no other session; the golden's engines may linger in a pool
+                    conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                         "WHERE datname = :t AND pid != pg_backend_pid()"), {"t": template.name})
+                    conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template.name}"'))
+                elif kind == "postgresql":
                     conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
                 else:
                     conn.execute(
@@ -89,8 +98,15 @@ class DatabaseFactory:
             else:
                 db = Database(kind, name, f"mysql+mysqldb://root@127.0.0.1:3306/{name}?charset=utf8mb4",
                               f"mysql://root@127.0.0.1:3306/{name}")
+                if template is not None:
+                    _copy_mariadb_tables(template, db)
         self.created.append(db)
         return db
+
+    def clone(self, db: Database) -> Database:
+        """A private copy of ``db`` (a file copy, ``CREATE DATABASE ... TEMPLATE``, or MariaDB's
+        tables copied with their definitions), dropped with this factory's databases."""
+        return self(db.kind, template=db)
 
     def drop_all(self) -> None:
         for db in self.created:
@@ -103,6 +119,20 @@ class DatabaseFactory:
                 else:
                     conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{db.name}`"))
             admin.dispose()
+
+
+def _copy_mariadb_tables(source: Database, db: Database) -> None:
+    """MariaDB has no database templates: each table's own definition, then its rows."""
+    engine = db.engine()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET foreign_key_checks = 0")
+        tables = conn.exec_driver_sql(f"SHOW FULL TABLES FROM `{source.name}` WHERE Table_type = 'BASE TABLE'")
+        for (table, _) in tables.all():
+            ddl = conn.exec_driver_sql(f"SHOW CREATE TABLE `{source.name}`.`{table}`").one()[1]
+            conn.exec_driver_sql(ddl)
+            conn.exec_driver_sql(f"INSERT INTO `{table}` SELECT * FROM `{source.name}`.`{table}`")
+        conn.exec_driver_sql("SET foreign_key_checks = 1")
+    engine.dispose()
 
 
 @pytest.fixture
@@ -147,6 +177,22 @@ def seed_legacy(factory: DatabaseFactory, kind: str, scale: str = "small", seed:
     return SeededLegacy(db, media_root, json.loads(manifest_path.read_text()))
 
 
+@pytest.fixture(scope="module")
+def seeded_legacy(make_module_database):
+    """``seeded_legacy(kind, seed=3)``: a legacy database seeded at scale small, memoised per
+    module; read only (``make_database.clone(seeded.db)`` for one to change)."""
+    cache: dict[tuple[str, int], SeededLegacy] = {}
+
+    def get(kind: str, seed: int = 3) -> SeededLegacy:
+        if (kind, seed) not in cache:
+            cache[kind, seed] = seed_legacy(make_module_database, kind, "small", seed=seed)
+        return cache[kind, seed]
+
+    return get
+
+
+# Legacy source and target dialects the sync and verify scenarios run on, as "source-target".
+SOURCE_TARGET_PAIRS = ["sqlite-sqlite", "mariadb-postgresql"]
 TARGET_DIALECTS = ["sqlite", "postgresql", "mariadb"]
 LEGACY_DIALECTS = ["sqlite", "mariadb"]
 
