@@ -177,22 +177,47 @@ def seed_legacy(factory: DatabaseFactory, kind: str, scale: str = "small", seed:
     return SeededLegacy(db, media_root, json.loads(manifest_path.read_text()))
 
 
-@pytest.fixture(scope="module")
-def seeded_legacy(make_module_database):
-    """``seeded_legacy(kind, seed=3)``: a legacy database seeded at scale small, memoised per
-    module; read only (``make_database.clone(seeded.db)`` for one to change)."""
-    cache: dict[tuple[str, int], SeededLegacy] = {}
-
-    def get(kind: str, seed: int = 3) -> SeededLegacy:
-        if (kind, seed) not in cache:
-            cache[kind, seed] = seed_legacy(make_module_database, kind, "small", seed=seed)
-        return cache[kind, seed]
-
-    return get
-
-
 # Legacy source and target dialects the sync and verify scenarios run on, as "source-target".
 SOURCE_TARGET_PAIRS = ["sqlite-sqlite", "mariadb-postgresql"]
+
+
+@dataclass
+class Exported:
+    """A seeded legacy database and its full export (files included), for one pair of
+    dialects; shared by the session's tests, read only: clone what a test changes."""
+
+    seeded: SeededLegacy  # seeded.env is the export's environment
+    target: Database
+
+    @property
+    def flask_media(self) -> Path:
+        return Path(self.seeded.env["FLASK_MEDIA_ROOT"])
+
+
+@pytest.fixture(scope="session")
+def exported_pair(tmp_path_factory):
+    """``exported_pair("sqlite-sqlite" | "mariadb-postgresql") -> Exported``, made once per
+    session (seed 3, scale small; cheap PIN hashes)."""
+    factory = DatabaseFactory(tmp_path_factory.mktemp("exported"))
+    cache: dict[str, Exported] = {}
+
+    def get(pair: str) -> Exported:
+        if pair not in cache:
+            source_kind, target_kind = pair.split("-")
+            for kind in {source_kind, target_kind} - {"sqlite"}:
+                require_server(kind)  # before seeding
+            seeded = seed_legacy(factory, source_kind, "small")
+            target = factory(target_kind)
+            run_manage("export_to_flask", "--target", target.url, "--create-schema", "--allow-live",
+                       "--pin-hash-method", "pbkdf2:sha256:1000", "--workers", "2",
+                       "--report-dir", str(factory.tmp_path / f"{target.name}_report"), env=seeded.env)
+            cache[pair] = Exported(seeded, target)
+        return cache[pair]
+
+    yield get
+    factory.drop_all()
+
+
 TARGET_DIALECTS = ["sqlite", "postgresql", "mariadb"]
 LEGACY_DIALECTS = ["sqlite", "mariadb"]
 

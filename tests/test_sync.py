@@ -5,8 +5,9 @@ The proof that a sync is right: its target equals a fresh full export of the cha
 source (salted PIN hashes checked by meaning), and verify_flask passes.
 
 The scenarios run on each pair of legacy and target dialects (SQLite → SQLite, MariaDB →
-PostgreSQL). Per pair, the module seeds one legacy database and exports it once (the
-pre-copy); each test changes its own copies of both, with their files.
+PostgreSQL), from the session's one seeded and exported legacy database per pair
+(``exported_pair``, shared with test_verify): that export is the pre-copy, and each test
+changes its own copies of both databases and their files.
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,8 +31,7 @@ from migration_bridge.fingerprint import context_of, fingerprint_key, row_finger
 from migration_bridge.mapping import get_entity
 from migration_bridge.transforms import TransformContext
 
-from .conftest import (PROJECT_ROOT, SOURCE_TARGET_PAIRS, Database, DatabaseFactory, SeededLegacy, require_server,
-                       run_manage)
+from .conftest import PROJECT_ROOT, SOURCE_TARGET_PAIRS, Database, DatabaseFactory, SeededLegacy, run_manage
 from .test_export import target_snapshot
 
 CHEAP_PIN = ("--pin-hash-method", "pbkdf2:sha256:1000")
@@ -104,30 +103,11 @@ def copy_legacy(seeded: SeededLegacy, make_database: DatabaseFactory, tmp_path: 
     return SeededLegacy(make_database.clone(seeded.db), media, seeded.manifest)
 
 
-@dataclass
-class Precopy:
-    """A pair's seeded legacy database and its full export, with the files: read only."""
-    seeded: SeededLegacy
-    target: Database
-    flask_media: Path
-
-
-@pytest.fixture(scope="module", params=SOURCE_TARGET_PAIRS)
-def precopy(request, seeded_legacy, make_module_database, tmp_path_factory) -> Precopy:
-    source_kind, target_kind = request.param.split("-")
-    for kind in {source_kind, target_kind} - {"sqlite"}:
-        require_server(kind)  # before seeding
-    seeded = seeded_legacy(source_kind, seed=5)
-    target = make_module_database(target_kind)
-    base = tmp_path_factory.mktemp("precopy")
-    export(seeded, target, base, "--create-schema")
-    return Precopy(seeded, target, base / "flask_media")
-
-
-@pytest.fixture
-def precopied(precopy, make_database, tmp_path) -> tuple[SeededLegacy, Database]:
+@pytest.fixture(params=SOURCE_TARGET_PAIRS)
+def precopied(request, exported_pair, make_database, tmp_path) -> tuple[SeededLegacy, Database]:
     """This test's own copies of the pre-copy: the legacy database and its files, the target
     and its files (copies keep the files' mtimes, as the export's file manifest expects)."""
+    precopy = exported_pair(request.param)
     shutil.copytree(precopy.flask_media, tmp_path / "flask_media")  # where env_for points
     return copy_legacy(precopy.seeded, make_database, tmp_path), make_database.clone(precopy.target)
 
@@ -254,12 +234,11 @@ def test_killed_sync_then_rerun_converges(precopied, make_database, tmp_path):
     assert_same_as_fresh_export(legacy, target, make_database, tmp_path)
 
 
-def test_fingerprints_reveal_no_pin_without_the_key(seeded_legacy, make_database, tmp_path):
+def test_fingerprints_reveal_no_pin_without_the_key(exported_pair):
     """On SQLite only: the row is read back raw to recompute its fingerprint, and what is
     shown (the key's part) does not depend on the dialect."""
-    legacy = copy_legacy(seeded_legacy("sqlite", seed=5), make_database, tmp_path)
-    target = make_database("sqlite")
-    export(legacy, target, tmp_path, "--create-schema", "--skip-files")
+    exported = exported_pair("sqlite-sqlite")  # read only
+    legacy, target = exported.seeded, exported.target
     entity = get_entity("students")
     student_id = anchors(target)["student"]
     with sa.create_engine(legacy.db.url).connect() as conn:

@@ -3,9 +3,10 @@ makes its check fail and names the id; --fix-counts repairs counters; --flask-ur
 fetches pages from a real (tiny) Flask app on loopback.
 
 Every test runs on each pair of legacy and target dialects (SQLite → SQLite, MariaDB →
-PostgreSQL). Per pair, the module seeds one legacy database and migrates it once (the
-golden target, counters repaired); each corruption test works on its own copy of the
-target (a file copy, or ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL).
+PostgreSQL), from the session's one seeded and exported legacy database per pair
+(``exported_pair``, shared with test_sync): the module repairs the counters of a copy
+(the golden target), and each corruption test works on its own copy of that (a file
+copy, or ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .conftest import SOURCE_TARGET_PAIRS, Database, SeededLegacy, require_server, run_manage
+from .conftest import SOURCE_TARGET_PAIRS, Database, SeededLegacy, run_manage
 
 pytestmark = pytest.mark.slow
 
@@ -108,18 +109,13 @@ class Target:
 
 
 @pytest.fixture(scope="module", params=SOURCE_TARGET_PAIRS)
-def golden(request, seeded_legacy, make_module_database, tmp_path_factory) -> Golden:
-    source_kind, target_kind = request.param.split("-")
-    for kind in {source_kind, target_kind} - {"sqlite"}:
-        require_server(kind)  # before seeding
-    base = tmp_path_factory.mktemp("golden")
-    seeded = seeded_legacy(source_kind)
-    raw = make_module_database(target_kind)
-    env = export(seeded, raw.url, base / "flask_media", base / "export-report")
-    fixed = make_module_database.clone(raw)
-    proc, report = verify(fixed.url, env, base, ACCEPT, "--fix-counts", *SMALL_SAMPLE)
+def golden(request, exported_pair, make_module_database, tmp_path_factory) -> Golden:
+    exported = exported_pair(request.param)
+    fixed = make_module_database.clone(exported.target)
+    env = exported.seeded.env
+    proc, report = verify(fixed.url, env, tmp_path_factory.mktemp("golden"), ACCEPT, "--fix-counts", *SMALL_SAMPLE)
     assert report["passed"], proc.stdout  # the clean migration the corruptions start from
-    return Golden(request.param, seeded, raw, fixed, base / "flask_media", env, report)
+    return Golden(request.param, exported.seeded, exported.target, fixed, exported.flask_media, env, report)
 
 
 def copy_target(golden: Golden, make_database, tmp_path: Path, raw: bool = False, copy_media: bool = False) -> Target:
