@@ -6,6 +6,7 @@ unreachable, except under CI=true, where they fail instead.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -67,16 +68,24 @@ class DatabaseFactory:
         self.tmp_path = tmp_path
         self.created: list[Database] = []
 
-    def __call__(self, kind: str) -> Database:
+    def __call__(self, kind: str, template: Database | None = None) -> Database:
+        """A new empty database, or with ``template`` a copy of that database (of the same kind)."""
         name = f"mbtest_{uuid.uuid4().hex[:12]}"
         if kind == "sqlite":
             path = self.tmp_path / f"{name}.sqlite3"
+            if template is not None:
+                shutil.copy(template.url.removeprefix("sqlite:///"), path)
             db = Database(kind, name, f"sqlite:///{path}", f"sqlite:///{path}")
         else:
             require_server(kind)
             admin = sa.create_engine(SERVER_URLS[kind], isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
-                if kind == "postgresql":
+                if kind == "postgresql" and template is not None:
+                    # a template must have no other session; the golden's engines may linger in a pool
+                    conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                         "WHERE datname = :t AND pid != pg_backend_pid()"), {"t": template.name})
+                    conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template.name}"'))
+                elif kind == "postgresql":
                     conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
                 else:
                     conn.execute(
@@ -89,8 +98,15 @@ class DatabaseFactory:
             else:
                 db = Database(kind, name, f"mysql+mysqldb://root@127.0.0.1:3306/{name}?charset=utf8mb4",
                               f"mysql://root@127.0.0.1:3306/{name}")
+                if template is not None:
+                    _copy_mariadb_tables(template, db)
         self.created.append(db)
         return db
+
+    def clone(self, db: Database) -> Database:
+        """A private copy of ``db`` (a file copy, ``CREATE DATABASE ... TEMPLATE``, or MariaDB's
+        tables copied with their definitions), dropped with this factory's databases."""
+        return self(db.kind, template=db)
 
     def drop_all(self) -> None:
         for db in self.created:
@@ -103,6 +119,20 @@ class DatabaseFactory:
                 else:
                     conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{db.name}`"))
             admin.dispose()
+
+
+def _copy_mariadb_tables(source: Database, db: Database) -> None:
+    """MariaDB has no database templates: each table's own definition, then its rows."""
+    engine = db.engine()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET foreign_key_checks = 0")
+        tables = conn.exec_driver_sql(f"SHOW FULL TABLES FROM `{source.name}` WHERE Table_type = 'BASE TABLE'")
+        for (table, _) in tables.all():
+            ddl = conn.exec_driver_sql(f"SHOW CREATE TABLE `{source.name}`.`{table}`").one()[1]
+            conn.exec_driver_sql(ddl)
+            conn.exec_driver_sql(f"INSERT INTO `{table}` SELECT * FROM `{source.name}`.`{table}`")
+        conn.exec_driver_sql("SET foreign_key_checks = 1")
+    engine.dispose()
 
 
 @pytest.fixture
@@ -145,6 +175,47 @@ def seed_legacy(factory: DatabaseFactory, kind: str, scale: str = "small", seed:
     run_manage("migrate", "-v0", env=env)
     run_manage("seed_legacy", "--scale", scale, "--seed", str(seed), "--manifest", str(manifest_path), env=env)
     return SeededLegacy(db, media_root, json.loads(manifest_path.read_text()))
+
+
+# Legacy source and target dialects the sync and verify scenarios run on, as "source-target".
+SOURCE_TARGET_PAIRS = ["sqlite-sqlite", "mariadb-postgresql"]
+
+
+@dataclass
+class Exported:
+    """A seeded legacy database and its full export (files included), for one pair of
+    dialects; shared by the session's tests, read only: clone what a test changes."""
+
+    seeded: SeededLegacy  # seeded.env is the export's environment
+    target: Database
+
+    @property
+    def flask_media(self) -> Path:
+        return Path(self.seeded.env["FLASK_MEDIA_ROOT"])
+
+
+@pytest.fixture(scope="session")
+def exported_pair(tmp_path_factory):
+    """``exported_pair("sqlite-sqlite" | "mariadb-postgresql") -> Exported``, made once per
+    session (seed 3, scale small; cheap PIN hashes)."""
+    factory = DatabaseFactory(tmp_path_factory.mktemp("exported"))
+    cache: dict[str, Exported] = {}
+
+    def get(pair: str) -> Exported:
+        if pair not in cache:
+            source_kind, target_kind = pair.split("-")
+            for kind in {source_kind, target_kind} - {"sqlite"}:
+                require_server(kind)  # before seeding
+            seeded = seed_legacy(factory, source_kind, "small")
+            target = factory(target_kind)
+            run_manage("export_to_flask", "--target", target.url, "--create-schema", "--allow-live",
+                       "--pin-hash-method", "pbkdf2:sha256:1000", "--workers", "2",
+                       "--report-dir", str(factory.tmp_path / f"{target.name}_report"), env=seeded.env)
+            cache[pair] = Exported(seeded, target)
+        return cache[pair]
+
+    yield get
+    factory.drop_all()
 
 
 TARGET_DIALECTS = ["sqlite", "postgresql", "mariadb"]

@@ -3,6 +3,11 @@
 The changes go through the legacy ORM (``manage.py shell``), as the live app makes them.
 The proof that a sync is right: its target equals a fresh full export of the changed
 source (salted PIN hashes checked by meaning), and verify_flask passes.
+
+The scenarios run on each pair of legacy and target dialects (SQLite → SQLite, MariaDB →
+PostgreSQL), from the session's one seeded and exported legacy database per pair
+(``exported_pair``, shared with test_verify): that export is the pre-copy, and each test
+changes its own copies of both databases and their files.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,7 +30,7 @@ from migration_bridge import bookkeeping as bk
 from migration_bridge.fingerprint import fingerprint_key, row_fingerprint
 from migration_bridge.profiles import get_profile
 
-from .conftest import PROJECT_ROOT, SeededLegacy, run_manage, seed_legacy
+from .conftest import PROJECT_ROOT, SOURCE_TARGET_PAIRS, Database, DatabaseFactory, SeededLegacy, run_manage
 from .test_export import target_snapshot
 
 CHEAP_PIN = ("--pin-hash-method", "pbkdf2:sha256:1000")
@@ -89,19 +95,20 @@ StudentMediaInteraction.objects.create(student=kid, media=m, liked_graph=True)
 """
 
 
-def copy_legacy(seeded: SeededLegacy, tmp_path) -> SeededLegacy:
-    """A private copy of a seeded SQLite legacy database and its media, to change."""
-    db_path = tmp_path / "legacy.sqlite3"
-    shutil.copy(seeded.db.url.removeprefix("sqlite:///"), db_path)
+def copy_legacy(seeded: SeededLegacy, make_database: DatabaseFactory, tmp_path: Path) -> SeededLegacy:
+    """A private copy of a seeded legacy database and its media, to change."""
     media = tmp_path / "media"
     shutil.copytree(seeded.media_root, media)
-    db = type(seeded.db)("sqlite", "legacy_copy", f"sqlite:///{db_path}", f"sqlite:///{db_path}")
-    return SeededLegacy(db, media, seeded.manifest)
+    return SeededLegacy(make_database.clone(seeded.db), media, seeded.manifest)
 
 
-@pytest.fixture(scope="module")
-def seeded_sqlite(make_module_database):
-    return seed_legacy(make_module_database, "sqlite", "small", seed=5)
+@pytest.fixture(params=SOURCE_TARGET_PAIRS)
+def precopied(request, exported_pair, make_database, tmp_path) -> tuple[SeededLegacy, Database]:
+    """This test's own copies of the pre-copy: the legacy database and its files, the target
+    and its files (copies keep the files' mtimes, as the export's file manifest expects)."""
+    precopy = exported_pair(request.param)
+    shutil.copytree(precopy.flask_media, tmp_path / "flask_media")  # where env_for points
+    return copy_legacy(precopy.seeded, make_database, tmp_path), make_database.clone(precopy.target)
 
 
 def env_for(legacy, tmp_path) -> dict:
@@ -123,7 +130,8 @@ def shell(legacy, tmp_path, code: str) -> None:
 def anchors(target) -> dict:
     """Ids of migrated rows to change: a teacher with a district, one of their sessions,
     a media of that session with a comment and a reaction, a student, an observer."""
-    with target.engine().connect() as conn:
+    engine = target.engine()
+    with engine.connect() as conn:
         row = conn.execute(sa.text(
             "SELECT u.id, s.id, m.id, st.id, c.id, i.id FROM users u "
             "JOIN sessions s ON s.created_by_id = u.id JOIN media m ON m.session_id = s.id "
@@ -131,25 +139,26 @@ def anchors(target) -> dict:
             "JOIN student_media_interactions i ON i.media_id = m.id "
             "WHERE u.district_id IS NOT NULL ORDER BY u.id, s.id, m.id, st.id, c.id, i.id LIMIT 1")).one()
         observer = conn.execute(sa.text("SELECT MIN(id) FROM observers")).scalar()
+    engine.dispose()
     return {**dict(zip(("teacher", "session", "media", "student", "comment", "interaction"), row)),
             "observer": observer}
 
 
 def assert_same_as_fresh_export(legacy, synced, make_database, tmp_path):
-    fresh = make_database("sqlite")
+    fresh = make_database(synced.kind)
     export(legacy, fresh, tmp_path, "--create-schema", "--skip-files")
     assert target_snapshot(synced.engine()) == target_snapshot(fresh.engine())
-    pins = dict(sa.create_engine(legacy.db.url).connect().execute(
-        sa.text("SELECT id, password FROM video_app_student")).all())
+    legacy_engine = sa.create_engine(legacy.db.url)
+    with legacy_engine.connect() as conn:  # closed: MariaDB would not drop the copy under an open transaction
+        pins = dict(conn.execute(sa.text("SELECT id, password FROM video_app_student")).all())
+    legacy_engine.dispose()
     with synced.engine().connect() as conn:
         for student_id, pin_hash in conn.execute(sa.select(fm.Student.id, fm.Student.pin_hash)):
             assert check_password_hash(pin_hash, pins[student_id]), student_id
 
 
-def test_sync_carries_inserts_updates_deletes_of_every_entity(seeded_sqlite, make_database, tmp_path):
-    legacy = copy_legacy(seeded_sqlite, tmp_path)
-    target = make_database("sqlite")
-    export(legacy, target, tmp_path, "--create-schema")
+def test_sync_carries_inserts_updates_deletes_of_every_entity(precopied, make_database, tmp_path):
+    legacy, target = precopied
     ids = anchors(target)
     shell(legacy, tmp_path, SETUP_VICTIMS.format(**ids))
     _, pre = export(legacy, target, tmp_path, "--sync")  # the victims arrive like any change
@@ -178,10 +187,8 @@ def test_sync_carries_inserts_updates_deletes_of_every_entity(seeded_sqlite, mak
     assert all(s["inserted"] == s["updated"] == s["deleted"] == 0 for s in again["sync"].values()), again["sync"]
 
 
-def test_a_pin_change_alone_is_detected(seeded_sqlite, make_database, tmp_path):
-    legacy = copy_legacy(seeded_sqlite, tmp_path)
-    target = make_database("sqlite")
-    export(legacy, target, tmp_path, "--create-schema", "--skip-files")
+def test_a_pin_change_alone_is_detected(precopied, tmp_path):
+    legacy, target = precopied
     student = anchors(target)["student"]
     shell(legacy, tmp_path, f"from legacy_app.video_app.models import Student; "
                             f"Student.objects.filter(pk={student}).update(password='11235')")
@@ -193,10 +200,8 @@ def test_a_pin_change_alone_is_detected(seeded_sqlite, make_database, tmp_path):
     assert check_password_hash(pin_hash, "11235")
 
 
-def test_killed_sync_then_rerun_converges(seeded_sqlite, make_database, tmp_path):
-    legacy = copy_legacy(seeded_sqlite, tmp_path)
-    target = make_database("sqlite")
-    export(legacy, target, tmp_path, "--create-schema", "--skip-files")
+def test_killed_sync_then_rerun_converges(precopied, make_database, tmp_path):
+    legacy, target = precopied
     # Many regenerated PINs, hashed slowly in small batches, so the kill lands mid-way.
     shell(legacy, tmp_path, "from legacy_app.video_app.models import Student\n"
                             "for s in Student.objects.order_by('pk')[:400]:\n"
@@ -228,10 +233,11 @@ def test_killed_sync_then_rerun_converges(seeded_sqlite, make_database, tmp_path
     assert_same_as_fresh_export(legacy, target, make_database, tmp_path)
 
 
-def test_fingerprints_reveal_no_pin_without_the_key(seeded_sqlite, make_database, tmp_path):
-    legacy = copy_legacy(seeded_sqlite, tmp_path)
-    target = make_database("sqlite")
-    export(legacy, target, tmp_path, "--create-schema", "--skip-files")
+def test_fingerprints_reveal_no_pin_without_the_key(exported_pair):
+    """On SQLite only: the row is read back raw to recompute its fingerprint, and what is
+    shown (the key's part) does not depend on the dialect."""
+    exported = exported_pair("sqlite-sqlite")  # read only
+    legacy, target = exported.seeded, exported.target
     entity = get_profile("plan").entity("students")
     student_id = anchors(target)["student"]
     with sa.create_engine(legacy.db.url).connect() as conn:
@@ -258,10 +264,8 @@ def test_fingerprints_reveal_no_pin_without_the_key(seeded_sqlite, make_database
     assert matches(hashlib.sha512(b"").digest()) == []
 
 
-def test_cleanup_drops_the_bookkeeping(seeded_sqlite, make_database, tmp_path):
-    legacy = copy_legacy(seeded_sqlite, tmp_path)
-    target = make_database("sqlite")
-    export(legacy, target, tmp_path, "--create-schema", "--skip-files")
+def test_cleanup_drops_the_bookkeeping(precopied, tmp_path):
+    legacy, target = precopied
     proc = run_manage("export_to_flask", "--target", target.url, "--cleanup", "--yes", env=env_for(legacy, tmp_path))
     assert "dropped" in proc.stdout
     names = set(sa.inspect(target.engine()).get_table_names())

@@ -2,15 +2,17 @@
 makes its check fail and names the id; --fix-counts repairs counters; --flask-url
 fetches pages from a real (tiny) Flask app on loopback.
 
-The corruption tests share one seeded + migrated SQLite pair (module scope) and
-work on a copy of the target file each.
+Every test runs on each pair of legacy and target dialects (SQLite → SQLite, MariaDB →
+PostgreSQL), from the session's one seeded and exported legacy database per pair
+(``exported_pair``, shared with test_sync): the module repairs the counters of a copy
+(the golden target), and each corruption test works on its own copy of that (a file
+copy, or ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL).
 """
 from __future__ import annotations
 
 import itertools
 import json
 import shutil
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .conftest import run_manage, seed_legacy
+from .conftest import SOURCE_TARGET_PAIRS, Database, SeededLegacy, run_manage
 
 pytestmark = pytest.mark.slow
 
@@ -68,64 +70,68 @@ def expected_missing_files(seeded) -> set[str]:
     return set(anomalies["missing_files"]) | {u[len("/media/"):] for u in anomalies["project_images_missing"]}
 
 
+ACCEPT = "--accept-missing-source-files"  # the seed's legacy storage lacks some files on purpose
+SMALL_SAMPLE = ("--sample", "20")
+
+
 @dataclass
 class Golden:
-    seeded: object
-    raw: Path  # the target as export_to_flask left it
-    fixed: Path  # the same with counters repaired
+    pair: str  # "source-target"
+    seeded: SeededLegacy
+    raw: Database  # the target as export_to_flask left it
+    fixed: Database  # the same with counters repaired
     flask_media: Path
     env: dict
+    report: dict  # verify_flask's on ``fixed``, with SMALL_SAMPLE
 
 
 @dataclass
 class Target:
-    path: Path
+    db: Database
     env: dict
 
     @property
     def url(self) -> str:
-        return f"sqlite:///{self.path}"
+        return self.db.url
 
-    def sql(self, statement: str, params=()) -> list:
-        """Raw sqlite3: foreign keys are NOT enforced, as after a manual edit."""
-        conn = sqlite3.connect(self.path)
+    def sql(self, statement: str, **params) -> list:
+        """One statement in its own transaction, foreign keys NOT enforced, as after a manual
+        edit (SQLAlchemy leaves SQLite's off; PostgreSQL's are skipped in replica mode)."""
+        engine = self.db.engine()
         try:
-            rows = conn.execute(statement, params).fetchall()
-            conn.commit()
-            return rows
+            with engine.begin() as conn:
+                if self.db.kind == "postgresql":
+                    conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+                result = conn.execute(sa.text(statement), params)
+                return result.all() if result.returns_rows else []
         finally:
-            conn.close()
+            engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def golden(make_module_database, tmp_path_factory) -> Golden:
-    from migration_bridge.verify import fix_counters, wrong_counters
-
-    base = tmp_path_factory.mktemp("golden")
-    seeded = seed_legacy(make_module_database, "sqlite", "small")
-    raw = base / "flask_raw.sqlite3"
-    env = export(seeded, f"sqlite:///{raw}", base / "flask_media", base / "export-report")
-    fixed = base / "flask_fixed.sqlite3"
-    shutil.copy(raw, fixed)
-    engine = sa.create_engine(f"sqlite:///{fixed}")
-    with engine.begin() as conn:
-        fix_counters(conn, wrong_counters(conn))
-    engine.dispose()
-    return Golden(seeded, raw, fixed, base / "flask_media", env)
+@pytest.fixture(scope="module", params=SOURCE_TARGET_PAIRS)
+def golden(request, exported_pair, make_module_database, tmp_path_factory) -> Golden:
+    exported = exported_pair(request.param)
+    fixed = make_module_database.clone(exported.target)
+    env = exported.seeded.env
+    proc, report = verify(fixed.url, env, tmp_path_factory.mktemp("golden"), ACCEPT, "--fix-counts", *SMALL_SAMPLE)
+    assert report["passed"], proc.stdout  # the clean migration the corruptions start from
+    return Golden(request.param, exported.seeded, exported.target, fixed, exported.flask_media, env, report)
 
 
-def copy_target(golden: Golden, tmp_path: Path, source: Path | None = None, copy_media: bool = False) -> Target:
-    path = tmp_path / "flask.sqlite3"
-    shutil.copy(source or golden.fixed, path)
+def copy_target(golden: Golden, make_database, tmp_path: Path, raw: bool = False, copy_media: bool = False) -> Target:
+    """This test's own copy of the golden target (counters repaired unless ``raw``)."""
+    db = make_database.clone(golden.raw if raw else golden.fixed)
     env = dict(golden.env)
     if copy_media:
         media = tmp_path / "flask_media"
         shutil.copytree(golden.flask_media, media)
         env["FLASK_MEDIA_ROOT"] = str(media)
-    return Target(path, env)
+    return Target(db, env)
 
 
-ACCEPT = "--accept-missing-source-files"  # the seed's legacy storage lacks some files on purpose
+@pytest.fixture
+def target(golden, make_database, tmp_path) -> Target:
+    return copy_target(golden, make_database, tmp_path)
 
 
 # --- the checksum engine (pure) ----------------------------------------------------------
@@ -164,15 +170,9 @@ def test_ranges_cover_every_id_and_descent_finds_the_ids():
 
 # --- a clean migration ----------------------------------------------------------------
 
-@pytest.mark.parametrize("pair", ["sqlite-sqlite", "mariadb-postgresql"])
-def test_clean_migration_passes(pair, golden, make_database, tmp_path):
-    if pair == "sqlite-sqlite":
-        seeded, target = golden.seeded, copy_target(golden, tmp_path, golden.raw)
-        url, env = target.url, target.env
-    else:
-        seeded = seed_legacy(make_database, "mariadb", "small")
-        url = make_database("postgresql").url
-        env = export(seeded, url, tmp_path / "flask_media", tmp_path / "export-report")
+def test_clean_migration_passes(golden, make_database, tmp_path):
+    seeded, target = golden.seeded, copy_target(golden, make_database, tmp_path, raw=True)
+    url, env = target.url, target.env
     manifest = seeded.manifest["anomalies"]
 
     # A fresh migration: the seed's drifted counters fail check 4, --fix-counts repairs them.
@@ -204,10 +204,10 @@ def test_clean_migration_passes(pair, golden, make_database, tmp_path):
     assert sum(f["rows_compared"] for f in content.values()) == sum(r["target"] for r in rows.values())
 
 
-def test_media_id_keys_pass(golden, tmp_path):
+def test_media_id_keys_pass(golden, make_database, tmp_path):
     """Files renamed by the export (--key-scheme media-id): the content check expects the
     finalised keys and URLs, the files check finds the renamed objects."""
-    url = f"sqlite:///{tmp_path / 'flask.sqlite3'}"
+    url = make_database(golden.raw.kind).url
     env = export(golden.seeded, url, tmp_path / "flask_media", tmp_path / "export-report",
                  "--key-scheme", "media-id")
     engine = sa.create_engine(url)
@@ -223,10 +223,9 @@ def test_media_id_keys_pass(golden, tmp_path):
 
 # --- one corruption at a time ---------------------------------------------------------
 
-def test_deleted_row_fails_row_counts(golden, tmp_path):
-    target = copy_target(golden, tmp_path)
+def test_deleted_row_fails_row_counts(target, tmp_path):
     (observer_id,) = target.sql("SELECT max(id) FROM observers")[0]
-    target.sql("DELETE FROM observers WHERE id = ?", (observer_id,))
+    target.sql("DELETE FROM observers WHERE id = :id", id=observer_id)
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
     assert proc.returncode == 1
     assert failed(report) == {"row_counts"}
@@ -234,14 +233,13 @@ def test_deleted_row_fails_row_counts(golden, tmp_path):
     assert str(observer_id) in proc.stdout
 
 
-def test_row_count_tolerance(golden, tmp_path):
+def test_row_count_tolerance(target, tmp_path):
     """One media row lost fails by default; --tolerance 0.001 (a rehearsal on a live source)
     lets one of ~2200 through, listed."""
-    target = copy_target(golden, tmp_path)
     (media_id,) = target.sql(
         "SELECT min(m.id) FROM media m WHERE NOT EXISTS (SELECT 1 FROM comments c WHERE c.media_id = m.id) "
         "AND NOT EXISTS (SELECT 1 FROM student_media_interactions i WHERE i.media_id = m.id)")[0]
-    target.sql("DELETE FROM media WHERE id = ?", (media_id,))
+    target.sql("DELETE FROM media WHERE id = :id", id=media_id)
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
     assert failed(report) == {"row_counts"}
     assert offending_ids(report, "row_counts", "media: missing in target") == [media_id]
@@ -250,12 +248,13 @@ def test_row_count_tolerance(golden, tmp_path):
     assert offending_ids(report, "row_counts", "media: missing in target") == [media_id]
 
 
-def test_altered_field_outside_the_sample_fails_content(golden, tmp_path):
-    target = copy_target(golden, tmp_path)
-    media_id = 1500
-    assert target.sql("SELECT count(*) FROM media WHERE id = ?", (media_id,)) == [(1,)]
-    target.sql("UPDATE media SET title = title || '!' WHERE id = ?", (media_id,))
-    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--sample", "20")
+def test_altered_field_outside_the_sample_fails_content(golden, target, tmp_path):
+    # a row the sample leaves out: it depends on the seed and the ids, not on the values
+    sampled = check(golden.report, "content")["figures"]["media"]["sample_ids"]
+    (media_id,) = target.sql(
+        f"SELECT min(id) FROM media WHERE id >= 1500 AND id NOT IN ({', '.join(map(str, sampled))})")[0]
+    target.sql("UPDATE media SET title = title || '!' WHERE id = :id", id=media_id)
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, *SMALL_SAMPLE)
     assert proc.returncode == 1
     assert failed(report) == {"content"}
     content = check(report, "content")
@@ -265,13 +264,12 @@ def test_altered_field_outside_the_sample_fails_content(golden, tmp_path):
     assert content["figures"]["media"]["chunks_differing"] == 1
 
 
-def test_wrong_counter_fails_counters_and_fix_counts_repairs(golden, tmp_path):
-    target = copy_target(golden, tmp_path)
+def test_wrong_counter_fails_counters_and_fix_counts_repairs(target, tmp_path):
     (media_id,) = target.sql("SELECT min(id) FROM media")[0]
-    target.sql("UPDATE media SET eye_likes = eye_likes + 3 WHERE id = ?", (media_id,))
+    target.sql("UPDATE media SET eye_likes = eye_likes + 3 WHERE id = :id", id=media_id)
     (interaction_id,) = target.sql("SELECT max(id) FROM student_media_interactions")[0]
-    target.sql("UPDATE student_media_interactions SET comment_count = comment_count + 1 WHERE id = ?",
-               (interaction_id,))
+    target.sql("UPDATE student_media_interactions SET comment_count = comment_count + 1 WHERE id = :id",
+               id=interaction_id)
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
     assert proc.returncode == 1
     assert failed(report) == {"counters"}
@@ -289,15 +287,14 @@ def test_wrong_counter_fails_counters_and_fix_counts_repairs(golden, tmp_path):
     assert proc.returncode == 0, proc.stdout
 
 
-def test_observer_moved_to_another_district_fails_observer_scope(golden, tmp_path):
-    target = copy_target(golden, tmp_path)
+def test_observer_moved_to_another_district_fails_observer_scope(target, tmp_path):
     # an observer, and a district whose teachers' sessions differ from its own district's
     rows = target.sql(
         "SELECT o.id, o.district_id, d.id FROM observers o JOIN districts d ON d.id != o.district_id "
         "WHERE EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.created_by_id "
         "              WHERE u.district_id = d.id) ORDER BY o.id, d.id")
     observer_id, _old, new_district = rows[0]
-    target.sql("UPDATE observers SET district_id = ? WHERE id = ?", (new_district, observer_id))
+    target.sql("UPDATE observers SET district_id = :d WHERE id = :id", d=new_district, id=observer_id)
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
     assert proc.returncode == 1
     # the content check sees the changed field too: every altered column is a content difference
@@ -309,8 +306,7 @@ def test_observer_moved_to_another_district_fails_observer_scope(golden, tmp_pat
         str(observer_id): ["district_id"]}
 
 
-def test_session_moved_to_another_teacher_fails_teacher_dashboards(golden, tmp_path):
-    target = copy_target(golden, tmp_path)
+def test_session_moved_to_another_teacher_fails_teacher_dashboards(target, tmp_path):
     # another teacher of the same district, so observers' scope is unchanged
     candidates = target.sql(
         "SELECT s.id, s.created_by_id, u2.id FROM sessions s JOIN users u ON u.id = s.created_by_id "
@@ -318,9 +314,9 @@ def test_session_moved_to_another_teacher_fails_teacher_dashboards(golden, tmp_p
         "ORDER BY s.is_archived DESC, s.id, u2.id")
     for session_id, old_teacher, new_teacher in candidates:
         try:  # the partial unique index (one active session per teacher and section) may refuse
-            target.sql("UPDATE sessions SET created_by_id = ? WHERE id = ?", (new_teacher, session_id))
+            target.sql("UPDATE sessions SET created_by_id = :t WHERE id = :id", t=new_teacher, id=session_id)
             break
-        except sqlite3.IntegrityError:
+        except sa.exc.IntegrityError:
             continue
     else:
         pytest.fail("no session could be moved")
@@ -334,11 +330,12 @@ def test_session_moved_to_another_teacher_fails_teacher_dashboards(golden, tmp_p
     assert check(report, "content")["offending"]["sessions: rows differ"]["ids"] == [session_id]
 
 
-def test_deleted_storage_object_fails_files(golden, tmp_path):
-    target = copy_target(golden, tmp_path, copy_media=True)
+def test_deleted_storage_object_fails_files(golden, make_database, tmp_path):
+    target = copy_target(golden, make_database, tmp_path, copy_media=True)
     media_id, key = target.sql(
-        "SELECT min(id), image_file FROM media WHERE image_file != '' AND image_file NOT LIKE '%missing%' "
-        "AND image_file IN (SELECT image_file FROM media GROUP BY image_file HAVING count(*) = 1)")[0]
+        "SELECT id, image_file FROM media WHERE image_file != '' AND image_file NOT LIKE '%missing%' "
+        "AND image_file IN (SELECT image_file FROM media GROUP BY image_file HAVING count(*) = 1) "
+        "ORDER BY id LIMIT 1")[0]
     (Path(target.env["FLASK_MEDIA_ROOT"]) / key).unlink()
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
     assert proc.returncode == 1
@@ -348,14 +345,13 @@ def test_deleted_storage_object_fails_files(golden, tmp_path):
     assert key in proc.stdout
 
 
-def test_dangling_parent_fails_foreign_keys(golden, tmp_path):
-    target = copy_target(golden, tmp_path)
+def test_dangling_parent_fails_foreign_keys(target, tmp_path):
     # a parent comment not written by a student (its deletion leaves comment counts alone)
     parent_id = target.sql(
         "SELECT min(p.id) FROM comments p WHERE p.student_id IS NULL "
         "AND EXISTS (SELECT 1 FROM comments r WHERE r.parent_id = p.id)")[0][0]
-    replies = [r for (r,) in target.sql("SELECT id FROM comments WHERE parent_id = ? ORDER BY id", (parent_id,))]
-    target.sql("DELETE FROM comments WHERE id = ?", (parent_id,))
+    replies = [r for (r,) in target.sql("SELECT id FROM comments WHERE parent_id = :id ORDER BY id", id=parent_id)]
+    target.sql("DELETE FROM comments WHERE id = :id", id=parent_id)
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
     assert proc.returncode == 1
     assert failed(report) == {"foreign_keys", "row_counts"}
@@ -396,10 +392,9 @@ def make_flask_app(target_url: str, broken_sessions: set[int]):
 
 
 @pytest.fixture
-def flask_server(golden, tmp_path):
+def flask_server(target):
     from werkzeug.serving import make_server
 
-    target = copy_target(golden, tmp_path)
     broken: set[int] = set()
     app, engine = make_flask_app(target.url, broken)
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -436,14 +431,15 @@ def test_flask_pages(flask_server, tmp_path):
 
 # --- bad input --------------------------------------------------------------------------
 
-def test_bad_input_exits_2_with_one_line(golden, tmp_path):
+def test_bad_input_exits_2_with_one_line(golden, make_database):
     env = golden.env
-    cases = [
-        (("--target", f"sqlite:///{golden.fixed}", "--sample", "-1"), "--sample must be >= 0"),
-        (("--target", f"sqlite:///{golden.fixed}", "--flask-url", "ftp://x"), "--flask-url must be an http(s) URL"),
-        (("--target", f"sqlite:///{tmp_path / 'empty.sqlite3'}"), "has no Flask schema"),
-        (("--target", "postgresql://postgres:s3cr3t@127.0.0.1:1/nothing"), "unreachable"),
-    ]
+    cases = [(("--target", make_database(golden.fixed.kind).url), "has no Flask schema")]
+    if golden.pair == SOURCE_TARGET_PAIRS[0]:  # the rest does not depend on the dialects
+        cases += [
+            (("--target", golden.fixed.url, "--sample", "-1"), "--sample must be >= 0"),
+            (("--target", golden.fixed.url, "--flask-url", "ftp://x"), "--flask-url must be an http(s) URL"),
+            (("--target", "postgresql://postgres:s3cr3t@127.0.0.1:1/nothing"), "unreachable"),
+        ]
     for args, message in cases:
         proc = run_manage("verify_flask", *args, env=env, check=False)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
