@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,6 +124,7 @@ class Run:
     peak_rss_kb: int = 0  # VmHWM of the main pid, polled
     peak_children_kb: int = 0  # largest VmHWM seen among its descendants (pool workers)
     wait4_maxrss_kb: int = 0  # ru_maxrss from wait4: max over the process and its reaped children
+    descendants: dict = field(default_factory=dict)  # pid -> [largest VmHWM seen (kB), command line]
 
     def tail(self, n: int = 15) -> str:
         return "\n".join((self.stdout + "\n" + self.stderr).strip().splitlines()[-n:])
@@ -138,6 +139,14 @@ def _vmhwm_kb(pid: int) -> int:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
     return 0
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+    except OSError:
+        return "?"
 
 
 def _descendants(pid: int) -> list[int]:
@@ -165,13 +174,18 @@ def run_measured(cmd: list[str], *, env: dict | None = None, log: Path, measure_
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
         peaks = {"main": 0, "children": 0}
+        seen: dict[int, list] = {}
         done = threading.Event()
 
         def poll():
             while not done.is_set():
                 peaks["main"] = max(peaks["main"], _vmhwm_kb(proc.pid))
                 for child in _descendants(proc.pid):
-                    peaks["children"] = max(peaks["children"], _vmhwm_kb(child))
+                    kb = _vmhwm_kb(child)
+                    peaks["children"] = max(peaks["children"], kb)
+                    if child not in seen:
+                        seen[child] = [0, _cmdline(child)]
+                    seen[child][0] = max(seen[child][0], kb)
                 done.wait(0.02)
 
         poller = threading.Thread(target=poll, daemon=True)
@@ -184,7 +198,7 @@ def run_measured(cmd: list[str], *, env: dict | None = None, log: Path, measure_
             poller.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
     return Run(tuple(cmd), proc.returncode, seconds, out_path.read_text(), err_path.read_text(),
-               peaks["main"], peaks["children"], usage.ru_maxrss)
+               peaks["main"], peaks["children"], usage.ru_maxrss, seen)
 
 
 def manage(*args: str, env: dict, log: Path, measure_memory: bool = False) -> Run:

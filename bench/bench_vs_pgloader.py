@@ -105,6 +105,7 @@ class Contender:
     exit_code: int = 0
     detail: dict = field(default_factory=dict)
     load: tuple = ()  # 1-minute load average before and after
+    memory: dict = field(default_factory=dict)  # wait4 and the 20 ms VmHWM poll, per process
 
     @property
     def rows_per_s(self) -> float:
@@ -115,12 +116,17 @@ def loadavg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def measured(key: str, label: str, rows: int, runner, *, detail=None) -> tuple[Contender, Run]:
+def measured(key: str, label: str, rows: int, runner) -> tuple[Contender, Run]:
     before = loadavg()
     run = runner()
     say(f"[{key}] {run.seconds:.1f} s, peak RSS {run.wait4_maxrss_kb / 1024:.0f} MB, exit {run.returncode}")
+    largest = sorted(run.descendants.values(), reverse=True)[:3]
+    memory = {"wait4_maxrss_mb": round(run.wait4_maxrss_kb / 1024, 1),
+              "polled_vmhwm_main_mb": round(run.peak_rss_kb / 1024, 1),
+              "polled_vmhwm_descendants": [[round(kb / 1024, 1), cmd] for kb, cmd in largest],
+              "descendants_seen": len(run.descendants)}
     return Contender(key, label, run.seconds, rows, run.wait4_maxrss_kb / 1024, run.returncode,
-                     detail or {}, (before, loadavg())), run
+                     {}, (before, loadavg()), memory), run
 
 
 # --- raw copies (child processes of this script) -----------------------------------------
@@ -138,7 +144,7 @@ def run_raw(mode: str, db: str, rows: int) -> Contender:
     label = ("raw Python copy, text values (MySQLdb SSCursor → PostgreSQL COPY, PK only)" if mode == "text"
              else "raw Python copy, typed values (same, Python objects)")
     contender, run = measured(f"raw-{mode}", label, rows, lambda: run_measured(
-        [PY, __file__, "--raw-copy-child", mode, db, PG_DBS[mode], str(out)], log=LOGS / f"raw_{mode}"))
+        [PY, __file__, "--raw-copy-child", mode, db, PG_DBS[mode], str(out)], log=LOGS / f"raw_{mode}", measure_memory=True))
     check(run, f"raw copy ({mode})")
     copied = json.loads(out.read_text())
     if copied["rows"] != rows:
@@ -180,12 +186,13 @@ PGLOADER_COMMAND = """LOAD DATABASE
 
 
 def pgloader_summary(stdout: str) -> dict:
-    """The phases of pgloader's closing summary: {name: (errors, count)}."""
+    """The phases of pgloader's closing summary: {name: (errors, count, its time as printed)}."""
     phases = {}
     for line in stdout.splitlines():
-        m = re.match(r"\s*(.+?)\s{2,}(\d+|✓)\s+(\d+)\s", line + " ")
+        m = re.match(r"\s*(.+?)\s{2,}(\d+|✓)\s+(\d+)\s.*?(\S+s)?$", line)
         if m:
-            phases[m.group(1).strip()] = (0 if m.group(2) == "✓" else int(m.group(2)), int(m.group(3)))
+            phases[m.group(1).strip()] = (0 if m.group(2) == "✓" else int(m.group(2)), int(m.group(3)),
+                                          m.group(4) or "")
     return phases
 
 
@@ -201,16 +208,17 @@ def run_pgloader(db: str, rows: int, version: str) -> Contender:
     say(f"[pgloader] {version}: {command} ...")
     contender, run = measured("pgloader", "pgloader (COPY, then indexes, PKs, FKs)", rows, lambda: run_measured(
         ["pgloader", "--root-dir", str(work), "--logfile", str(work / "pgloader.log"), str(command)],
-        log=LOGS / "pgloader"))
+        log=LOGS / "pgloader", measure_memory=True))
     check(run, "pgloader")
     phases = pgloader_summary(run.stdout)
-    loaded = sum(n for name, (_, n) in phases.items() if name.startswith("public.video_app_"))
-    load_errors = sum(e for name, (e, _) in phases.items() if name.startswith("public.video_app_"))
-    fk_errors, fks = phases.get("Create Foreign Keys", (0, 0))
+    tables = [v for name, v in phases.items() if name.startswith("public.video_app_")]
+    loaded, load_errors = sum(v[1] for v in tables), sum(v[0] for v in tables)
+    fk_errors, fks, _ = phases.get("Create Foreign Keys", (0, 0, ""))
     contender.label = f"{version.split(' (')[0]} (COPY, then indexes, PKs, FKs)"
     contender.detail = {
         "version": version, "rows_loaded": loaded, "row_errors": load_errors,
         "indexes": phases.get("Create Indexes", (0, 0))[1], "primary_keys": phases.get("Primary Keys", (0, 0))[1],
+        "phase_times": {k: v[2] for k, v in phases.items() if not k.startswith("public.")},
         "foreign_keys_created": fks, "foreign_keys_refused": fk_errors,
         "command_file": str(command), "summary": {k: list(v) for k, v in phases.items()}}
     if loaded != rows or load_errors:
@@ -241,9 +249,7 @@ def run_export(seeded: dict, rows: int, tag: str, *flags: str) -> Contender:
     report = json.loads((report_dir / "report.json").read_text())
     if report["status"] != "complete":
         raise SystemExit(f"{tag}: status {report['status']}: {report.get('error')}")
-    contender.detail = {"peak_rss_main_mb": round(run.peak_rss_kb / 1024, 1),
-                        "peak_rss_largest_worker_mb": round(run.peak_children_kb / 1024, 1),
-                        "totals": report.get("totals"), "report": str(report_dir / "report.json")}
+    contender.detail = {"totals": report.get("totals"), "report": str(report_dir / "report.json")}
     if "sync" in report:
         contender.detail["sync"] = {name: {k: s[k] for k in ("inserted", "updated", "deleted", "unchanged",
                                                               "rejected", "seconds") if k in s}
@@ -440,9 +446,14 @@ def main() -> int:
         "PIN-hashing workers included); the database servers' own CPU and memory are in no line.",
         f"pgloader: {pgl_d['rows_loaded']:,} rows, {pgl_d['indexes']} indexes, {pgl_d['primary_keys']} primary keys, "
         f"{pgl_d['foreign_keys_created']} foreign keys created and {pgl_d['foreign_keys_refused']} refused by "
-        "PostgreSQL (the seed plants orphan rows); no transform, the legacy schema as is.",
-        f"export: peak RSS of the export process {exp.detail['peak_rss_main_mb']:.0f} MB (VmHWM), largest "
-        f"PIN-hashing worker {exp.detail['peak_rss_largest_worker_mb']:.0f} MB.",
+        "PostgreSQL (the seed plants orphan rows); no transform, the legacy schema as is; its own summary: COPY "
+        f"{pgl_d['phase_times'].get('COPY Threads Completion', '?')}, index build "
+        f"{pgl_d['phase_times'].get('Index Build Completion', '?')}, total "
+        f"{pgl_d['phase_times'].get('Total import time', '?')}.",
+        "peak RSS cross-check (VmHWM polled every 20 ms: the contender's own process / its largest descendant): "
+        + ", ".join(f"{c.key} {c.memory['polled_vmhwm_main_mb']:.0f} / "
+                    f"{max([m for m, _ in c.memory['polled_vmhwm_descendants']], default=0):.0f} MB"
+                    for c in contenders) + ".",
         f"sync: the change was made by SQL UPDATEs of one column in {len(CHANGES)} tables (1 row at least per "
         "table, spread over the ids), and undone after verify_flask.",
         verify_note,
