@@ -28,221 +28,41 @@ the end unless --keep; the seeded MariaDB databases and var/bench/ stay for reus
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-VAR = ROOT / "var" / "bench"
-PY = sys.executable
-SEED = 1
-CHEAP_PIN_METHOD = "pbkdf2:sha256:1"
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+from _common import (  # noqa: E402  (the benches' shared helpers)
+    CHEAP_PIN_METHOD,
+    MODELS,
+    VAR,
+    check,
+    ensure_seeded,
+    fmt_rate,
+    legacy_env,
+    manage,
+    mysql_url,
+    pg_drop,
+    pg_recreate,
+    pg_url,
+    pin_hashing,
+    say,
+    stream_copy,
+)
+
 PG_BENCH_DBS = ("bench_flask", "bench_raw", "bench_loaddata")
-MODELS = ["district", "customadmin", "observer", "session", "student", "media",
-          "comment", "studentmediainteraction"]  # = seeding.VIDEO_APP_MODELS
 
 GOAL_RAW_RATIO = 2.0
 GOAL_DUMPDATA_FACTOR = 10.0
 GOAL_RSS_MB = 300.0
 GOAL_FLAT_RATIO = 1.25  # peak RSS at --scale / at small: "flat" when within 25 %
 GOAL_PIN_EFFICIENCY = 0.90
-
-
-def mysql_url(db: str) -> str:
-    return f"mysql://root@127.0.0.1:3306/{db}"
-
-
-def pg_url(db: str) -> str:
-    return f"postgres://postgres@127.0.0.1:5432/{db}"
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def fmt_rate(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:,.0f}"
-
-
-# --- databases ---------------------------------------------------------------------
-
-def mysql_conn(db: str | None = None, **kw):
-    import MySQLdb
-
-    return MySQLdb.connect(**MYSQL, **({"db": db} if db else {}), charset="utf8mb4", **kw)
-
-
-def mysql_recreate(db: str) -> None:
-    conn = mysql_conn()
-    try:
-        cur = conn.cursor()
-        cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
-        cur.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    finally:
-        conn.close()
-
-
-def legacy_counts(db: str) -> dict[str, int] | None:
-    try:
-        conn = mysql_conn(db)
-    except Exception:  # noqa: BLE001 - no such database
-        return None
-    try:
-        cur = conn.cursor()
-        counts = {}
-        for m in MODELS:
-            cur.execute(f"SELECT COUNT(*) FROM `video_app_{m}`")
-            counts[m] = cur.fetchone()[0]
-        return counts
-    except Exception:  # noqa: BLE001 - not migrated
-        return None
-    finally:
-        conn.close()
-
-
-def pg_admin(*statements: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        for sql in statements:
-            conn.execute(sql)
-
-
-def pg_recreate(db: str) -> None:
-    pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)', f'CREATE DATABASE "{db}"')
-
-
-def pg_drop(db: str) -> None:
-    pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-
-# --- subprocesses --------------------------------------------------------------------
-
-def legacy_env(db_url: str, media_root: Path | None = None) -> dict:
-    env = {**os.environ, "LEGACY_DATABASE_URL": db_url}
-    if media_root is not None:
-        env["LEGACY_MEDIA_ROOT"] = str(media_root)
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    return env
-
-
-@dataclass
-class Run:
-    args: tuple
-    returncode: int
-    seconds: float
-    stdout: str
-    stderr: str
-    peak_rss_kb: int = 0  # VmHWM of the main pid, polled
-    peak_children_kb: int = 0  # largest VmHWM seen among its descendants (pool workers)
-    wait4_maxrss_kb: int = 0  # ru_maxrss from wait4: max over the process and its reaped children
-
-    def tail(self, n: int = 15) -> str:
-        return "\n".join((self.stdout + "\n" + self.stderr).strip().splitlines()[-n:])
-
-
-def _vmhwm_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for path in glob.glob(f"/proc/{p}/task/*/children"):
-            try:
-                with open(path) as fh:
-                    kids = [int(k) for k in fh.read().split()]
-            except OSError:
-                continue
-            out.extend(kids)
-            todo.extend(kids)
-    return out
-
-
-def manage(*args: str, env: dict, log: Path, measure_memory: bool = False) -> Run:
-    """``manage.py <args>`` in a subprocess; wall time, and with measure_memory the peak
-    RSS (VmHWM polled every 20 ms, and wait4's ru_maxrss as a cross-check)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = log.with_suffix(".out"), log.with_suffix(".err")
-    with out_path.open("w") as out, err_path.open("w") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen([PY, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env,
-                                stdout=out, stderr=err)
-        peaks = {"main": 0, "children": 0}
-        done = threading.Event()
-
-        def poll():
-            while not done.is_set():
-                peaks["main"] = max(peaks["main"], _vmhwm_kb(proc.pid))
-                for child in _descendants(proc.pid):
-                    peaks["children"] = max(peaks["children"], _vmhwm_kb(child))
-                done.wait(0.02)
-
-        poller = threading.Thread(target=poll, daemon=True)
-        if measure_memory:
-            poller.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        done.set()
-        if measure_memory:
-            poller.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return Run(args, proc.returncode, seconds, out_path.read_text(), err_path.read_text(),
-               peaks["main"], peaks["children"], usage.ru_maxrss)
-
-
-def check(run: Run, what: str) -> Run:
-    if run.returncode != 0:
-        raise SystemExit(f"{what} failed (exit {run.returncode}):\n{run.tail()}")
-    return run
-
-
-# --- 1. seeding -----------------------------------------------------------------------
-
-def ensure_seeded(db: str, scale: str, reseed: bool) -> dict:
-    """A MariaDB database seeded with (scale, SEED); reused when its counts match the manifest."""
-    manifest_path = VAR / f"seed_{db}.json"
-    media_root = VAR / f"media_{db}"
-    if not reseed and manifest_path.exists() and media_root.is_dir():
-        manifest = json.loads(manifest_path.read_text())
-        if (manifest.get("scale"), manifest.get("seed")) == (scale, SEED) and \
-                legacy_counts(db) == manifest["counts"]:
-            say(f"[seed] {db}: reused (scale {scale}, seed {SEED}, "
-                f"{sum(manifest['counts'].values()):,} rows)")
-            return {"db": db, "media_root": media_root, "counts": manifest["counts"], "seconds": None}
-    say(f"[seed] {db}: seeding scale {scale} (seed {SEED}) ...")
-    mysql_recreate(db)
-    shutil.rmtree(media_root, ignore_errors=True)
-    manifest_path.unlink(missing_ok=True)
-    env = legacy_env(mysql_url(db), media_root)
-    migrate = check(manage("migrate", "-v0", env=env, log=VAR / "logs" / f"migrate_{db}"), f"migrate {db}")
-    seed = check(manage("seed_legacy", "--scale", scale, "--seed", str(SEED), "--manifest", str(manifest_path),
-                        env=env, log=VAR / "logs" / f"seed_{db}"), f"seed_legacy {db}")
-    counts = json.loads(manifest_path.read_text())["counts"]
-    total = sum(counts.values())
-    say(f"[seed] {db}: migrate {migrate.seconds:.1f} s, seed_legacy {seed.seconds:.1f} s "
-        f"({total:,} rows, {total / seed.seconds:,.0f} rows/s incl. files and process start)")
-    return {"db": db, "media_root": media_root, "counts": counts, "seconds": seed.seconds}
 
 
 # --- 2. our export --------------------------------------------------------------------
@@ -345,69 +165,15 @@ def print_export(fig: ExportFigures) -> None:
 
 # --- 3. raw streaming copy -----------------------------------------------------------
 
-PG_TYPE = {"bigint": "bigint", "int": "integer", "smallint": "integer", "mediumint": "integer",
-           "datetime": "timestamp", "date": "date", "uuid": "uuid", "double": "double precision"}
-
-
 def raw_copy(db: str) -> dict:
     """SSCursor SELECT of the columns our export reads → psycopg COPY, streaming
     (fetchmany(10000) → write_row), into fresh tables of bench_raw."""
-    import MySQLdb.cursors
-    import psycopg
-
     from migration_bridge.profiles.plan import ENTITIES
 
     pg_recreate("bench_raw")
-    src = mysql_conn(db, cursorclass=MySQLdb.cursors.SSCursor)
-    meta = mysql_conn(db)
-    tables = {}
-    try:
-        mcur = meta.cursor()
-        mcur.execute("SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-                     "WHERE CONSTRAINT_SCHEMA = %s", (db,))
-        json_checks = " ".join(c for (c,) in mcur.fetchall())
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=bench_raw") as pg:
-            for entity in ENTITIES:  # DDL first, not timed
-                table = f"video_app_{entity.source_model.lower()}"
-                mcur.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
-                             "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (db, table))
-                info = {name: (dtype, ctype) for name, dtype, ctype in mcur.fetchall()}
-                defs = []
-                for col in entity.source_fields:
-                    dtype, ctype = info[col]
-                    if ctype.startswith("tinyint(1)"):
-                        pg_type = "boolean"
-                    elif f"json_valid(`{col}`)" in json_checks and dtype == "longtext":
-                        pg_type = "jsonb"
-                    elif dtype in ("int", "bigint") and "unsigned" in ctype:
-                        pg_type = "bigint"
-                    else:
-                        pg_type = PG_TYPE.get(dtype, "text")
-                    defs.append(f'"{col}" {pg_type}' + (" PRIMARY KEY" if col == "id" else ""))
-                pg.execute(f'CREATE TABLE "{table}" ({", ".join(defs)})')
-                tables[table] = entity.source_fields
-            pg.commit()
-            per_table = {}
-            started = time.perf_counter()
-            for table, cols in tables.items():
-                t0 = time.perf_counter()
-                n = 0
-                scur = src.cursor()
-                scur.execute(f"SELECT {', '.join(f'`{c}`' for c in cols)} FROM `{table}`")
-                with pg.cursor() as cur:
-                    names = ", ".join(f'"{c}"' for c in cols)
-                    with cur.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
-                        while rows := scur.fetchmany(10000):
-                            for row in rows:
-                                copy.write_row(row)
-                            n += len(rows)
-                scur.close()
-                pg.commit()
-                per_table[table] = (n, time.perf_counter() - t0)
-            seconds = time.perf_counter() - started
-    finally:
-        src.close()
-        meta.close()
+    copied = stream_copy(db, "bench_raw", {f"video_app_{e.source_model.lower()}": list(e.source_fields)
+                                            for e in ENTITIES})
+    per_table, seconds = copied["tables"], copied["seconds"]
     rows = sum(n for n, _ in per_table.values())
     say("\n## Baseline (a): raw streaming copy (MySQLdb SSCursor → psycopg 3 COPY)\n")
     say("Same 8 tables, the same columns our export reads, no transform; PostgreSQL tables with "
@@ -472,70 +238,6 @@ def dump_load(reseed: bool) -> dict:
     say(f"dump + load: {rows:,} rows / {seconds:.2f} s = **{fmt_rate(rows / seconds)} rows/s**")
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "outcome": outcome,
             "valid": load.returncode == 0 or outcome.startswith("failed at its final"), "fixture": fixture}
-
-
-# --- 5. PIN hashing ---------------------------------------------------------------------
-
-def pin_hashing(db: str, sample: int) -> dict:
-    """Single-core scrypt rate in this process vs the pipeline's own pool path
-    (pinpool.PinPool: ProcessPoolExecutor(spawn), small chunks per task)."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "legacy_app.settings")
-    os.environ["LEGACY_DATABASE_URL"] = mysql_url(db)  # never connected to: no query is made
-    import django
-
-    django.setup()
-    from migration_bridge.conf import BridgeSettings
-    from migration_bridge.passwords import hash_pins
-    from migration_bridge.pinpool import DEFAULT_PIN_HASH_METHOD, PinPool
-
-    method = DEFAULT_PIN_HASH_METHOD
-    conn = mysql_conn(db)
-    try:
-        cur = conn.cursor()
-        cur.execute("SELECT password FROM video_app_student ORDER BY id LIMIT %s", (sample,))
-        real = [p for (p,) in cur.fetchall()]
-    finally:
-        conn.close()
-    pins = [real[i % len(real)] for i in range(sample)]
-    workers = os.cpu_count() or 1
-    conf = BridgeSettings()
-    batch = conf.BATCH_SIZE
-
-    n_single = min(200, sample)
-    say(f"\n[pins] single core: {n_single} PINs with {method} in-process ...")
-    t0 = time.perf_counter()
-    single_hashes = hash_pins(pins[:n_single], method)
-    single_s = time.perf_counter() - t0
-    assert all(h.startswith("scrypt:") for h in single_hashes)
-    single_rate = n_single / single_s
-
-    pool = PinPool(method, workers, interactive=False)
-    say(f"[pins] pool: {sample} PINs through pinpool.PinPool, workers={workers}, "
-        f"batches of {batch} (BATCH_SIZE) ...")
-    try:
-        t0 = time.perf_counter()
-        pool.hash(pins[:workers * 2], "students", sample)
-        startup_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        hashed = []
-        for start in range(0, sample, batch):
-            hashed.extend(pool.hash(pins[start:start + batch], "students", sample))
-        pool_s = time.perf_counter() - t0
-    finally:
-        pool.close()
-    assert len(hashed) == sample and all(h.startswith("scrypt:") for h in hashed)
-    pool_rate = sample / pool_s
-    efficiency = pool_rate / (workers * single_rate)
-    say(f"\n## PIN hashing ({method}, werkzeug's default)\n")
-    say(f"PINs: {sample:,} (the first {len(real):,} student PINs of {db}"
-        f"{', cycled' if len(real) < sample else ''}); cores (os.cpu_count): {workers}, "
-        f"CPU affinity: {len(os.sched_getaffinity(0))}")
-    say(f"single core: {n_single} hashes in {single_s:.2f} s = {single_rate:.1f} hashes/s")
-    say(f"pool: {sample} hashes in {pool_s:.2f} s = {pool_rate:.1f} hashes/s (warm pool; spawning it and "
-        f"hashing {workers * 2} warm-up PINs took {startup_s:.2f} s once per run)")
-    say(f"efficiency = pool / (cores × single) = {pool_rate:.1f} / ({workers} × {single_rate:.1f}) = "
-        f"**{efficiency:.1%}**")
-    return {"single": single_rate, "pool": pool_rate, "workers": workers, "efficiency": efficiency}
 
 
 # --- main -----------------------------------------------------------------------------

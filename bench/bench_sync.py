@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_export import (  # noqa: E402  (the bench's shared helpers)
+from _common import (  # noqa: E402  (the benches' shared helpers)
     CHEAP_PIN_METHOD,
     SEED,
     VAR,
