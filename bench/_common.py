@@ -360,12 +360,12 @@ def pin_hashing(db: str, sample: int) -> dict:
         f"batches of {batch} (BATCH_SIZE) ...")
     try:
         t0 = time.perf_counter()
-        pool.hash(pins[:workers * 2], "students", sample)
+        pool.hash(pins[:workers * 2], "students", lambda: sample)
         startup_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         hashed = []
         for start in range(0, sample, batch):
-            hashed.extend(pool.hash(pins[start:start + batch], "students", sample))
+            hashed.extend(pool.hash(pins[start:start + batch], "students", lambda: sample))
         pool_s = time.perf_counter() - t0
     finally:
         pool.close()

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from . import dialects
+from .idset import IdSet
 from .mapping import Entity
 from .pinpool import PinPool
 from .rowpath import Outcome
@@ -87,13 +88,14 @@ class BatchStore:
     """Commits outcomes of the row path to the target, PINs hashed first."""
 
     def __init__(self, engine: sa.Engine, pins: PinPool, count, *, checkpoints: bool = True,
-                 replace_notes: bool = False):
+                 replace_notes: bool = False, track_written: bool = False):
         self.engine = engine
         self.pins = pins
         self.count = count  # entity -> source rows, for the PIN progress
         self.checkpoints = checkpoints  # False (sync): the export's checkpoints stay as they are
         self.replace_notes = replace_notes  # True (sync): a row's old notes go when it is decided again
-        self.written_ids: dict[str, set[int]] = {}  # per entity, ids written by this store
+        # per entity, the ids written by this store (sync tells inserts from updates by them)
+        self.written_ids: dict[str, IdSet] | None = {} if track_written else None
         self._upsert_only: set[str] = set()  # entities whose fast insert met existing rows
 
     def commit(self, entity: Entity, outcome: Outcome, stats: EntityStats, started: float, *,
@@ -105,10 +107,11 @@ class BatchStore:
         resolved = list(resolved)
         if self.replace_notes:
             replace_notes_for = sorted(set(replace_notes_for) | outcome.touched | set(resolved))
-        self.written_ids.setdefault(entity.name, set()).update(r["id"] for r in outcome.rows)
+        if self.written_ids is not None:
+            self.written_ids.setdefault(entity.name, IdSet()).update(r["id"] for r in outcome.rows)
         if outcome.pins:
             column = entity.hashed_pin[0]
-            hashes = self.pins.hash(outcome.pins, entity.name, self.count(entity))
+            hashes = self.pins.hash(outcome.pins, entity.name, lambda: self.count(entity))
             for row, hashed in zip(outcome.rows, hashes):
                 row[column] = hashed
             outcome.pins = []

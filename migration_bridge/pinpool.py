@@ -26,10 +26,11 @@ class PinPool:
         self._pool: ProcessPoolExecutor | None = None
         self._progress: Progress | None = None
 
-    def hash(self, pins: list[str], label: str, total: int | None) -> list[str]:
+    def hash(self, pins: list[str], label: str, total) -> list[str]:
+        """Hashes of ``pins``; ``total()``: how many the entity has, for the ETA (asked once)."""
         started = time.monotonic()
         if self._progress is None:
-            self._progress = Progress(f"{label}: PIN hashing", total, unit="hashes", interactive=self.interactive)
+            self._progress = Progress(f"{label}: PIN hashing", total(), unit="hashes", interactive=self.interactive)
         progress = self._progress
         if self.workers == 1 or len(pins) < 2:
             hashes = []

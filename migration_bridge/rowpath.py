@@ -161,14 +161,33 @@ class RowPath:
         return ids
 
     def never_ready(self, entity: Entity) -> dict[int, Reject]:
-        """When none is ready: every waiting reply, with why its parent never came."""
+        """When none is ready: every waiting reply, with why its parent never came. A reply
+        to a reply that is out goes out with that reply's root cause, however long the chain."""
         pending, self.pending[entity.name] = self.pending.get(entity.name, {}), {}
         column, gone = entity.self_foreign_key, self.gone.get(entity.name, {})
-        return {i: Reject(f"{column}: {entity.name} id {parent} was rejected", root=gone[parent])
-                if parent in gone else
-                Reject(f"{column}: {entity.name} id {parent} never loaded (missing in the source, "
-                       "or a cycle of replies)")
-                for i, parent in sorted(pending.items())}
+        out: dict[int, Reject] = {}
+
+        def cascade() -> None:
+            progress = True
+            while progress:
+                progress = False
+                for i, parent in sorted(pending.items()):
+                    root = gone.get(parent) or (root_of(entity.name, parent, out[parent]) if parent in out else None)
+                    if root is not None:
+                        out[i] = Reject(f"{column}: {entity.name} id {parent} was rejected", root=root)
+                        del pending[i]
+                        progress = True
+
+        def never_loaded(ids) -> None:
+            for i in ids:
+                out[i] = Reject(f"{column}: {entity.name} id {pending.pop(i)} never loaded (missing in the source, "
+                                "or a cycle of replies)")
+
+        cascade()
+        never_loaded([i for i, parent in sorted(pending.items()) if parent not in pending])  # parent nowhere
+        cascade()
+        never_loaded(sorted(pending))  # what is left waits on itself: a cycle
+        return dict(sorted(out.items()))
 
     # --- the whole path, for the writers -------------------------------------------------
 

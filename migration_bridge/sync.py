@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from .diff import diff_ranges, keyset_ranges
 from .errors import BridgeError
+from .idset import IdSet
 from .load import EntityStats
 from .mapping import Entity
 from .source import BEFORE_FIRST_ID
@@ -64,7 +65,7 @@ class SyncRows:
 
     kind = "sync"
     # the export's checkpoints stay as they are; a row decided again loses its old notes
-    store_options = {"checkpoints": False, "replace_notes": True}
+    store_options = {"checkpoints": False, "replace_notes": True, "track_written": True}
     nothing_to_do = None
 
     def __init__(self):
@@ -170,13 +171,12 @@ class SyncRows:
         upsert = sorted(set(changes.upsert) | retried)
         inserted = changes.inserted | retried
         scratch = EntityStats(entity.name)  # the export's checkpoint counters stay as they are
-        run.store.written_ids[entity.name] = set()
+        run.store.written_ids[entity.name] = accepted = IdSet()
         run.process_ids(entity, ctx, upsert, scratch)
         run.resolve_deferred(entity, ctx, scratch)
         run.store.pins.end_entity()
-        accepted = run.store.written_ids[entity.name]
-        stats.inserted = len(accepted & inserted)
-        stats.updated = len(accepted - inserted)
+        stats.inserted = sum(1 for i in inserted if i in accepted)
+        stats.updated = len(accepted) - stats.inserted
         stats.rejected = scratch.rejected + scratch.skipped
 
 
