@@ -12,6 +12,7 @@ from .errors import BridgeError
 @dataclass(frozen=True)
 class BridgeSettings:
     LEGACY_APP: str = "video_app"
+    TARGET_SCHEMA: str = ""  # the target profile: "" = plan
     TARGET_URL: str = ""
     SOURCE_STORAGE: str = "default"
     TARGET_STORAGE: str = "flask"

@@ -67,11 +67,6 @@ def _name(column: FileColumn, entry: Any, urls: FileUrls) -> str | None:
     return storage_name_from_url(entry, urls.source_prefix)
 
 
-def names_in(column: FileColumn, value: Any, urls: FileUrls) -> list[str]:
-    """The storage names one source value references."""
-    return [n for _, entry in _entries(column, value) if (n := _name(column, entry, urls))]
-
-
 def refs_of(entity: Entity, row: dict, urls: FileUrls) -> list[FileRef]:
     """Every file reference of one source row (values as ``values_list`` returns them)."""
     return [FileRef(entity.name, row["id"], label, name, column.names_key)

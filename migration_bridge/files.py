@@ -129,7 +129,7 @@ class FileOptions:
     key_scheme: str = "preserve"
     dry_run: bool = False
     verify: bool = False  # re-check target objects even when the manifest says done
-    batch_size: int = 2000  # source rows per inventory / finalisation batch
+    batch_size: int = 2000  # source rows per key, inventory and listing batch
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     interactive: bool | None = None
     list_limit: int = 1000  # entries of missing_files / failed_files in the report
@@ -270,8 +270,7 @@ def copy_files(engine: sa.Engine, source: LegacySource, profile: Profile, conf: 
     result = FilesResult(src.describe(), dst.describe(), options.key_scheme, options.workers, options.dry_run)
     try:
         started = time.monotonic()
-        result.references, result.invalid_names = build_inventory(
-            engine, source, profile, conf, options.key_scheme, options.batch_size)
+        result.references, result.invalid_names = build_inventory(engine, source, profile, conf, options.batch_size)
         result.seconds["inventory"] = time.monotonic() - started
         started = time.monotonic()
         result.copy = copy_pending(engine, src, dst, options)
@@ -293,7 +292,7 @@ def copy_files(engine: sa.Engine, source: LegacySource, profile: Profile, conf: 
 
 # --- 1. inventory ------------------------------------------------------------------------
 
-def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings, scheme: str,
+def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
                     batch_size: int) -> tuple[int, int]:
     """Count, per file, the source rows referencing it and those of them in the target;
     add the files no key was assigned to (their key: their name). Returns (references,
@@ -321,7 +320,7 @@ def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, c
             for name, (n, m) in counts.items():
                 old = known.get(name)
                 if old is None:
-                    rows.append(_new_entry(name, target_key(name, None, scheme), None, refs=n, migrated_refs=m))
+                    rows.append(_new_entry(name, name, None, refs=n, migrated_refs=m))  # no key assigned: its name
                 else:  # its key stays: rows name it already
                     rows.append({**old._asdict(), "refs": n + old.refs, "migrated_refs": m + old.migrated_refs})
             dialects.upsert(conn, table, rows)
@@ -369,7 +368,7 @@ def transfer_one(src: SourceFiles, dst: Target, name: str, key: str, retry: Retr
     def on_retry(exc, attempt, delay):
         nonlocal retries
         retries += 1
-        log.debug("files: %s: %s, retry %d in %.1fs", key, _one_line(exc), attempt, delay)
+        log.debug("files: %s: %s, retry %d in %.1fs", key, _storage_error(exc), attempt, delay)
 
     try:
         before = src.stat(name)
@@ -394,7 +393,7 @@ def transfer_one(src: SourceFiles, dst: Target, name: str, key: str, retry: Retr
     except FileNotFoundError:
         return Outcome(name, "missing", error="vanished from the source storage", retries=retries)
     except Exception as exc:  # noqa: BLE001 - one file's failure is reported, the run goes on
-        return Outcome(name, "failed", error=_one_line(exc)[:1000], retries=retries)
+        return Outcome(name, "failed", error=_storage_error(exc)[:1000], retries=retries)
 
 
 def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: FileOptions) -> CopyStats:
@@ -579,12 +578,13 @@ def _fill_totals(engine: sa.Engine, result: FilesResult, dry_run: bool) -> None:
         result.missing_not_needed = count(t.c.refs > 0, t.c.migrated_refs == 0, t.c.status == "missing")
 
 
-def _one_line(exc: BaseException) -> str:
+def _storage_error(exc: BaseException) -> str:
+    """A storage error for the manifest and the log: its type and first line."""
     return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def export_preflight(options, conf: BridgeSettings) -> tuple[FileOptions | None, tuple | None]:
-    """For pipeline.Exporter.preflight: the file options and the checked storages, or
+    """For ExportRun.preflight: the file options and the checked storages, or
     (None, None) with --skip-files. Raises BridgeError on bad flags or storages."""
     from .errors import BridgeError
 

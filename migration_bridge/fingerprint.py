@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 
+# 2: one entry per context an entity declares (was: the same two contexts for every entity)
+FINGERPRINT_VERSION = "2"
+
 
 def fingerprint_key(configured: str, secret_key: str) -> bytes:
     """64 bytes for keyed BLAKE2b: the configured key, or one derived from SECRET_KEY."""

@@ -17,7 +17,7 @@ from . import dialects
 from .idset import IdSet
 from .mapping import Entity
 from .pinpool import PinPool
-from .rowpath import Outcome
+from .rowpath import BatchOutcome
 from .source import BEFORE_FIRST_ID
 
 log = logging.getLogger("migration_bridge")
@@ -98,7 +98,7 @@ class BatchStore:
         self.written_ids: dict[str, IdSet] | None = {} if track_written else None
         self._upsert_only: set[str] = set()  # entities whose fast insert met existing rows
 
-    def commit(self, entity: Entity, outcome: Outcome, stats: EntityStats, started: float, *,
+    def commit(self, entity: Entity, outcome: BatchOutcome, stats: EntityStats, started: float, *,
                resolved: Iterable[int] = (), replace_notes_for: Iterable[int] = (),
                fresh: bool = False, writer: BatchWriter | None = None) -> float:
         """Hash the batch's PINs, count it, and write it in one transaction with its notes,
@@ -129,7 +129,7 @@ class BatchStore:
             writer.submit(job)
         return now
 
-    def _write(self, entity: Entity, outcome: Outcome, checkpoint_row: dict | None,
+    def _write(self, entity: Entity, outcome: BatchOutcome, checkpoint_row: dict | None,
                resolved: list[int], replace_notes_for: list[int], fresh: bool) -> None:
         if fresh and entity.name not in self._upsert_only:
             # Rows past the last checkpoint cannot be in the target (each batch commits with

@@ -83,12 +83,12 @@ class Page:
 
 @dataclass(frozen=True)
 class Entity:
-    name: str  # the target table, also the entity's name on the command line
+    name: str  # the entity's name: on the command line, in the bookkeeping and in other declarations
     source_model: str  # model name in the legacy app (label from settings)
     target: sa.Table
     source_fields: tuple[str, ...]  # Django attnames read with values_list, "id" first
     transform: Callable = t.copy_row
-    # target FK column -> target table whose loaded ids it must point at
+    # target FK column -> entity whose loaded ids it must point at
     foreign_keys: Mapping[str, str] = field(default_factory=dict)
     # a FK to the same table: rows whose parent comes later in id order wait for it
     self_foreign_key: str | None = None
@@ -117,12 +117,8 @@ class Entity:
 
 @dataclass(frozen=True)
 class Checks:
-    """The queries verify's access checks share with the Flask app, for one profile.
-
-    ``observer_scope``: (legacy rule, target rule, observer entity, session entity);
-    the legacy rule is ``source -> {observer id: session ids}``, the target rule
-    ``(conn, observer id) -> session ids``. ``teacher_dashboards`` likewise, with
-    ``{teacher id: {entity: ids}}`` and ``(conn, teacher id) -> {entity: ids}``."""
+    """The access rules verify's checks share with the Flask app, for one profile (an
+    ``AccessRule`` each, or None: the check does not run)."""
 
     observer_scope: "AccessRule | None" = None
     teacher_dashboards: "AccessRule | None" = None
@@ -130,6 +126,9 @@ class Checks:
 
 @dataclass(frozen=True)
 class AccessRule:
+    """Who sees what: ``legacy(source) -> {owner id: {entity: ids}}`` by the legacy app's
+    rule, ``target(conn, owner id) -> {entity: ids}`` by the Flask app's own query."""
+
     owner: str  # entity whose rows see (observers, users)
     seen: tuple[str, ...]  # entities whose ids they see
     legacy: Callable[[Any], Mapping[int, Mapping[str, set]]]
@@ -166,6 +165,3 @@ class Profile:
 
     def create_schema(self, engine: sa.Engine) -> None:
         self.metadata.create_all(engine)
-
-    def drop_schema(self, engine: sa.Engine) -> None:
-        self.metadata.drop_all(engine)

@@ -26,7 +26,7 @@ from . import files as files_mod
 from .cli import check_writable_dir, flag, one_line
 from .conf import BridgeSettings
 from .errors import BridgeError, first_line
-from .fingerprint import fingerprint_key
+from .fingerprint import FINGERPRINT_VERSION, fingerprint_key
 from .freeze import FreezeState, get_freeze_state
 from .idset import EVERY_ID, IdSet
 from .load import BatchStore, BatchWriter, EntityStats
@@ -35,9 +35,10 @@ from .passwords import check_pin_hash_method
 from .pinpool import DEFAULT_PIN_HASH_METHOD, DRY_RUN_PIN_HASH_METHOD, PinPool, estimate_cost
 from .profiles import get_profile, selected
 from .progress import Progress
-from .report import jsonable, run_header, write_report
+from .report import jsonable, reports_base, run_header, stamp, write_report
 from .rowpath import RowPath, base_context, file_urls
 from .source import LegacySource
+from .sync import SyncRows
 
 log = logging.getLogger("migration_bridge")
 
@@ -87,7 +88,7 @@ class ExportOptions:
     key_scheme: str | None = flag(None, "target keys: preserve the legacy names, or media-id: "
                                         "images/<media_id>_<uuid5>.<ext> (default: MIGRATION_BRIDGE"
                                         "['FILE_KEY_SCHEME'], preserve; fixed by a target's first export)",
-                                  choices=("preserve", "media-id"))
+                                  choices=files_mod.KEY_SCHEMES)
     verify_files: bool = flag(False, "re-check every target object, even those the manifest records as copied")
     sync: bool = flag(False, "after a complete export: move only rows added, changed or deleted since, "
                              "and new files")
@@ -287,6 +288,7 @@ class ExportRun:
         self._scratch_dir: str | None = None
         self.file_options, self.file_stores, self.files_result = None, None, None
         self.frozen_at_start: FreezeState | None = None
+        self.recorded_on_target: dict[str, str] = {}  # what the target says it was written with
         from django.conf import settings
 
         self.fingerprint_key = fingerprint_key(conf.FINGERPRINT_KEY, settings.SECRET_KEY)
@@ -319,6 +321,8 @@ class ExportRun:
         self.report_dir = check_writable_dir(o.report_dir or default_report_dir(self.conf, self.started),
                                              "report", "--report-dir")
         if o.pin_roster:
+            if self.profile.pin_roster is None:
+                raise BridgeError(f"--pin-roster: the {self.profile.name!r} profile declares no PIN roster")
             check_writable_dir(Path(o.pin_roster).resolve().parent, "PIN roster", "--pin-roster")
         self.source.check_reachable(self.profile.entities[0].source_model)
         self.source.require_lossless_text()
@@ -354,10 +358,11 @@ class ExportRun:
             with real.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
                 missing = [t.name for t in tables if not sa.inspect(conn).has_table(t.name)]
-                recorded = bk.recorded_settings(conn)
+                self.recorded_on_target = bk.recorded_settings(conn)
         except sa.exc.DBAPIError as exc:
             raise BridgeError(dialects.describe_connect_error(exc, real.url)) from None
-        self.check_recorded_schema(recorded)
+        if not self.options.reset:  # --reset starts over, whatever the target held
+            self.check_recorded_schema(self.recorded_on_target)
         if self.options.dry_run:
             real.dispose()
             self._scratch_dir = tempfile.mkdtemp(prefix="bridge-dry-run-")
@@ -380,7 +385,8 @@ class ExportRun:
         with run.engine.begin() as conn:
             if o.reset:
                 dialects.empty_tables(conn, self.profile.tables)
-                for table in (*bk.ROW_TABLES, bk.settings):
+                # the manifest too: its keys follow the key scheme of the rows written next
+                for table in (*bk.ROW_TABLES, bk.settings, bk.files):
                     conn.execute(table.delete())
             elif o.restart:
                 for table in bk.ROW_TABLES:
@@ -397,7 +403,9 @@ class ExportRun:
                     )
             for row in conn.execute(sa.select(bk.deferred)):
                 run.path.pending.setdefault(row.entity, {})[row.source_id] = row.parent_id
-            self.settle_target_settings(conn, bk.recorded_settings(conn))
+            # a dry run is judged by what the real target records, not by its scratch copy
+            recorded = self.recorded_on_target if o.dry_run and not o.reset else bk.recorded_settings(conn)
+            self.settle_target_settings(conn, recorded)
         if not o.files_only:
             self.check_parents_exported(stats)
         return stats
@@ -413,11 +421,14 @@ class ExportRun:
         """A target is read the way it was first written: same profile, same key scheme."""
         self.check_recorded_schema(recorded)
         chosen = self.options.key_scheme or recorded.get("key_scheme") or self.conf.FILE_KEY_SCHEME
+        if chosen not in files_mod.KEY_SCHEMES:
+            raise BridgeError(f"key scheme {chosen!r}: choose from {', '.join(files_mod.KEY_SCHEMES)}")
         if recorded.get("key_scheme", chosen) != chosen:
             raise BridgeError(f"the target's rows name files by the {recorded['key_scheme']!r} key scheme, "
                               f"not {chosen!r}: drop --key-scheme, or --reset --yes to start over")
         bk.record_settings(conn, {"target_schema": self.profile.name, "key_scheme": chosen,
-                                  "target_schema_ref": selected(self.options.target_schema)})
+                                  "target_schema_ref": selected(self.options.target_schema),
+                                  "fingerprints": FINGERPRINT_VERSION})
         self.key_scheme = chosen
         if self.file_options is not None:
             self.file_options = dataclasses.replace(self.file_options, key_scheme=chosen)
@@ -437,7 +448,7 @@ class ExportRun:
     # --- the run -----------------------------------------------------------------
 
     def compose(self, engine: sa.Engine) -> Run:
-        keys = files_mod.KeyLookup(engine)  # the scheme is settled with the target (prepare_target)
+        keys = files_mod.KeyLookup(engine)  # its scheme is set once settled with the target (run)
         path = RowPath(self.source, base_context(self.conf), file_urls(self.conf), self.fingerprint_key, keys)
         store = BatchStore(engine, self.pins, lambda entity: self.source.count(entity.source_model),
                            **self.mover.store_options)
@@ -506,7 +517,7 @@ class ExportRun:
                 engine.dispose()
                 self._remove_scratch()
         if result is not None:
-            result.nothing_to_do = getattr(self.mover, "nothing_to_do", None)
+            result.nothing_to_do = self.mover.nothing_to_do
         return result
 
     def _header(self, run_id, status, started, finished, error) -> dict:
@@ -568,8 +579,6 @@ class ExportRun:
         """The only place plain PINs are ever written: a CSV readable by its owner only."""
         import csv
 
-        if self.profile.pin_roster is None:
-            raise BridgeError(f"--pin-roster: the {self.profile.name!r} profile declares no PIN roster")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # an existing file keeps its old mode otherwise
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
@@ -580,18 +589,11 @@ class ExportRun:
 
 
 def default_report_dir(conf: BridgeSettings, started: dt.datetime) -> str:
-    from django.conf import settings
-
-    base = conf.REPORT_DIR or os.path.join(str(getattr(settings, "BASE_DIR", ".")), "var", "reports")
-    return os.path.join(base, started.strftime("%Y%m%dT%H%M%S.%fZ"))
+    return str(reports_base(conf) / stamp(started))
 
 
 def run_export(options: ExportOptions, conf: BridgeSettings) -> ExportResult:
-    mover = None
-    if options.sync:
-        from .sync import SyncRows
-
-        mover = SyncRows()
+    mover = SyncRows() if options.sync else CopyRows()
     return ExportRun(options, conf, LegacySource(conf.LEGACY_APP), mover).run()
 
 

@@ -17,6 +17,17 @@ from .dialects import mask_url
 from .transforms import Root
 
 
+def reports_base(conf) -> Path:
+    """Where reports go: MIGRATION_BRIDGE['REPORT_DIR'], else <BASE_DIR>/var/reports."""
+    from django.conf import settings
+
+    return Path(conf.REPORT_DIR or Path(str(getattr(settings, "BASE_DIR", "."))) / "var" / "reports")
+
+
+def stamp(moment: dt.datetime) -> str:
+    return moment.strftime("%Y%m%dT%H%M%S.%fZ")
+
+
 def jsonable(value):
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}

@@ -23,7 +23,7 @@ WAIT = "wait"  # decide(): a reply whose parent comes later in id order
 
 
 @dataclass
-class Outcome:
+class BatchOutcome:
     """What one batch of source rows became."""
 
     rows: list[dict] = field(default_factory=list)  # target rows to write
@@ -191,8 +191,8 @@ class RowPath:
 
     # --- the whole path, for the writers -------------------------------------------------
 
-    def process(self, entity: Entity, rows: list[dict], ctx: TransformContext) -> Outcome:
-        out = Outcome()
+    def process(self, entity: Entity, rows: list[dict], ctx: TransformContext) -> BatchOutcome:
+        out = BatchOutcome()
         self.loaded.setdefault(entity.name, IdSet())
         batch_ctx = self.batch_context(entity, ctx, rows)
         for src, result in self.transform(entity, batch_ctx, rows):
@@ -212,13 +212,13 @@ class RowPath:
                 out.notes.extend(note_row(entity, src["id"], n) for n in result.notes)
         return out
 
-    def outcome_of_rejections(self, entity: Entity, rows: list[dict], why: Mapping[int, Reject]) -> Outcome:
-        out = Outcome()
+    def outcome_of_rejections(self, entity: Entity, rows: list[dict], why: Mapping[int, Reject]) -> BatchOutcome:
+        out = BatchOutcome()
         for src in rows:
             self.note_rejection(entity, src, why[src["id"]], out)
         return out
 
-    def note_rejection(self, entity: Entity, src: dict, result: Reject | Skip, out: Outcome) -> None:
+    def note_rejection(self, entity: Entity, src: dict, result: Reject | Skip, out: BatchOutcome) -> None:
         if isinstance(result, Skip):
             out.skipped += 1
         else:

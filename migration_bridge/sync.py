@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from .diff import diff_ranges, keyset_ranges
 from .errors import BridgeError
+from .fingerprint import FINGERPRINT_VERSION
 from .idset import IdSet
 from .load import EntityStats
 from .mapping import Entity
@@ -78,15 +79,16 @@ class SyncRows:
     def check_target(self, conn, entities, stats: dict[str, EntityStats]) -> None:
         """Before anything else is said of the target: a sync needs a complete export."""
         fingerprinted = conn.execute(sa.select(sa.func.count()).select_from(bk.fingerprints)).scalar()
+        version = bk.recorded_settings(conn).get("fingerprints")
         unfinished = [e.name for e in entities if not (e.name in stats and stats[e.name].done)]
         if unfinished:
             raise BridgeError(
                 f"--sync needs a complete export first (not complete: {', '.join(unfinished)}); "
                 "run export_to_flask without --sync"
             )
-        if not fingerprinted:
-            raise BridgeError("the target holds no row fingerprints (exported by an older version): "
-                              "run export_to_flask --restart once, then --sync")
+        if not fingerprinted or version != FINGERPRINT_VERSION:
+            raise BridgeError("the target holds no row fingerprints of this version (exported by an older "
+                              "version): run export_to_flask --restart once, then --sync")
 
     def prepare(self, run, stats: dict[str, EntityStats]) -> None:
         pass

@@ -206,7 +206,7 @@ def test_clean_migration_passes(golden, make_database, tmp_path):
 
 def test_media_id_keys_pass(golden, make_database, tmp_path):
     """Files renamed by the export (--key-scheme media-id): the content check expects the
-    finalised keys and URLs, the files check finds the renamed objects."""
+    keys and URLs the rows were written with, the files check finds the renamed objects."""
     url = make_database(golden.raw.kind).url
     env = export(golden.seeded, url, tmp_path / "flask_media", tmp_path / "export-report",
                  "--key-scheme", "media-id")

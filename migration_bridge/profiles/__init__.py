@@ -29,9 +29,9 @@ def selected(name: str | None = None) -> str:
     """What names the profile: ``name``, else the setting, else ``plan``."""
     if name:
         return name
-    from django.conf import settings
+    from ..conf import bridge_settings
 
-    return (getattr(settings, "MIGRATION_BRIDGE", None) or {}).get("TARGET_SCHEMA") or DEFAULT
+    return bridge_settings().TARGET_SCHEMA or DEFAULT
 
 
 def get_profile(name: str | None = None) -> Profile:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import random
 import urllib.parse
 from pathlib import Path
@@ -39,7 +38,7 @@ from ..conf import BridgeSettings
 from ..errors import BridgeError
 from ..files import open_stores
 from ..profiles import get_profile
-from ..report import jsonable, root_cause_lines, run_header
+from ..report import jsonable, reports_base, root_cause_lines, run_header, stamp
 from ..source import LegacySource
 from .access import check_access
 from .content import check_content
@@ -64,8 +63,7 @@ def check_source_connection(state: State) -> CheckResult:
     return CheckResult("source_connection", facts["lossless"], summary, facts)
 
 
-def preflight(options: VerifyOptions, conf: BridgeSettings, source: LegacySource, raw_settings: dict,
-              started: dt.datetime) -> Path:
+def preflight(options: VerifyOptions, conf: BridgeSettings, source: LegacySource, started: dt.datetime) -> Path:
     """Bad input, one line, before any check runs; returns where the report goes."""
     if options.sample < 0:
         raise BridgeError("--sample must be >= 0")
@@ -122,7 +120,7 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
     cli.current["lock_timeout"] = options.lock_timeout
     source = LegacySource(conf.LEGACY_APP)
     raw_settings = raw_bridge_settings()
-    report_path = preflight(options, conf, source, raw_settings, started)
+    report_path = preflight(options, conf, source, started)
     engine, recorded = open_target(options)
     try:
         profile = get_profile(options.target_schema or (recorded or {}).get("target_schema_ref"))
@@ -136,7 +134,7 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
         raise
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
     state = State(options, conf, profile, source, engine, raw_settings, seed,
-                  key_scheme=recorded.get("key_scheme", "preserve"))
+                  key_scheme=recorded.get("key_scheme") or conf.FILE_KEY_SCHEME)
     source_frozen = _freeze_state()
     watch = waits.watch(engine, options.lock_timeout)
     try:
@@ -200,10 +198,7 @@ def _freeze_state() -> dict | None:
 
 
 def default_report_path(conf: BridgeSettings, started: dt.datetime) -> Path:
-    from django.conf import settings
-
-    base = conf.REPORT_DIR or os.path.join(str(getattr(settings, "BASE_DIR", ".")), "var", "reports")
-    return Path(base) / f"verify-{started.strftime('%Y%m%dT%H%M%S.%fZ')}.json"
+    return reports_base(conf) / f"verify-{stamp(started)}.json"
 
 
 def raw_bridge_settings() -> dict:

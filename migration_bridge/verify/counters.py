@@ -8,12 +8,8 @@ from ..mapping import Profile
 from .state import SHOW_IDS, CheckResult, State, offending
 
 
-def wrong_counters(conn, profile: Profile | None = None) -> dict[str, dict[int, dict[str, int]]]:
+def wrong_counters(conn, profile: Profile) -> dict[str, dict[int, dict[str, int]]]:
     """{entity: {id: {counter column: correct value}}} of the rows whose counters differ."""
-    if profile is None:
-        from ..profiles import get_profile
-
-        profile = get_profile()
     wrong: dict[str, dict[int, dict[str, int]]] = {}
     for entity in profile.entities:
         if not entity.counters:
@@ -44,12 +40,7 @@ def wrong_counters(conn, profile: Profile | None = None) -> dict[str, dict[int, 
     return wrong
 
 
-def fix_counters(conn, wrong: dict[str, dict[int, dict[str, int]]], profile: Profile | None = None,
-                 batch: int = 1000) -> None:
-    if profile is None:
-        from ..profiles import get_profile
-
-        profile = get_profile()
+def fix_counters(conn, wrong: dict[str, dict[int, dict[str, int]]], profile: Profile, batch: int = 1000) -> None:
     for name, rows in wrong.items():
         table = profile.entity(name).target
         for columns in {tuple(sorted(correct)) for correct in rows.values()}:

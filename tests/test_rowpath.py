@@ -1,0 +1,59 @@
+"""The row path's decisions that need no database: replies waiting for their parent."""
+import datetime as dt
+
+from migration_bridge.idset import IdSet
+from migration_bridge.profiles import get_profile
+from migration_bridge.rowpath import WAIT, RowPath
+from migration_bridge.transforms import Reject, Root, Transformed
+
+COMMENTS = get_profile("plan").entity("comments")
+NOW = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+
+
+def path_with(loaded_comments=(), gone=None) -> RowPath:
+    path = RowPath(source=None, ctx=None, urls=None, fingerprint_key=b"")
+    path.loaded = {"comments": IdSet(loaded_comments), "media": IdSet([1]), "students": IdSet()}
+    path.gone = {"comments": dict(gone or {})}
+    return path
+
+
+def reply(i, parent):
+    return Transformed({"id": i, "media_id": 1, "parent_id": parent, "text": "t", "is_admin": False, "name": "n",
+                        "created_at": NOW, "updated_at": NOW})
+
+
+def wait(path, i, parent):
+    assert path.decide(COMMENTS, {"id": i}, reply(i, parent)) == WAIT
+
+
+def test_a_chain_of_replies_takes_the_root_of_the_rejected_head():
+    root = Root("comments", 20, "text: contains a NUL character")
+    path = path_with()
+    wait(path, 15, 20)   # 20 comes later in id order
+    wait(path, 16, 15)   # 15 is waiting itself
+    path.gone["comments"][20] = root   # then 20 is rejected
+    assert path.ready(COMMENTS) == []
+    out = path.never_ready(COMMENTS)
+    assert out[15] == Reject("parent_id: comments id 20 was rejected", root=root)
+    assert out[16] == Reject("parent_id: comments id 15 was rejected", root=root)
+
+
+def test_a_chain_whose_head_is_nowhere_is_rooted_at_the_first_reply():
+    path = path_with()
+    wait(path, 15, 900)
+    wait(path, 16, 15)
+    out = path.never_ready(COMMENTS)
+    assert out[15].reason.startswith("parent_id: comments id 900 never loaded") and out[15].root is None
+    assert out[16] == Reject("parent_id: comments id 15 was rejected",
+                             root=Root("comments", 15, out[15].reason))
+
+
+def test_a_cycle_never_loads_and_a_loaded_parent_releases_its_replies():
+    path = path_with()
+    wait(path, 15, 16)
+    wait(path, 16, 15)
+    assert set(path.never_ready(COMMENTS)) == {15, 16}
+    path = path_with()
+    wait(path, 15, 20)
+    path.accept(COMMENTS, 20)
+    assert path.ready(COMMENTS) == [15] and not path.pending["comments"]
