@@ -1,9 +1,10 @@
 """``export_to_flask``: one run, from the checks before anything is written to the report.
 
 A run composes: the row path (``rowpath``, what each row becomes), the batch store
-(``load``, how decided rows reach the target), a mover (``CopyRows`` here, or
-``sync.SyncRows`` with ``--sync``) and the file step (``files``). The profile
-(``profiles``) says what is migrated; nothing here names an entity.
+(``load``, how decided rows reach the target), a mover (``movers.CopyRows``, or
+``sync.SyncRows`` with ``--sync``), the target's gatekeeping (``target``) and the file
+step (``files``). The profile (``profiles``) says what is migrated; nothing here names
+an entity.
 """
 from __future__ import annotations
 
@@ -13,32 +14,31 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from . import bookkeeping as bk
-from . import cli, dialects, waits
+from . import cli, dialects, target, waits
 from . import files as files_mod
 from .cli import check_writable_dir, flag, one_line
 from .conf import BridgeSettings
 from .errors import BridgeError, first_line
-from .fingerprint import FINGERPRINT_VERSION, fingerprint_key
+from .fingerprint import fingerprint_key
 from .freeze import FreezeState, get_freeze_state
 from .idset import EVERY_ID, IdSet
-from .load import BatchStore, BatchWriter, EntityStats
+from .load import BatchStore, EntityStats
 from .mapping import Entity, Profile
+from .movers import CopyRows, Run
 from .passwords import check_pin_hash_method
 from .pinpool import DEFAULT_PIN_HASH_METHOD, DRY_RUN_PIN_HASH_METHOD, PinPool, estimate_cost
 from .profiles import get_profile, selected
-from .progress import Progress
 from .report import jsonable, reports_base, run_header, stamp, write_report
 from .rowpath import RowPath, base_context, file_urls
 from .source import LegacySource
 from .sync import SyncRows
+from .target import drop_bookkeeping
 
 log = logging.getLogger("migration_bridge")
 
@@ -47,6 +47,7 @@ DUPLICATE_POLICIES = ("archive", "fail")
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "DEFAULT_PIN_HASH_METHOD", "DRY_RUN_PIN_HASH_METHOD", "DUPLICATE_POLICIES",
            "EntityStats", "ExportOptions", "ExportResult", "ExportRun", "run_export", "drop_bookkeeping"]
+
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -125,148 +126,6 @@ def select_entities(profile: Profile, only: tuple[str, ...], exclude: tuple[str,
         if name not in profile.entity_names:
             raise BridgeError(f"unknown entity {name!r} (choose from: {', '.join(profile.entity_names)})")
     return [e for e in profile.entities if (not only or e.name in only) and e.name not in exclude]
-
-
-@dataclass
-class Run:
-    """What a mover works with: the options, the target and the composed parts."""
-
-    options: ExportOptions
-    profile: Profile
-    entities: list[Entity]
-    source: LegacySource
-    engine: sa.Engine
-    path: RowPath
-    store: BatchStore
-
-    def load_parent_ids(self, entity: Entity) -> None:
-        """The ids already in the target (and the rows rejected so far) for every table
-        this entity's rows or contexts read."""
-        for name in entity.parents | {entity.name}:
-            if name not in self.path.loaded:
-                table = self.profile.entity(name).target
-                with self.engine.connect() as conn:
-                    result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                        sa.select(table.c.id))
-                    self.path.loaded[name] = IdSet(i for (i,) in result)
-                    self.path.gone[name] = bk.gone_rows(conn, name)
-
-    def process_ids(self, entity: Entity, ctx, ids: list[int], stats: EntityStats, resolved: bool = False) -> None:
-        """Read ``ids`` again from the source and take them down the row path, a batch at a
-        time; ``resolved``: they were waiting for their parent."""
-        for start in range(0, len(ids), self.options.batch_size):
-            chunk = ids[start:start + self.options.batch_size]
-            started = time.monotonic()
-            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
-            outcome = self.path.process(entity, rows, ctx)
-            self.store.commit(entity, outcome, stats, started, resolved=chunk if resolved else ())
-
-    def retry_rejected(self, entity: Entity, ctx, stats: EntityStats) -> None:
-        """Every run decides again on the rows earlier runs rejected: a parent loaded or
-        fixed since brings them in, and entity by entity their subtrees follow."""
-        ids = self.store.rejected_ids(entity)
-        for start in range(0, len(ids), self.options.batch_size):
-            chunk = ids[start:start + self.options.batch_size]
-            started = time.monotonic()
-            stats.rejected -= len(chunk)  # decided again below
-            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
-            stats.read -= len(chunk) - len(rows)  # deleted from the source since: their notes go too
-            outcome = self.path.process(entity, rows, ctx)
-            self.store.commit(entity, outcome, stats, started, replace_notes_for=chunk)
-
-    def resolve_deferred(self, entity: Entity, ctx, stats: EntityStats) -> None:
-        """Replies that waited for a parent later in id order: in once it is there,
-        rejected when it never came (missing, rejected, or a cycle)."""
-        while self.path.pending.get(entity.name):
-            ready = self.path.ready(entity)
-            if ready:
-                self.process_ids(entity, ctx, ready, stats, resolved=True)
-                continue
-            dead = self.path.never_ready(entity)
-            started = time.monotonic()
-            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, sorted(dead))
-            self.store.commit(entity, self.path.outcome_of_rejections(entity, rows, dead), stats, started,
-                              resolved=sorted(dead))
-
-
-class CopyRows:
-    """The export's mover: every selected entity in dependency order, from its checkpoint."""
-
-    kind = "export"
-    store_options: dict = {}
-
-    def __init__(self):
-        self.nothing_to_do: str | None = None
-
-    def check(self, options: ExportOptions) -> None:
-        pass
-
-    def check_target(self, conn, entities, stats) -> None:
-        pass
-
-    def prepare(self, run: Run, stats: dict[str, EntityStats]) -> None:
-        """Say what this run starts from: fresh, resumed (from where), or nothing to do."""
-        o = run.options
-        if o.restart or o.files_only:
-            return
-        selected = [e.name for e in run.entities]
-        done = [n for n in selected if n in stats and stats[n].done]
-        started = [stats[n] for n in selected if n in stats and not stats[n].done]
-        if len(done) == len(selected):
-            self.nothing_to_do = (f"rows: nothing to do: all {len(selected)} entities were already complete "
-                                  f"({sum(stats[n].written for n in done)} rows in the target; rows rejected "
-                                  "before were decided again); --restart reads everything again, --sync moves "
-                                  "what changed")
-        elif done or started:
-            parts = [f"{s.name} from id {s.last_id} ({s.read} rows read before)" for s in started]
-            log.info("resuming: %s%s%s", f"complete: {', '.join(done)}" if done else "",
-                     "; " if done and parts else "", "; ".join(parts))
-
-    def move(self, run: Run, stats: dict[str, EntityStats]) -> None:
-        for entity in run.entities:
-            stats[entity.name] = self.copy_entity(run, entity, stats.get(entity.name) or EntityStats(entity.name))
-
-    def copy_entity(self, run: Run, entity: Entity, stats: EntityStats) -> EntityStats:
-        run.load_parent_ids(entity)
-        ctx = run.path.entity_context(entity)
-        run.retry_rejected(entity, ctx, stats)
-        if stats.done and not run.options.restart:
-            run.resolve_deferred(entity, ctx, stats)
-            if self.nothing_to_do is None:  # else said once for all
-                log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
-            return stats
-        progress = Progress(entity.name, run.source.count(entity.source_model),
-                            interactive=run.options.interactive, initial=stats.read)
-        try:
-            with BatchWriter() as writer:
-                started = time.monotonic()  # consecutive intervals: reading, processing, waiting
-                for rows in run.source.extract_rows(entity.source_model, entity.source_fields,
-                                                    stats.last_id, run.options.batch_size):
-                    outcome = run.path.process(entity, rows, ctx)
-                    stats.read += len(rows)
-                    stats.last_id = rows[-1]["id"]
-                    started = run.store.commit(entity, outcome, stats, started, fresh=not run.options.restart,
-                                               writer=writer)
-                    progress.update(len(rows))
-            stats.seconds += time.monotonic() - started
-            run.resolve_deferred(entity, ctx, stats)
-            stats.done = True
-            with run.engine.begin() as conn:
-                dialects.upsert(conn, bk.checkpoints, [stats.as_checkpoint()])
-        finally:
-            progress.close()
-            run.store.pins.end_entity()
-        return stats
-
-    def committed_stats(self, engine: sa.Engine, stats: dict[str, EntityStats]) -> dict[str, EntityStats]:
-        """After a failure: the counts as committed (checkpoints), not as read in memory."""
-        with engine.connect() as conn:
-            return EntityStats.committed(conn)
-
-    def report_extra(self) -> dict:
-        return {}
-
-    sync_stats = None
 
 
 class ExportRun:
@@ -350,100 +209,20 @@ class ExportRun:
                     if changed:
                         raise BridgeError(f"{len(changed)} {entity.name} {context.refusal} (ids {changed[:20]})")
 
-    def open_target(self) -> sa.Engine:
-        """The real target, or in --dry-run a scratch SQLite copy of the schema."""
-        real = dialects.create_target_engine(self.options.target_url, lock_timeout=self.options.lock_timeout)
-        tables = self.profile.tables
-        try:
-            with real.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-                missing = [t.name for t in tables if not sa.inspect(conn).has_table(t.name)]
-                self.recorded_on_target = bk.recorded_settings(conn)
-        except sa.exc.DBAPIError as exc:
-            raise BridgeError(dialects.describe_connect_error(exc, real.url)) from None
-        if not self.options.reset:  # --reset starts over, whatever the target held
-            self.check_recorded_schema(self.recorded_on_target)
-        if self.options.dry_run:
-            real.dispose()
-            self._scratch_dir = tempfile.mkdtemp(prefix="bridge-dry-run-")
-            engine = dialects.create_target_engine(f"sqlite:///{self._scratch_dir}/scratch.sqlite3")
-            self.profile.create_schema(engine)
-            bk.create_bookkeeping(engine)
-            return engine
-        if missing:
-            if not self.options.create_schema:
-                raise BridgeError(
-                    f"target {dialects.mask_url(real.url)} has no Flask schema of the {self.profile.name!r} profile "
-                    f"(missing tables: {', '.join(missing)}); run with --create-schema"
-                )
-            self.profile.create_schema(real)
-        bk.create_bookkeeping(real)
-        return real
-
     def prepare_target(self, run: Run) -> dict[str, EntityStats]:
         o = self.options
         with run.engine.begin() as conn:
-            if o.reset:
-                dialects.empty_tables(conn, self.profile.tables)
-                # the manifest too: its keys follow the key scheme of the rows written next
-                for table in (*bk.ROW_TABLES, bk.settings, bk.files):
-                    conn.execute(table.delete())
-            elif o.restart:
-                for table in bk.ROW_TABLES:
-                    conn.execute(table.delete().where(table.c.entity.in_([e.name for e in self.entities])))
-            stats = EntityStats.committed(conn)
-            self.mover.check_target(conn, self.entities, stats)
-            if not stats and not o.restart:
-                foreign = [t.name for t in self.profile.tables
-                           if conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first()]
-                if foreign:
-                    raise BridgeError(
-                        f"target already holds rows this tool did not write (tables: {', '.join(foreign)}); "
-                        "use --reset --yes to empty it first"
-                    )
-            for row in conn.execute(sa.select(bk.deferred)):
-                run.path.pending.setdefault(row.entity, {})[row.source_id] = row.parent_id
+            stats = target.start(conn, o, self.profile, self.entities, self.mover.check_target)
+            run.path.pending = target.waiting_replies(conn)
             # a dry run is judged by what the real target records, not by its scratch copy
             recorded = self.recorded_on_target if o.dry_run and not o.reset else bk.recorded_settings(conn)
-            self.settle_target_settings(conn, recorded)
-        if not o.files_only:
-            self.check_parents_exported(stats)
-        return stats
-
-    def check_recorded_schema(self, recorded: dict[str, str]) -> None:
-        schema = recorded.get("target_schema", self.profile.name)
-        if schema != self.profile.name:
-            raise BridgeError(f"the target holds the {schema!r} schema, not {self.profile.name!r}: pass "
-                              f"--target-schema {recorded.get('target_schema_ref', schema)}, or --reset --yes "
-                              "to start over")
-
-    def settle_target_settings(self, conn: sa.Connection, recorded: dict[str, str]) -> None:
-        """A target is read the way it was first written: same profile, same key scheme."""
-        self.check_recorded_schema(recorded)
-        chosen = self.options.key_scheme or recorded.get("key_scheme") or self.conf.FILE_KEY_SCHEME
-        if chosen not in files_mod.KEY_SCHEMES:
-            raise BridgeError(f"key scheme {chosen!r}: choose from {', '.join(files_mod.KEY_SCHEMES)}")
-        if recorded.get("key_scheme", chosen) != chosen:
-            raise BridgeError(f"the target's rows name files by the {recorded['key_scheme']!r} key scheme, "
-                              f"not {chosen!r}: drop --key-scheme, or --reset --yes to start over")
-        bk.record_settings(conn, {"target_schema": self.profile.name, "key_scheme": chosen,
-                                  "target_schema_ref": selected(self.options.target_schema),
-                                  "fingerprints": FINGERPRINT_VERSION})
-        self.key_scheme = chosen
+            self.key_scheme = target.settle(conn, self.profile, selected(o.target_schema), recorded,
+                                            o.key_scheme, self.conf.FILE_KEY_SCHEME)
         if self.file_options is not None:
-            self.file_options = dataclasses.replace(self.file_options, key_scheme=chosen)
-
-    def check_parents_exported(self, stats: dict[str, EntityStats]) -> None:
-        """--only/--exclude: every table a selected entity points at is selected too or
-        complete in the target; else its rows would be rejected for a parent never tried."""
-        selected = {e.name for e in self.entities}
-        for entity in self.entities:
-            absent = sorted(p for p in set(entity.foreign_keys.values())
-                            if p not in selected and not (p in stats and stats[p].done))
-            if absent:
-                raise BridgeError(
-                    f"{entity.name} points at {', '.join(absent)}, which the target does not hold yet: "
-                    f"export {', '.join(absent)} first (or in the same run)")
+            self.file_options = dataclasses.replace(self.file_options, key_scheme=self.key_scheme)
+        if not o.files_only:
+            target.check_parents_exported(self.entities, stats)
+        return stats
 
     # --- the run -----------------------------------------------------------------
 
@@ -458,7 +237,8 @@ class ExportRun:
         started = self.started = bk.utcnow()
         cli.current["lock_timeout"] = self.options.lock_timeout
         self.preflight()
-        engine = self.open_target()
+        opened = target.open_target(self.options, self.profile)
+        engine, self.recorded_on_target, self._scratch_dir = opened.engine, opened.recorded, opened.scratch_dir
         watch = waits.watch(engine, self.options.lock_timeout)
         run_id = None
         try:
@@ -595,17 +375,3 @@ def default_report_dir(conf: BridgeSettings, started: dt.datetime) -> str:
 def run_export(options: ExportOptions, conf: BridgeSettings) -> ExportResult:
     mover = SyncRows() if options.sync else CopyRows()
     return ExportRun(options, conf, LegacySource(conf.LEGACY_APP), mover).run()
-
-
-def drop_bookkeeping(target_url: str) -> list[str]:
-    """After cutover: drop the tool's own tables (checkpoints, notes, fingerprints, manifest)."""
-    engine = dialects.create_target_engine(target_url)
-    try:
-        with engine.connect() as conn:
-            present = [t.name for t in bk.bookkeeping_metadata.sorted_tables if sa.inspect(conn).has_table(t.name)]
-        bk.bookkeeping_metadata.drop_all(engine)
-    except sa.exc.DBAPIError as exc:
-        raise BridgeError(dialects.describe_connect_error(exc, engine.url)) from None
-    finally:
-        engine.dispose()
-    return present

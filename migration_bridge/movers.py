@@ -1,0 +1,163 @@
+"""What moves rows: ``Run`` (the composed parts of one run and the row operations every
+mover shares) and ``CopyRows``, the export's mover. ``sync.SyncRows`` is the other one."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import bookkeeping as bk
+from . import dialects
+from .idset import IdSet
+from .load import BatchStore, BatchWriter, EntityStats
+from .mapping import Entity, Profile
+from .progress import Progress
+from .rowpath import RowPath
+from .source import LegacySource
+
+log = logging.getLogger("migration_bridge")
+
+
+@dataclass
+class Run:
+    """What a mover works with: the options, the target and the composed parts."""
+
+    options: Any  # pipeline.ExportOptions
+    profile: Profile
+    entities: list[Entity]
+    source: LegacySource
+    engine: sa.Engine
+    path: RowPath
+    store: BatchStore
+
+    def load_parent_ids(self, entity: Entity) -> None:
+        """The ids already in the target (and the rows rejected so far) for every table
+        this entity's rows or contexts read."""
+        for name in entity.parents | {entity.name}:
+            if name not in self.path.loaded:
+                table = self.profile.entity(name).target
+                with self.engine.connect() as conn:
+                    result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+                        sa.select(table.c.id))
+                    self.path.loaded[name] = IdSet(i for (i,) in result)
+                    self.path.gone[name] = bk.gone_rows(conn, name)
+
+    def process_ids(self, entity: Entity, ctx, ids: list[int], stats: EntityStats, resolved: bool = False) -> None:
+        """Read ``ids`` again from the source and take them down the row path, a batch at a
+        time; ``resolved``: they were waiting for their parent."""
+        for start in range(0, len(ids), self.options.batch_size):
+            chunk = ids[start:start + self.options.batch_size]
+            started = time.monotonic()
+            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
+            outcome = self.path.process(entity, rows, ctx)
+            self.store.commit(entity, outcome, stats, started, resolved=chunk if resolved else ())
+
+    def retry_rejected(self, entity: Entity, ctx, stats: EntityStats) -> None:
+        """Every run decides again on the rows earlier runs rejected: a parent loaded or
+        fixed since brings them in, and entity by entity their subtrees follow."""
+        ids = self.store.rejected_ids(entity)
+        for start in range(0, len(ids), self.options.batch_size):
+            chunk = ids[start:start + self.options.batch_size]
+            started = time.monotonic()
+            stats.rejected -= len(chunk)  # decided again below
+            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
+            stats.read -= len(chunk) - len(rows)  # deleted from the source since: their notes go too
+            outcome = self.path.process(entity, rows, ctx)
+            self.store.commit(entity, outcome, stats, started, replace_notes_for=chunk)
+
+    def resolve_deferred(self, entity: Entity, ctx, stats: EntityStats) -> None:
+        """Replies that waited for a parent later in id order: in once it is there,
+        rejected when it never came (missing, rejected, or a cycle)."""
+        while self.path.pending.get(entity.name):
+            ready = self.path.ready(entity)
+            if ready:
+                self.process_ids(entity, ctx, ready, stats, resolved=True)
+                continue
+            dead = self.path.never_ready(entity)
+            started = time.monotonic()
+            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, sorted(dead))
+            self.store.commit(entity, self.path.outcome_of_rejections(entity, rows, dead), stats, started,
+                              resolved=sorted(dead))
+
+
+class CopyRows:
+    """The export's mover: every selected entity in dependency order, from its checkpoint."""
+
+    kind = "export"
+    store_options: dict = {}
+
+    def __init__(self):
+        self.nothing_to_do: str | None = None
+
+    def check(self, options) -> None:
+        pass
+
+    def check_target(self, conn, entities, stats) -> None:
+        pass
+
+    def prepare(self, run: Run, stats: dict[str, EntityStats]) -> None:
+        """Say what this run starts from: fresh, resumed (from where), or nothing to do."""
+        o = run.options
+        if o.restart or o.files_only:
+            return
+        selected = [e.name for e in run.entities]
+        done = [n for n in selected if n in stats and stats[n].done]
+        started = [stats[n] for n in selected if n in stats and not stats[n].done]
+        if len(done) == len(selected):
+            self.nothing_to_do = (f"rows: nothing to do: all {len(selected)} entities were already complete "
+                                  f"({sum(stats[n].written for n in done)} rows in the target; rows rejected "
+                                  "before were decided again); --restart reads everything again, --sync moves "
+                                  "what changed")
+        elif done or started:
+            parts = [f"{s.name} from id {s.last_id} ({s.read} rows read before)" for s in started]
+            log.info("resuming: %s%s%s", f"complete: {', '.join(done)}" if done else "",
+                     "; " if done and parts else "", "; ".join(parts))
+
+    def move(self, run: Run, stats: dict[str, EntityStats]) -> None:
+        for entity in run.entities:
+            stats[entity.name] = self.copy_entity(run, entity, stats.get(entity.name) or EntityStats(entity.name))
+
+    def copy_entity(self, run: Run, entity: Entity, stats: EntityStats) -> EntityStats:
+        run.load_parent_ids(entity)
+        ctx = run.path.entity_context(entity)
+        run.retry_rejected(entity, ctx, stats)
+        if stats.done and not run.options.restart:
+            run.resolve_deferred(entity, ctx, stats)
+            if self.nothing_to_do is None:  # else said once for all
+                log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
+            return stats
+        progress = Progress(entity.name, run.source.count(entity.source_model),
+                            interactive=run.options.interactive, initial=stats.read)
+        try:
+            with BatchWriter() as writer:
+                started = time.monotonic()  # consecutive intervals: reading, processing, waiting
+                for rows in run.source.extract_rows(entity.source_model, entity.source_fields,
+                                                    stats.last_id, run.options.batch_size):
+                    outcome = run.path.process(entity, rows, ctx)
+                    stats.read += len(rows)
+                    stats.last_id = rows[-1]["id"]
+                    started = run.store.commit(entity, outcome, stats, started, fresh=not run.options.restart,
+                                               writer=writer)
+                    progress.update(len(rows))
+            stats.seconds += time.monotonic() - started
+            run.resolve_deferred(entity, ctx, stats)
+            stats.done = True
+            with run.engine.begin() as conn:
+                dialects.upsert(conn, bk.checkpoints, [stats.as_checkpoint()])
+        finally:
+            progress.close()
+            run.store.pins.end_entity()
+        return stats
+
+    def committed_stats(self, engine: sa.Engine, stats: dict[str, EntityStats]) -> dict[str, EntityStats]:
+        """After a failure: the counts as committed (checkpoints), not as read in memory."""
+        with engine.connect() as conn:
+            return EntityStats.committed(conn)
+
+    def report_extra(self) -> dict:
+        return {}
+
+    sync_stats = None
