@@ -209,11 +209,12 @@ class ExportRun:
                     if changed:
                         raise BridgeError(f"{len(changed)} {entity.name} {context.refusal} (ids {changed[:20]})")
 
-    def prepare_target(self, run: Run) -> dict[str, EntityStats]:
+    def prepare_target(self, engine: sa.Engine) -> tuple[dict[str, EntityStats], dict[str, dict[int, int]]]:
+        """The checkpoints and the replies still waiting, once the target is settled."""
         o = self.options
-        with run.engine.begin() as conn:
+        with engine.begin() as conn:
             stats = target.start(conn, o, self.profile, self.entities, self.mover.check_target)
-            run.path.pending = target.waiting_replies(conn)
+            pending = target.waiting_replies(conn)
             # a dry run is judged by what the real target records, not by its scratch copy
             recorded = self.recorded_on_target if o.dry_run and not o.reset else bk.recorded_settings(conn)
             self.key_scheme = target.settle(conn, self.profile, selected(o.target_schema), recorded,
@@ -222,13 +223,14 @@ class ExportRun:
             self.file_options = dataclasses.replace(self.file_options, key_scheme=self.key_scheme)
         if not o.files_only:
             target.check_parents_exported(self.entities, stats)
-        return stats
+        return stats, pending
 
     # --- the run -----------------------------------------------------------------
 
-    def compose(self, engine: sa.Engine) -> Run:
-        keys = files_mod.KeyLookup(engine)  # its scheme is set once settled with the target (run)
+    def compose(self, engine: sa.Engine, pending: dict[str, dict[int, int]]) -> Run:
+        keys = files_mod.KeyLookup(engine, self.key_scheme)
         path = RowPath(self.source, base_context(self.conf), file_urls(self.conf), self.fingerprint_key, keys)
+        path.pending = pending
         store = BatchStore(engine, self.pins, lambda entity: self.source.count(entity.source_model),
                            **self.mover.store_options)
         return Run(self.options, self.profile, self.entities, self.source, engine, path, store)
@@ -242,8 +244,8 @@ class ExportRun:
         watch = waits.watch(engine, self.options.lock_timeout)
         run_id = None
         try:
-            run = self.compose(engine)
-            stats = self.prepare_target(run)
+            stats, pending = self.prepare_target(engine)
+            run = self.compose(engine, pending)
             self.mover.prepare(run, stats)
             with engine.begin() as conn:
                 run_id = conn.execute(bk.runs.insert().values(
@@ -259,7 +261,6 @@ class ExportRun:
         error = None
         try:
             # keys are decided before any row names one, with or without the file step
-            run.path.keys.scheme = self.key_scheme
             files_mod.assign_keys(engine, self.source, self.profile, self.conf, self.key_scheme, self.options.batch_size)
             if not self.options.files_only:
                 self.mover.move(run, stats)

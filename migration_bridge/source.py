@@ -96,7 +96,7 @@ class LegacySource:
         return connections[self.alias].vendor
 
     def count(self, model_name: str) -> int:
-        return self.model(model_name).objects.using(self.alias).count()
+        return self.objects(model_name).count()
 
     def extract_rows(
         self, model_name: str, fields: tuple[str, ...], after_id: int, batch_size: int,
@@ -104,7 +104,7 @@ class LegacySource:
     ) -> Iterator[list[dict]]:
         """Batches of rows in primary-key order by keyset pagination (no OFFSET), with
         ``annotations`` (name -> expression computed by the database) as extra keys."""
-        qs = self.model(model_name).objects.using(self.alias).order_by("pk")
+        qs = self.objects(model_name).order_by("pk")
         columns = fields
         if annotations:
             qs, columns = qs.annotate(**annotations), (*fields, *annotations)
@@ -117,7 +117,7 @@ class LegacySource:
             last = rows[-1][0]
 
     def rows_by_id(self, model_name: str, fields: tuple[str, ...], ids: list[int]) -> list[dict]:
-        qs = self.model(model_name).objects.using(self.alias).order_by("pk")
+        qs = self.objects(model_name).order_by("pk")
         return [dict(zip(fields, row)) for row in qs.filter(pk__in=ids).values_list(*fields)]
 
     def objects(self, model_name: str):

@@ -181,22 +181,20 @@ ENTITIES: tuple[Entity, ...] = (
 def legacy_observer_scope(source) -> dict:
     """The legacy rule: an observer sees the sessions whose teacher is in its district."""
     by_district: dict[int, set[int]] = defaultdict(set)
-    for sid, district in source.objects("Session").order_by("pk").values_list("id", "created_by__district_id"):
+    for sid, district in source.values("Session", ("id", "created_by__district_id")):
         if district is not None:
             by_district[district].add(sid)
     return {oid: {"sessions": by_district.get(district, set())}
-            for oid, district in source.objects("Observer").values_list("id", "district_id")}
+            for oid, district in source.values("Observer", ("id", "district_id"))}
 
 
 def legacy_teacher_dashboards(source) -> dict:
     """A teacher's dashboard: the sessions they created, the students they administer."""
     dashboards: dict[int, dict[str, set]] = defaultdict(lambda: {"sessions": set(), "students": set()})
-    for uid in source.objects("CustomAdmin").values_list("id", flat=True):
-        dashboards[uid]  # noqa: B018 - every teacher has a dashboard, maybe empty
-    for sid, teacher in source.objects("Session").values_list("id", "created_by_id"):
+    for sid, teacher in source.values("Session", ("id", "created_by_id")):
         if teacher is not None:
             dashboards[teacher]["sessions"].add(sid)
-    for sid, teacher in source.objects("Student").values_list("id", "admin_id"):
+    for sid, teacher in source.values("Student", ("id", "admin_id")):
         if teacher is not None:
             dashboards[teacher]["students"].add(sid)
     return dashboards
