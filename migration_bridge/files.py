@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from . import dialects
 from .conf import BridgeSettings
+from .idmap import legacy_view
 from .filestore import (
     RetryPolicy, SourceFiles, Target, make_target, storage_from_settings,
 )
@@ -97,7 +98,7 @@ def assign_keys(engine: sa.Engine, source: LegacySource, profile: Profile, conf:
     if scheme == "preserve":
         return 0
     added = 0
-    for refs in source.file_references(profile, batch_size, file_urls(conf)):
+    for refs in source.file_references(profile, batch_size, file_urls(conf, profile)):
         first: dict[str, int] = {}
         for ref in refs:  # in id order: the first reference of a name is its lowest id
             if ref.names_key and len(ref.name) <= MAX_NAME:
@@ -302,7 +303,7 @@ def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, c
         # counts are rebuilt on every run (a killed inventory leaves no stale counts behind)
         conn.execute(table.update().where(table.c.refs != 0).values(refs=0, migrated_refs=0))
     references = invalid = 0
-    for refs in source.file_references(profile, batch_size, file_urls(conf)):
+    for refs in source.file_references(profile, batch_size, file_urls(conf, profile)):
         usable = [r for r in refs if len(r.name) <= MAX_NAME]
         invalid += len(refs) - len(usable)
         if not usable:
@@ -336,9 +337,9 @@ def _present(conn: sa.Connection, profile: Profile, refs: list[FileRef]) -> set[
         by_owner.setdefault(ref.owner, set()).add(ref.owner_id)
     present = set()
     for owner, ids in by_owner.items():
-        table = profile.entity(owner).target
+        view = legacy_view(profile, profile.entity(owner))
         for chunk in _chunks(sorted(ids)):
-            present.update((owner, i) for (i,) in conn.execute(sa.select(table.c.id).where(table.c.id.in_(chunk))))
+            present.update((owner, i) for (i,) in conn.execute(sa.select(view.c.id).where(view.c.id.in_(chunk))))
     return present
 
 
@@ -534,7 +535,7 @@ def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, con
     referencing it, per entity."""
     problems: dict[str, dict] = {}  # name -> entry of missing_files / failed_files
     listed = {"missing": 0, "failed": 0}
-    for refs in source.file_references(profile, options.batch_size, file_urls(conf)):
+    for refs in source.file_references(profile, options.batch_size, file_urls(conf, profile)):
         with engine.connect() as conn:
             migrated = _present(conn, profile, refs)
             manifest = {m.old_name: m for m in manifest_rows(conn, {r.name for r in refs})}

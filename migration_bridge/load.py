@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from . import dialects
+from .idmap import IdMap, id_map
 from .idset import IdSet
 from .mapping import Entity
 from .pinpool import PinPool
@@ -87,9 +88,10 @@ class BatchWriter:
 class BatchStore:
     """Commits outcomes of the row path to the target, PINs hashed first."""
 
-    def __init__(self, engine: sa.Engine, pins: PinPool, count, *, checkpoints: bool = True,
+    def __init__(self, engine: sa.Engine, pins: PinPool, count, idmap: IdMap, *, checkpoints: bool = True,
                  replace_notes: bool = False, track_written: bool = False):
         self.engine = engine
+        self.idmap = idmap  # rows are decided in legacy ids and written in target ids
         self.pins = pins
         self.count = count  # entity -> source rows, for the PIN progress
         self.checkpoints = checkpoints  # False (sync): the export's checkpoints stay as they are
@@ -115,12 +117,13 @@ class BatchStore:
             for row, hashed in zip(outcome.rows, hashes):
                 row[column] = hashed
             outcome.pins = []
+        tables, entries = self.idmap.to_target(entity, outcome.rows)
         stats.written += len(outcome.rows)
         stats.rejected += outcome.rejected
         stats.skipped += outcome.skipped
         now = time.monotonic()
         stats.seconds += now - started
-        job = functools.partial(self._write, entity, outcome,
+        job = functools.partial(self._write, entity, outcome, tables, entries,
                                 stats.as_checkpoint() if self.checkpoints else None,  # a snapshot: safe to hand over
                                 resolved, list(replace_notes_for), fresh)
         if writer is None:
@@ -129,24 +132,30 @@ class BatchStore:
             writer.submit(job)
         return now
 
-    def _write(self, entity: Entity, outcome: BatchOutcome, checkpoint_row: dict | None,
+    def _write(self, entity: Entity, outcome: BatchOutcome, tables: list, entries: list[dict],
+               checkpoint_row: dict | None,
                resolved: list[int], replace_notes_for: list[int], fresh: bool) -> None:
         if fresh and entity.name not in self._upsert_only:
             # Rows past the last checkpoint cannot be in the target (each batch commits with
             # its checkpoint): a plain insert is safe, and on PostgreSQL a COPY straight in.
             try:
-                self._transaction(entity, outcome, checkpoint_row, resolved, replace_notes_for, dialects.insert_new)
+                self._transaction(entity, outcome, tables, entries, checkpoint_row, resolved, replace_notes_for,
+                                  dialects.insert_new)
                 return
             except (sa.exc.IntegrityError, self.engine.dialect.dbapi.IntegrityError):
                 # e.g. resuming a killed --restart: the old rows are still there
                 self._upsert_only.add(entity.name)
                 log.warning("%s: rows past id %s are in the target already; upserting from here on",
                             entity.name, checkpoint_row and checkpoint_row["last_id"])
-        self._transaction(entity, outcome, checkpoint_row, resolved, replace_notes_for, dialects.upsert)
+        self._transaction(entity, outcome, tables, entries, checkpoint_row, resolved, replace_notes_for,
+                          dialects.upsert)
 
-    def _transaction(self, entity, outcome, checkpoint_row, resolved, replace_notes_for, load) -> None:
+    def _transaction(self, entity, outcome, tables, entries, checkpoint_row, resolved, replace_notes_for,
+                     load) -> None:
         with self.engine.begin() as conn:
-            load(conn, entity.target, outcome.rows)
+            for table, rows in tables:
+                load(conn, table, rows)
+            load(conn, id_map, entries)
             if replace_notes_for:
                 conn.execute(bk.notes.delete().where(
                     bk.notes.c.entity == entity.name, bk.notes.c.source_id.in_(replace_notes_for)))

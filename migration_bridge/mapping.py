@@ -81,11 +81,19 @@ class Page:
     setting: str
 
 
+# How an entity's rows get their target ids. Under LEGACY_ID the target id is the legacy
+# id and nothing is recorded; the two others go through the id map (``idmap.py``).
+LEGACY_ID = "legacy"
+LEGACY_ID_IF_FREE = "legacy_if_free"  # the legacy id when the table has it free, else a new one
+NEW_ID = "new"  # a new id past the table's highest (tables shared by several entities)
+TARGET_ID_RULES = (LEGACY_ID, LEGACY_ID_IF_FREE, NEW_ID)
+
+
 @dataclass(frozen=True)
 class Entity:
     name: str  # the entity's name: on the command line, in the bookkeeping and in other declarations
-    source_model: str  # model name in the legacy app (label from settings)
-    target: sa.Table
+    source_model: str | None  # model name in the legacy app (label from settings); None: derived rows only
+    target: sa.Table  # the table the row's id lives in
     source_fields: tuple[str, ...]  # Django attnames read with values_list, "id" first
     transform: Callable = t.copy_row
     # target FK column -> entity whose loaded ids it must point at
@@ -104,6 +112,36 @@ class Entity:
     files: tuple[FileColumn, ...] = ()
     counters: tuple[Counter, ...] = ()
     page: Page | None = None
+    # rows made from the legacy DB rather than read from one model (schools from free
+    # text, a placeholder owner): ``derived(source) -> [source-shaped dicts]`` with
+    # synthetic ids, added to the model's rows in id order
+    derived: Callable[[Any], list[dict]] | None = None
+    # tables holding more columns of the same row under the same id (joined inheritance:
+    # a student is a ``users`` row and a ``students`` row)
+    also: tuple[sa.Table, ...] = ()
+    target_ids: str = LEGACY_ID
+
+    @property
+    def tables(self) -> tuple[sa.Table, ...]:
+        return (self.target, *self.also)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The target columns of its rows, across its tables (``id`` once)."""
+        return tuple(dict.fromkeys(c.name for table in self.tables for c in table.columns))
+
+    @property
+    def mapped(self) -> bool:
+        """Its target ids are not its legacy ids: the id map translates them."""
+        return self.target_ids != LEGACY_ID
+
+    @property
+    def all_foreign_keys(self) -> dict[str, str]:
+        """Every FK column -> entity, the self-reference included."""
+        keys = dict(self.foreign_keys)
+        if self.self_foreign_key:
+            keys[self.self_foreign_key] = self.name
+        return keys
 
     @property
     def secret_free_fields(self) -> tuple[str, ...]:
@@ -147,6 +185,13 @@ class Profile:
     # (teacher, session code, session name, student id, student name, PIN) rows
     pin_roster: Callable[[Any], Iterator[tuple]] | None = None
     roster_entity: str | None = None  # ids of the roster rows: only migrated ones are listed
+    # where the Flask app serves the target storage, when the app fixes it (else the
+    # MEDIA_BASE_URL setting)
+    media_base_url: str | None = None
+
+    @property
+    def maps_ids(self) -> bool:
+        return any(e.mapped for e in self.entities)
 
     @property
     def tables(self) -> list[sa.Table]:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from . import dialects
+from .idmap import legacy_view
 from .idset import IdSet
 from .load import BatchStore, BatchWriter, EntityStats
 from .mapping import Entity, Profile
@@ -38,10 +39,10 @@ class Run:
         this entity's rows or contexts read."""
         for name in entity.parents | {entity.name}:
             if name not in self.path.loaded:
-                table = self.profile.entity(name).target
+                view = legacy_view(self.profile, self.profile.entity(name))
                 with self.engine.connect() as conn:
                     result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                        sa.select(table.c.id))
+                        sa.select(view.c.id))
                     self.path.loaded[name] = IdSet(i for (i,) in result)
                     self.path.gone[name] = bk.gone_rows(conn, name)
 
@@ -51,7 +52,7 @@ class Run:
         for start in range(0, len(ids), self.options.batch_size):
             chunk = ids[start:start + self.options.batch_size]
             started = time.monotonic()
-            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
+            rows = self.source.rows_by_id(entity, chunk)
             outcome = self.path.process(entity, rows, ctx)
             self.store.commit(entity, outcome, stats, started, resolved=chunk if resolved else ())
 
@@ -63,7 +64,7 @@ class Run:
             chunk = ids[start:start + self.options.batch_size]
             started = time.monotonic()
             stats.rejected -= len(chunk)  # decided again below
-            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, chunk)
+            rows = self.source.rows_by_id(entity, chunk)
             stats.read -= len(chunk) - len(rows)  # deleted from the source since: their notes go too
             outcome = self.path.process(entity, rows, ctx)
             self.store.commit(entity, outcome, stats, started, replace_notes_for=chunk)
@@ -78,7 +79,7 @@ class Run:
                 continue
             dead = self.path.never_ready(entity)
             started = time.monotonic()
-            rows = self.source.rows_by_id(entity.source_model, entity.source_fields, sorted(dead))
+            rows = self.source.rows_by_id(entity, sorted(dead))
             self.store.commit(entity, self.path.outcome_of_rejections(entity, rows, dead), stats, started,
                               resolved=sorted(dead))
 
@@ -129,13 +130,12 @@ class CopyRows:
             if self.nothing_to_do is None:  # else said once for all
                 log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
             return stats
-        progress = Progress(entity.name, run.source.count(entity.source_model),
+        progress = Progress(entity.name, run.source.count(entity),
                             interactive=run.options.interactive, initial=stats.read)
         try:
             with BatchWriter() as writer:
                 started = time.monotonic()  # consecutive intervals: reading, processing, waiting
-                for rows in run.source.extract_rows(entity.source_model, entity.source_fields,
-                                                    stats.last_id, run.options.batch_size):
+                for rows in run.source.entity_rows(entity, stats.last_id, run.options.batch_size):
                     outcome = run.path.process(entity, rows, ctx)
                     stats.read += len(rows)
                     stats.last_id = rows[-1]["id"]

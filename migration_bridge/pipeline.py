@@ -27,6 +27,7 @@ from .conf import BridgeSettings
 from .errors import BridgeError, first_line
 from .fingerprint import fingerprint_key
 from .freeze import FreezeState, get_freeze_state
+from .idmap import KEEPABLE, IdMap
 from .idset import EVERY_ID, IdSet
 from .load import BatchStore, EntityStats
 from .mapping import Entity, Profile
@@ -183,7 +184,7 @@ class ExportRun:
             if self.profile.pin_roster is None:
                 raise BridgeError(f"--pin-roster: the {self.profile.name!r} profile declares no PIN roster")
             check_writable_dir(Path(o.pin_roster).resolve().parent, "PIN roster", "--pin-roster")
-        self.source.check_reachable(self.profile.entities[0].source_model)
+        self.source.check_reachable(next(e.source_model for e in self.profile.entities if e.source_model))
         self.source.require_lossless_text()
         self.frozen_at_start = get_freeze_state(use_cache=False)
         if not (self.frozen_at_start.frozen or o.allow_live or o.dry_run):
@@ -193,7 +194,7 @@ class ExportRun:
             )
         hashed = [e for e in self.entities if e.hashed_pin]
         if self.cheap_dry_run_pins and hashed:
-            self.pin_estimate = estimate_cost(self.source.count(hashed[0].source_model), o.workers)
+            self.pin_estimate = estimate_cost(self.source.count(hashed[0]), o.workers)
         # file options and storages, checked before any row is written
         self.file_options, self.file_stores = files_mod.export_preflight(o, self.conf)
         if o.on_duplicate_session == "fail":
@@ -229,9 +230,10 @@ class ExportRun:
 
     def compose(self, engine: sa.Engine, pending: dict[str, dict[int, int]]) -> Run:
         keys = files_mod.KeyLookup(engine, self.key_scheme)
-        path = RowPath(self.source, base_context(self.conf), file_urls(self.conf), self.fingerprint_key, keys)
+        path = RowPath(self.source, base_context(self.conf), file_urls(self.conf, self.profile), self.fingerprint_key, keys)
         path.pending = pending
-        store = BatchStore(engine, self.pins, lambda entity: self.source.count(entity.source_model),
+        idmap = IdMap(self.profile, engine, lambda entity: self.source.highest_keepable_id(entity, KEEPABLE.stop))
+        store = BatchStore(engine, self.pins, self.source.count, idmap,
                            **self.mover.store_options)
         return Run(self.options, self.profile, self.entities, self.source, engine, path, store)
 

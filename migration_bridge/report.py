@@ -16,6 +16,10 @@ from . import bookkeeping as bk
 from .dialects import mask_url
 from .transforms import Root
 
+DECISION_IDS = 50  # ids listed per decision in report.json
+# password outcomes whose users cannot log in until an admin resets them (must_reset.csv)
+MUST_RESET_OUTCOMES = ("must_reset", "inactive")
+
 
 def reports_base(conf) -> Path:
     """Where reports go: MIGRATION_BRIDGE['REPORT_DIR'], else <BASE_DIR>/var/reports."""
@@ -73,6 +77,8 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
     reject_kinds: dict = defaultdict(Counter)
     skip_reasons: dict = defaultdict(Counter)
     causes = RootCauses()
+    decisions: dict = defaultdict(dict)
+    must_reset: list[dict] = []
     with engine.connect() as conn, rejects_path.open("w", encoding="utf-8") as rejects:
         rows = conn.execution_options(stream_results=True, yield_per=10_000).execute(
             sa.select(bk.notes).order_by(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind))
@@ -98,6 +104,16 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
                     k: v for k, v in detail.items() if k != "kind" and v is not None}})
             elif note.kind == "archived_duplicate":
                 archived.append({"session_id": note.source_id, **detail})
+            else:  # a profile's own decision (synthesized e-mail, role, ...): counted by its detail
+                decision = decisions[note.entity].setdefault(note.kind, {"count": 0, "by": Counter(), "ids": []})
+                decision["count"] += 1
+                decision["by"][", ".join(f"{k}={v}" for k, v in sorted(detail.items()) if k != "login") or "-"] += 1
+                if len(decision["ids"]) < DECISION_IDS:
+                    decision["ids"].append(note.source_id)
+            if note.kind == "password" and detail.get("outcome") in MUST_RESET_OUTCOMES:
+                must_reset.append({"entity": note.entity, "legacy_id": note.source_id,
+                                   "login": detail.get("login"), "why": detail["outcome"],
+                                   "hasher": detail.get("hasher")})
     report = {
         **header,
         "entities": {
@@ -117,12 +133,28 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
         # each source row that caused rejects or skips, with every row it took along
         "root_causes": causes.as_list(order),
         "skipped": {ent: dict(c) for ent, c in skip_reasons.items()},
+        # every other decision a profile takes per row, counted (the first ids listed)
+        "decisions": {ent: {kind: {**d, "by": dict(d["by"])} for kind, d in sorted(kinds.items())}
+                      for ent, kinds in decisions.items()},
+        "must_reset": {"count": len(must_reset), "file": str(report_dir / "must_reset.csv") if must_reset else None},
         "rejects_file": str(rejects_path),
         **(extra or {}),
     }
+    if must_reset:
+        _write_csv(report_dir / "must_reset.csv", ["entity", "legacy_id", "login", "why", "hasher"],
+                   ([m[k] for k in ("entity", "legacy_id", "login", "why", "hasher")] for m in must_reset))
     report_path = report_dir / "report.json"
     report_path.write_text(json.dumps(jsonable(report), indent=2, ensure_ascii=False), encoding="utf-8")
     return report, report_path, rejects_path
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 class RootCauses:

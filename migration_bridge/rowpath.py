@@ -65,8 +65,10 @@ def base_context(conf) -> TransformContext:
                             encrypt_media_password=media_password_cipher(conf.MEDIA_PASSWORD_KEY)[0])
 
 
-def file_urls(conf) -> filerefs.FileUrls:
-    return filerefs.FileUrls(conf.MEDIA_URL_PREFIX, conf.MEDIA_BASE_URL)
+def file_urls(conf, profile) -> filerefs.FileUrls:
+    """How URLs name files on both sides; a profile whose app fixes where it serves
+    uploads says so (``Profile.media_base_url``), else the setting does."""
+    return filerefs.FileUrls(conf.MEDIA_URL_PREFIX, profile.media_base_url or conf.MEDIA_BASE_URL)
 
 
 def _same_name(names) -> dict[str, str]:
@@ -132,7 +134,8 @@ class RowPath:
             return result
         row = result.row
         filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
-        problem = (validate_row(row, entity.target, entity.choices, filled_later)
+        problem = (next((p for table in entity.tables
+                         if (p := validate_row(row, table, entity.choices, filled_later))), None)
                    or check_parents(row, entity.foreign_keys, self.loaded, self.gone))
         column = entity.self_foreign_key
         if problem is None and column and row[column] is not None and row[column] not in self.loaded[entity.name]:

@@ -5,12 +5,15 @@ inside the real legacy project (no import of ``legacy_app``).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import heapq
 import operator
 from typing import Iterator
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Max
 from django.db.backends.signals import connection_created
 from django.db.utils import Error as DjangoDatabaseError
 
@@ -34,6 +37,7 @@ class LegacySource:
                 "(set MIGRATION_BRIDGE['LEGACY_APP'] to the legacy app's label)"
             ) from None
         self.alias = alias
+        self._derived: dict[str, list[dict]] = {}
         # Every connection this process opens to the legacy DB speaks full UTF-8, whatever
         # the project's settings say (MySQL's default "utf8" turns emoji into "?").
         connection_created.connect(self._on_connect, weak=False, dispatch_uid=f"migration_bridge.source.{alias}")
@@ -79,24 +83,76 @@ class LegacySource:
         by_attname = {f.attname: f for f in model._meta.concrete_fields}
         return tuple(f for f in fields if by_attname[f].get_internal_type() in TEXT_FIELD_TYPES)
 
-    def extract_rows_with_text_bytes(
-        self, model_name: str, fields: tuple[str, ...], batch_size: int,
-    ) -> Iterator[list[tuple[dict, int, int]]]:
+    def extract_rows_with_text_bytes(self, entity, batch_size: int) -> Iterator[list[tuple[dict, int, int]]]:
         """Batches of (row, UTF-8 bytes of its text fields as the database counts them,
-        as this connection decoded them): unequal when the connection lost characters."""
-        text = self.text_fields(model_name, fields)
+        as this connection decoded them): unequal when the connection lost characters.
+        Derived rows were made in Python from rows read: they count as read losslessly."""
+        text = self.text_fields(entity.source_model, entity.source_fields) if entity.source_model else ()
         counted = {"_text_bytes": functools.reduce(operator.add, (dialects.Utf8Bytes(f) for f in text))} if text else {}
-        for rows in self.extract_rows(model_name, fields, BEFORE_FIRST_ID, batch_size, counted):
-            yield [(row, int(row.pop("_text_bytes", 0) or 0),
-                    sum(len(str(row[f]).encode("utf-8", "surrogatepass")) for f in text if row[f] is not None))
-                   for row in rows]
+
+        def decoded(row) -> int:
+            return sum(len(str(row[f]).encode("utf-8", "surrogatepass")) for f in text if row[f] is not None)
+
+        for rows in self.entity_rows(entity, BEFORE_FIRST_ID, batch_size, counted):
+            yield [(row, decoded(row) if (in_db := row.pop("_text_bytes", None)) is None else int(in_db),
+                    decoded(row)) for row in rows]
 
     @property
     def vendor(self) -> str:
         return connections[self.alias].vendor
 
-    def count(self, model_name: str) -> int:
-        return self.objects(model_name).count()
+    # --- an entity's rows: its model's rows and its derived rows, in id order ----------
+
+    def derived_rows(self, entity) -> list[dict]:
+        """The entity's derived rows, made once per source object (a run, a verify)."""
+        if entity.derived is None:
+            return []
+        if entity.name not in self._derived:
+            self._derived[entity.name] = sorted(entity.derived(self), key=operator.itemgetter("id"))
+        return self._derived[entity.name]
+
+    def count(self, entity) -> int:
+        model = self.objects(entity.source_model).count() if entity.source_model else 0
+        return model + len(self.derived_rows(entity))
+
+    def highest_keepable_id(self, entity, limit: int) -> int | None:
+        """The highest id of the entity's model below ``limit`` (derived ids are synthetic)."""
+        if not entity.source_model:
+            return None
+        return self.objects(entity.source_model).filter(pk__lt=limit).aggregate(m=Max("pk"))["m"]
+
+    def ids(self, entity) -> Iterator[int]:
+        """Every id, ascending."""
+        model = (i for (i,) in self.values(entity.source_model, ("pk",))) if entity.source_model else iter(())
+        return heapq.merge(model, (r["id"] for r in self.derived_rows(entity)))
+
+    def entity_rows(self, entity, after_id: int, batch_size: int, annotations: dict | None = None,
+                    ) -> Iterator[list[dict]]:
+        """Batches of the entity's rows after ``after_id``, in id order."""
+        derived = [r for r in self.derived_rows(entity) if r["id"] > after_id]
+        if entity.source_model is None:
+            for start in range(0, len(derived), batch_size):
+                yield [dict(r) for r in derived[start:start + batch_size]]
+            return
+        for rows in self.extract_rows(entity.source_model, entity.source_fields, after_id, batch_size, annotations):
+            last = rows[-1]["id"]
+            if derived and derived[0]["id"] < last:
+                early = [dict(r) for r in derived if r["id"] < last]
+                derived = derived[len(early):]
+                rows = sorted(rows + early, key=operator.itemgetter("id"))
+            yield rows
+        if derived:
+            yield [dict(r) for r in derived]
+
+    def rows_by_id(self, entity, ids: list[int]) -> list[dict]:
+        rows = []
+        if entity.source_model:
+            qs = self.objects(entity.source_model).order_by("pk")
+            rows = [dict(zip(entity.source_fields, row))
+                    for row in qs.filter(pk__in=ids).values_list(*entity.source_fields)]
+        wanted = set(ids)
+        derived = [dict(r) for r in self.derived_rows(entity) if r["id"] in wanted]
+        return sorted(rows + derived, key=operator.itemgetter("id")) if derived else rows
 
     def extract_rows(
         self, model_name: str, fields: tuple[str, ...], after_id: int, batch_size: int,
@@ -116,10 +172,6 @@ class LegacySource:
             yield [dict(zip(columns, row)) for row in rows]
             last = rows[-1][0]
 
-    def rows_by_id(self, model_name: str, fields: tuple[str, ...], ids: list[int]) -> list[dict]:
-        qs = self.objects(model_name).order_by("pk")
-        return [dict(zip(fields, row)) for row in qs.filter(pk__in=ids).values_list(*fields)]
-
     def objects(self, model_name: str):
         """The model's manager on the legacy alias (for the profile's declared queries)."""
         return self.model(model_name).objects.using(self.alias)
@@ -134,6 +186,7 @@ class LegacySource:
         Keyset pagination, constant memory."""
         for entity in profile.entities:
             if entity.files:
-                fields = ("id", *(c.source_field for c in entity.files))
-                for rows in self.extract_rows(entity.source_model, fields, BEFORE_FIRST_ID, batch_size):
+                narrow = dataclasses.replace(entity, source_fields=("id", *(c.source_field for c in entity.files)))
+                for rows in self.entity_rows(narrow if entity.derived is None else entity, BEFORE_FIRST_ID,
+                                             batch_size):
                     yield [ref for row in rows for ref in filerefs.refs_of(entity, row, urls)]

@@ -24,6 +24,7 @@ from . import bookkeeping as bk
 from .diff import diff_ranges, keyset_ranges
 from .errors import BridgeError
 from .fingerprint import FINGERPRINT_VERSION
+from .idmap import id_map
 from .idset import IdSet
 from .load import EntityStats
 from .mapping import Entity
@@ -124,8 +125,7 @@ class SyncRows:
 
         def source_chunks():
             nonlocal scanned
-            for rows in run.source.extract_rows(entity.source_model, entity.source_fields, BEFORE_FIRST_ID,
-                                                run.options.batch_size):
+            for rows in run.source.entity_rows(entity, BEFORE_FIRST_ID, run.options.batch_size):
                 scanned += len(rows)
                 batch_ctx = run.path.batch_context(entity, ctx, rows)
                 yield {r["id"]: bytes.fromhex(run.path.fingerprint(entity, r, batch_ctx)) for r in rows}
@@ -155,13 +155,20 @@ class SyncRows:
         table = entity.target
         for start in range(0, len(ids), run.options.batch_size):
             chunk = ids[start:start + run.options.batch_size]
+            targets = [t for i in chunk if (t := run.store.idmap.target_id(entity, i)) is not None]
             with run.engine.begin() as conn:
+                for sub in entity.also:  # joined sub-rows before the row they extend
+                    conn.execute(sub.delete().where(sub.c.id.in_(targets)))
                 if entity.self_foreign_key:  # replies first, then their parents
-                    stats.deleted += _delete_self_referencing(conn, table, entity.self_foreign_key, chunk)
+                    stats.deleted += _delete_self_referencing(conn, table, entity.self_foreign_key, targets)
                 else:
-                    stats.deleted += conn.execute(table.delete().where(table.c.id.in_(chunk))).rowcount
+                    stats.deleted += conn.execute(table.delete().where(table.c.id.in_(targets))).rowcount
                 for book in (bk.fingerprints, bk.notes, bk.deferred):
                     conn.execute(book.delete().where(book.c.entity == entity.name, book.c.source_id.in_(chunk)))
+                if entity.mapped:
+                    conn.execute(id_map.delete().where(id_map.c.entity == entity.name,
+                                                       id_map.c.legacy_id.in_(chunk)))
+            run.store.idmap.forget(entity, chunk)
 
     # --- 3. inserts and updates, parents first ---------------------------------------------
 

@@ -15,6 +15,7 @@ from . import dialects
 from .errors import BridgeError
 from .files import KEY_SCHEMES
 from .fingerprint import FINGERPRINT_VERSION
+from .idmap import create_id_map, id_map
 from .load import EntityStats
 from .mapping import Entity, Profile
 
@@ -43,7 +44,7 @@ def open_target(options, profile: Profile) -> OpenTarget:
         scratch_dir = tempfile.mkdtemp(prefix="bridge-dry-run-")
         engine = dialects.create_target_engine(f"sqlite:///{scratch_dir}/scratch.sqlite3")
         profile.create_schema(engine)
-        bk.create_bookkeeping(engine)
+        _create_own_tables(engine, profile)
         return OpenTarget(engine, recorded, scratch_dir)
     if missing:
         if not options.create_schema:
@@ -52,8 +53,14 @@ def open_target(options, profile: Profile) -> OpenTarget:
                 f"(missing tables: {', '.join(missing)}); run with --create-schema"
             )
         profile.create_schema(real)
-    bk.create_bookkeeping(real)
+    _create_own_tables(real, profile)
     return OpenTarget(real, recorded)
+
+
+def _create_own_tables(engine: sa.Engine, profile: Profile) -> None:
+    bk.create_bookkeeping(engine)
+    if profile.maps_ids:
+        create_id_map(engine)
 
 
 def check_recorded_schema(profile: Profile, recorded: dict[str, str]) -> None:
@@ -74,6 +81,8 @@ def start(conn: sa.Connection, options, profile: Profile, entities: list[Entity]
         # the manifest too: its keys follow the key scheme of the rows written next
         for table in (*bk.ROW_TABLES, bk.settings, bk.files):
             conn.execute(table.delete())
+        if profile.maps_ids:
+            conn.execute(id_map.delete())
     elif options.restart:
         for table in bk.ROW_TABLES:
             conn.execute(table.delete().where(table.c.entity.in_([e.name for e in entities])))
@@ -129,7 +138,8 @@ def check_parents_exported(entities: list[Entity], stats: dict[str, EntityStats]
 
 
 def drop_bookkeeping(target_url: str) -> list[str]:
-    """After cutover: drop the tool's own tables (checkpoints, notes, fingerprints, manifest)."""
+    """After cutover: drop the tool's own tables (checkpoints, notes, fingerprints, manifest).
+    The id map stays: it is the Flask app's way from old links to new rows."""
     engine = dialects.create_target_engine(target_url)
     try:
         with engine.connect() as conn:

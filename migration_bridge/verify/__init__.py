@@ -126,7 +126,8 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
         profile = get_profile(options.target_schema or (recorded or {}).get("target_schema_ref"))
         check_page_settings(profile, raw_settings)
         for entity in profile.entities:
-            source.model(entity.source_model)
+            if entity.source_model:
+                source.model(entity.source_model)
         check_target(engine, profile, recorded)
         stores = open_stores(conf, dry_run=True)
     except BaseException:

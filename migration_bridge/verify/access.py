@@ -29,7 +29,10 @@ def check_access(state: State, name: str) -> CheckResult:
             if owner not in legacy_owners:
                 continue  # not a legacy row: row_counts lists it
             compared += 1
-            target = rule.target(conn, owner)
+            # the Flask app's query runs on target ids; its answer is read back in legacy ids
+            owner_entity = state.profile.entity(rule.owner)
+            target = {seen: state.idmap.legacy_ids(state.profile.entity(seen), ids)
+                      for seen, ids in rule.target(conn, state.idmap.target_id(owner_entity, owner)).items()}
             expected = legacy.get(owner, {})
             differences = {}
             for seen, ids in migrated.items():

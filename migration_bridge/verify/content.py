@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from ..diff import canonical, canonical_row, compare_range, keyset_ranges, row_hash
 from ..files import KeyLookup
+from ..idmap import legacy_view
 from ..mapping import Entity
 from ..rowpath import WAIT, RowPath, base_context, file_urls, media_password_cipher
 from ..transforms import Reject, Skip
@@ -24,7 +25,7 @@ from .state import SHOW_IDS, CheckResult, IdList, State, offending
 
 def replay_path(state: State) -> RowPath:
     """The export's row path, deciding against what verify expects."""
-    path = RowPath(state.source, base_context(state.conf), file_urls(state.conf), b"",
+    path = RowPath(state.source, base_context(state.conf), file_urls(state.conf, state.profile), b"",
                    KeyLookup(state.engine, state.key_scheme))
     path.loaded, path.gone = state.expected, state.gone
     return path
@@ -34,7 +35,7 @@ def compared_columns(state: State, entity: Entity) -> tuple[list[str], list]:
     """(columns in the checksum, ``ByMeaning`` rules compared in the sample)."""
     by_meaning = [m for m in entity.by_meaning if m.rule != "decrypts" or state.conf.MEDIA_PASSWORD_KEY]
     excluded = {c.column for c in entity.counters} | {m.column for m in by_meaning}
-    return [c.name for c in entity.target.columns if c.name not in excluded], by_meaning
+    return [c for c in entity.column_names if c not in excluded], by_meaning
 
 
 def check_content(state: State) -> CheckResult:
@@ -49,7 +50,7 @@ def check_content(state: State) -> CheckResult:
                 state, conn, path, entity, columns, sample_rng)
             sample_diffs, meaning_failures = _sample_table(state, conn, path, entity, columns, by_meaning, sampled)
             stats.update({
-                "excluded_from_checksum": sorted(set(c.name for c in entity.target.columns) - set(columns)),
+                "excluded_from_checksum": sorted(set(entity.column_names) - set(columns)),
                 "sampled": len(sampled), "sample_ids": sorted(sampled),
                 "sample_differences": len(sample_diffs), "compared_by_meaning": [m.column for m in by_meaning],
                 "meaning_failures": len(meaning_failures),
@@ -99,8 +100,7 @@ def _audit_table(state: State, conn, path: RowPath, entity: Entity, columns: lis
     def source_batches():
         # every id read is kept (None = the target must not hold it) so the ranges
         # follow the source; the rest carry (row hash, canonical values)
-        for batch in state.source.extract_rows_with_text_bytes(entity.source_model, entity.source_fields,
-                                                               state.options.chunk_size):
+        for batch in state.source.extract_rows_with_text_bytes(entity, state.options.chunk_size):
             rows = [row for row, _, _ in batch]
             misread.extend(row["id"] for row, in_db, decoded in batch if in_db != decoded)
             hashes: dict[int, tuple | None] = {r["id"]: None for r in rows}
@@ -115,18 +115,19 @@ def _audit_table(state: State, conn, path: RowPath, entity: Entity, columns: lis
                 hashes[src["id"]] = (row_hash(values), values)
             yield hashes
 
-    select_cols = [entity.target.c[c] for c in columns]
+    view = legacy_view(state.profile, entity)
+    select_cols = [view.c[c] for c in columns]
     chunks = differing_chunks = rows_compared = seen = 0
     changed: list[int] = []
     changed_columns: dict[int, list[str]] = {}
     sampled: list[int] = []
     for lo, hi, batch in keyset_ranges(source_batches()):
         source_hashes = {i: v[0] for i, v in batch.items() if v is not None}
-        stmt = sa.select(*select_cols).order_by(entity.target.c.id)
+        stmt = sa.select(*select_cols).order_by(view.c.id)
         if lo is not None:
-            stmt = stmt.where(entity.target.c.id >= lo)
+            stmt = stmt.where(view.c.id >= lo)
         if hi is not None:
-            stmt = stmt.where(entity.target.c.id < hi)
+            stmt = stmt.where(view.c.id < hi)
         canon_tgt: dict[int, tuple] = {}
         target_hashes: dict[int, bytes] = {}
         for row in conn.execute(stmt).mappings():
@@ -179,13 +180,13 @@ def _sample_table(state: State, conn, path: RowPath, entity: Entity, columns: li
     meaning_failures: list[int] = []
     if not sampled:
         return diffs, meaning_failures
-    table = entity.target
+    view = legacy_view(state.profile, entity)
     ctx = path.entity_context(entity)
-    rows = state.source.rows_by_id(entity.source_model, entity.source_fields, sorted(sampled))
+    rows = state.source.rows_by_id(entity, sorted(sampled))
     source_rows = {src["id"]: (src, result)
                    for src, result in path.transform(entity, path.batch_context(entity, ctx, rows), rows)}
     target_rows = {r["id"]: r for r in conn.execute(
-        sa.select(table).where(table.c.id.in_(sorted(sampled)))).mappings()}
+        sa.select(view).where(view.c.id.in_(sorted(sampled)))).mappings()}
     decrypt = media_password_cipher(state.conf.MEDIA_PASSWORD_KEY)[1]
     for i in sorted(sampled):
         src, result = source_rows.get(i, (None, None))

@@ -19,7 +19,7 @@ FILE_HIT_RATIO = 0.999
 def referenced_keys(state: State, conn) -> tuple[dict[str, str], int]:
     """Storage key -> first row referencing it ("media 12"), and how many entries are
     URLs outside the target storage (external)."""
-    urls = file_urls(state.conf)
+    urls = file_urls(state.conf, state.profile)
     keys: dict[str, str] = {}
     external = 0
     for entity in state.profile.entities:

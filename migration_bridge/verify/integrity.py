@@ -6,6 +6,7 @@ import math
 
 import sqlalchemy as sa
 
+from ..idmap import unmapped_rows
 from ..report import RootCauses
 from .state import SHOW_IDS, CheckResult, State, offending
 
@@ -56,6 +57,10 @@ def check_row_counts(state: State) -> CheckResult:
         total_expected += len(expected)
         total_target += len(target)
         total_gone += len(gone)
+    with state.engine.connect() as conn:
+        for table, (count, ids) in unmapped_rows(conn, state.profile, SHOW_IDS).items():
+            off[f"{table}: rows no legacy row maps to"] = {"count": count, "ids": ids}
+            bad.append(f"{table}: {count} rows outside the id map")
     if bad:
         summary = "; ".join(bad)
     else:

@@ -35,8 +35,10 @@ def check_flask_pages(state: State) -> CheckResult:
     requests = []
     for table, template in paths.items():
         ids = list(state.target_ids[table])
+        entity = state.profile.entity(table)
         for i in sorted(rng.sample(ids, min(state.options.sample, len(ids)))):
-            requests.append((table, i, base + template.format(id=i)))
+            # listed by legacy id, asked for by the id the Flask app knows the row by
+            requests.append((table, i, base + template.format(id=state.idmap.target_id(entity, i))))
 
     def fetch(req):
         table, i, url = req

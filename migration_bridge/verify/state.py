@@ -18,6 +18,7 @@ from .. import dialects
 from ..cli import flag
 from ..conf import BridgeSettings
 from ..diff import DEFAULT_CHUNK_SIZE
+from ..idmap import IdMap, legacy_view
 from ..idset import IdSet
 from ..mapping import Profile
 from ..source import LegacySource
@@ -162,6 +163,7 @@ class State:
     gone: dict[str, dict[int, Root]] = field(default_factory=dict)
     gone_reason: dict[str, dict[int, str]] = field(default_factory=dict)
     audited: bool = False
+    idmap: IdMap | None = None  # legacy ids <-> target ids, for the checks that ask the Flask app's queries
 
     def rng(self, purpose: str) -> random.Random:
         return random.Random(f"{self.seed}:{purpose}")
@@ -172,13 +174,14 @@ class State:
         return IdSet(i for i in self.expected[name] if i in target)
 
     def load(self) -> None:
+        self.idmap = IdMap(self.profile, self.engine)
         for entity in self.profile.entities:
-            self.source_ids[entity.name] = IdList(i for (i,) in self.source.values(entity.source_model, ("pk",)))
+            self.source_ids[entity.name] = IdList(self.source.ids(entity))
         with self.engine.connect() as conn:
             for entity in self.profile.entities:
-                table = entity.target
+                view = legacy_view(self.profile, entity)
                 result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                    sa.select(table.c.id).order_by(table.c.id))
+                    sa.select(view.c.id).order_by(view.c.id))
                 self.target_ids[entity.name] = IdList(i for (i,) in result)
             self.checkpoints = {row.entity: row for row in conn.execute(sa.select(bk.checkpoints))}
             self.export_notes = {entity.name: {} for entity in self.profile.entities}
