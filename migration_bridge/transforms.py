@@ -69,6 +69,16 @@ class Attribution:
     candidates: int = 0
 
 
+@dataclass(frozen=True)
+class StudentHome:
+    """Where a student belongs in a target whose users rows carry district and school
+    (datadeckv2); students have no timestamp of their own, so their session's is used."""
+
+    district_id: int | None
+    school_id: int | None
+    created_at: dt.datetime
+
+
 @dataclass
 class TransformContext:
     static_base_url: str = "/static/"
@@ -77,6 +87,10 @@ class TransformContext:
     archived_sessions: Mapping[int, dt.datetime] = field(default_factory=dict)
     # media id -> Attribution (filled per batch by the pipeline)
     attributions: Mapping[int, Attribution] = field(default_factory=dict)
+    # source id -> why this row may not keep its e-mail (datadeckv2: unique e-mails)
+    duplicate_emails: Mapping[int, str] = field(default_factory=dict)
+    # student id -> its StudentHome (datadeckv2)
+    student_homes: Mapping[int, StudentHome] = field(default_factory=dict)
 
 
 # --- users and observers -------------------------------------------------------
