@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import enum
 import hashlib
 import json
 import uuid
@@ -56,6 +57,8 @@ def canonical(value: Any) -> Any:
         return value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, enum.Enum):  # SQLAlchemy's Enum reads members, stores their names
+        return value.name
     if isinstance(value, (uuid.UUID, decimal.Decimal)):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):

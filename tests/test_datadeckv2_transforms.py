@@ -217,7 +217,7 @@ def test_login_artefacts_are_skipped_like_the_plan_profile():
 
 
 @pytest.mark.parametrize("is_superuser,is_staff,role", [
-    (True, True, "ADMIN"), (True, False, "ADMIN"), (False, True, "STAFF"), (False, False, "TEACHER"),
+    (True, True, "ADMIN"), (True, False, "ADMIN"), (False, True, "TEACHER"), (False, False, "TEACHER"),
 ])
 def test_teacher_role_from_legacy_flags(is_superuser, is_staff, role):
     result = run(d2.transform_teacher, teacher(is_superuser=is_superuser, is_staff=is_staff))
@@ -332,7 +332,8 @@ def test_other_hashes_become_unusable_and_fail_cleanly(transform, make, name):
     result = run(transform, make(password=NOT_CONVERTIBLE[name](PLAIN)))
     assert result.row["password_hash"] == d2.UNUSABLE_PASSWORD
     assert check_password_hash(result.row["password_hash"], PLAIN) is False  # no exception
-    assert note(result, "password") == {"hasher": name.split(" ")[0], "outcome": "must_reset"}
+    assert note(result, "password") == {"hasher": name.split(" ")[0], "outcome": "must_reset",
+                                        "login": result.row["username" if make is teacher else "email"]}
 
 
 @pytest.mark.parametrize("transform,make", USER_TRANSFORMS)
@@ -340,7 +341,8 @@ def test_inactive_users_get_an_unusable_password(transform, make):
     result = run(transform, make(is_active=False, password=django_pbkdf2(PLAIN)))
     assert result.row["password_hash"] == d2.UNUSABLE_PASSWORD
     assert not check_password_hash(result.row["password_hash"], PLAIN)
-    assert note(result, "password") == {"hasher": "pbkdf2_sha256", "outcome": "inactive"}
+    assert note(result, "password") == {"hasher": "pbkdf2_sha256", "outcome": "inactive",
+                                        "login": result.row["username" if make is teacher else "email"]}
 
 
 def test_a_converted_hash_too_long_for_the_column_must_reset():
@@ -393,14 +395,14 @@ def test_names_and_device_ids_are_shortened_to_the_column(transform, make, ctx, 
     assert at_limit.row[column] == "é" * length and "shortened" not in kinds(at_limit)
     over = run(transform, make(**{source: "é" * (length + 37)}), ctx)
     assert over.row[column] == "é" * length
-    assert note(over, "shortened") == {"column": column, "length": length + 37}
+    assert note(over, "shortened") == {"columns": column, "lengths": str(length + 37)}
 
 
 def test_observer_names_are_shortened_after_the_split():
     result = run(d2.transform_observer, observer(name="a" * 70 + " " + "b" * 66))
     assert (result.row["first_name"], result.row["last_name"]) == ("a" * 64, "b" * 64)
     assert [n.detail for n in result.notes if n.kind == "shortened"] == [
-        {"column": "first_name", "length": 70}, {"column": "last_name", "length": 66}]
+        {"columns": "first_name,last_name", "lengths": "70,66"}]
 
 
 def test_other_over_long_values_are_left_for_validate_row():
@@ -564,7 +566,8 @@ def test_unowned_owner_is_a_teacher_nobody_can_log_in_as():
     assert (out["username"], out["email"]) == ("legacy-unowned-sessions", "legacy-unowned-sessions@teachers.invalid")
     assert (out["role"], out["type"], out["created_at"]) == ("TEACHER", "user", T0)
     assert out["password_hash"] == d2.UNUSABLE_PASSWORD
-    assert note(result, "password") == {"hasher": "unusable", "outcome": "inactive"}
+    assert note(result, "password") == {"hasher": "unusable", "outcome": "inactive",
+                                        "login": "legacy-unowned-sessions"}
     assert not {"synthesized_username", "synthesized_email"} & set(kinds(result))
 
 

@@ -2,7 +2,7 @@
 checks share with the Flask app and how files are referenced.
 
 Chosen by ``--target-schema`` or ``MIGRATION_BRIDGE['TARGET_SCHEMA']``: a registered name
-(``plan``, the default) or ``package.module:ATTRIBUTE`` naming a ``Profile`` of your own.
+(``plan``, the default, or ``datadeckv2``) or ``package.module:ATTRIBUTE`` naming a ``Profile`` of your own.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from ..errors import BridgeError
 from ..mapping import Profile
 
 DEFAULT = "plan"
-_BUILTIN = {"plan": "migration_bridge.profiles.plan:PROFILE"}
+_BUILTIN = {"plan": "migration_bridge.profiles.plan:PROFILE",
+            "datadeckv2": "migration_bridge.profiles.datadeckv2:PROFILE"}
 _registered: dict[str, Profile] = {}
 
 

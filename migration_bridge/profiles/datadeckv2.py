@@ -21,7 +21,9 @@ from ..mapping import (
     LEGACY_ID_IF_FREE, NEW_ID, AccessRule, ByMeaning, Checks, Context, Counter, Entity, FileColumn, Page, Profile,
 )
 from . import datadeckv2_transforms as dt
-from .plan import archived_duplicates, legacy_observer_scope, legacy_teacher_dashboards, media_attributions, pin_roster
+from .plan import (
+    archived_duplicates, legacy_observer_scope, legacy_teacher_dashboards, media_attributions, pin_roster,
+)
 
 # --- rows derived from the legacy DB (no legacy model holds them) -------------------------
 
@@ -238,6 +240,15 @@ ENTITIES: tuple[Entity, ...] = (
 
 # --- who sees what in the app (verify's access checks), by its own queries ----------------
 
+def legacy_dashboards(source) -> dict:
+    """The legacy dashboards, with the sessions nobody owned on the placeholder owner's."""
+    dashboards = legacy_teacher_dashboards(source)
+    unowned = set(source.objects("Session").filter(created_by_id__isnull=True).values_list("id", flat=True))
+    if unowned:
+        dashboards[dt.UNOWNED_OWNER_ID] = {"sessions": unowned, "students": set()}
+    return dashboards
+
+
 def observer_sessions(conn, observer_id: int) -> dict:
     """The app's observer scope: sessions created by users with role TEACHER in the
     observer's district (routes/main.py, services/nav_sessions.py)."""
@@ -267,8 +278,7 @@ PROFILE = Profile(
     entities=ENTITIES,
     checks=Checks(
         observer_scope=AccessRule("observers", ("sessions",), legacy_observer_scope, observer_sessions),
-        teacher_dashboards=AccessRule("users", ("sessions", "students"), legacy_teacher_dashboards,
-                                      teacher_dashboard),
+        teacher_dashboards=AccessRule("users", ("sessions", "students"), legacy_dashboards, teacher_dashboard),
     ),
     pin_roster=pin_roster,
     roster_entity="students",

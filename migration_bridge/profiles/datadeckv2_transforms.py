@@ -33,8 +33,9 @@ UTC = dt.timezone.utc
 UNUSABLE_PASSWORD = "!must-reset"
 
 # The synthetic teacher who owns legacy sessions without one (sessions.created_by_id is
-# NOT NULL); far below any legacy id, so it can never meet a real one.
-UNOWNED_OWNER_ID = -(2**62)
+# NOT NULL). Above every real legacy id: it sorts last among the teachers, so the id map
+# gives it a new id after they kept theirs.
+UNOWNED_OWNER_ID = 2**62
 UNOWNED_USERNAME = "legacy-unowned-sessions"
 UNOWNED_EMAIL = "legacy-unowned-sessions@teachers.invalid"
 
@@ -81,20 +82,24 @@ def utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.astimezone(UTC)
 
 
-def _shorten(out: dict, notes: list[Note], column: str, length: int) -> None:
-    """Names and device ids are cut to the column (and noted); nothing else is."""
-    value = out.get(column)
-    if isinstance(value, str) and len(value) > length:
-        out[column] = value[:length]
-        notes.append(Note("shortened", {"column": column, "length": len(value)}))
+def _shorten(out: dict, notes: list[Note], limits: Mapping[str, int]) -> None:
+    """Names and device ids are cut to the column (and noted, in one note per row: a
+    row holds one note of a kind); nothing else is."""
+    cut = {}
+    for column, length in limits.items():
+        value = out.get(column)
+        if isinstance(value, str) and len(value) > length:
+            out[column] = value[:length]
+            cut[column] = len(value)
+    if cut:
+        notes.append(Note("shortened", {"columns": ",".join(cut), "lengths": ",".join(map(str, cut.values()))}))
 
 
 def _role(row: Mapping[str, Any]) -> str:
-    if row["is_superuser"]:
-        return dd.Role.ADMIN.name
-    if row["is_staff"]:
-        return dd.Role.STAFF.name
-    return dd.Role.TEACHER.name
+    """Superusers administer the app. ``is_staff`` is not a role in the legacy app: every
+    teacher has it (the legacy teachers work in the Django admin), so it maps to TEACHER —
+    STAFF would hide a teacher from the app's teacher pages and its observers' scope."""
+    return dd.Role.ADMIN.name if row["is_superuser"] else dd.Role.TEACHER.name
 
 
 def _teacher_username(row: Mapping[str, Any], notes: list[Note]) -> str:
@@ -125,7 +130,7 @@ def _email(kind: str, row: Mapping[str, Any], ctx: TransformContext, notes: list
     return synthesized_email(kind, row["id"])
 
 
-def _password_hash(encoded: str | None, is_active: bool, notes: list[Note]) -> str:
+def _password_hash(encoded: str | None, is_active: bool, notes: list[Note], login: str) -> str:
     """A werkzeug hash the app can check, or UNUSABLE_PASSWORD: this schema has no column
     to keep an argon2/bcrypt hash for upgrade (stored as is, the app's login would raise),
     and no is_active on users (an inactive user would be let in)."""
@@ -136,7 +141,10 @@ def _password_hash(encoded: str | None, is_active: bool, notes: list[Note]) -> s
         value, result = outcome.password_hash, "converted"
     else:
         value, result = UNUSABLE_PASSWORD, "must_reset"
-    notes.append(Note("password", {"hasher": outcome.hasher, "outcome": result}))
+    detail = {"hasher": outcome.hasher, "outcome": result}
+    if result != "converted":  # the must-reset list names who to reach
+        detail["login"] = login
+    notes.append(Note("password", detail))
     return value
 
 
@@ -240,11 +248,12 @@ def transform_teacher(row: Mapping[str, Any], ctx: TransformContext) -> Transfor
     notes = [Note("role", {"role": role})]
     created_at = utc(row["date_joined"])
     last_login = utc(row["last_login"])
+    username = _teacher_username(row, notes)
     out = {
         "id": row["id"], "type": dd.TYPE_USER,
-        "username": _teacher_username(row, notes),
+        "username": username,
         "email": _email("teacher", row, ctx, notes),
-        "password_hash": _password_hash(row["password"], row["is_active"], notes),
+        "password_hash": _password_hash(row["password"], row["is_active"], notes, username),
         "first_name": row["first_name"], "last_name": row["last_name"], "role": role,
         "school_id": school_key(row["district_id"], row["school"]),
         "district_id": row["district_id"],
@@ -255,8 +264,7 @@ def transform_teacher(row: Mapping[str, Any], ctx: TransformContext) -> Transfor
         notes.append(Note("no_school", {}))
     if row["media_password"]:  # no column in this schema; its value never leaves here
         notes.append(Note("media_password_dropped", {}))
-    _shorten(out, notes, "first_name", dd.NAME_MAX)
-    _shorten(out, notes, "last_name", dd.NAME_MAX)
+    _shorten(out, notes, {"first_name": dd.NAME_MAX, "last_name": dd.NAME_MAX})
     return Transformed(out, notes)
 
 
@@ -264,19 +272,19 @@ def transform_observer(row: Mapping[str, Any], ctx: TransformContext) -> Transfo
     notes = [Note("synthesized_username", {"why": "none_in_legacy"})]
     first_name, last_name = split_name(row["name"])
     created_at = utc(row["created_at"])
+    email = _email("observer", row, ctx, notes)
     out = {
         "id": row["id"], "type": dd.TYPE_OBSERVER,
         "username": synthesized_username("observer", row["id"]),
-        "email": _email("observer", row, ctx, notes),
-        "password_hash": _password_hash(row["password"], row["is_active"], notes),
+        "email": email,
+        "password_hash": _password_hash(row["password"], row["is_active"], notes, email),
         "first_name": first_name, "last_name": last_name, "role": dd.Role.OBSERVER.name,
         "school_id": None, "district_id": row["district_id"],
         "created_at": created_at, "updated_at": created_at,
         # observers
         "is_active": row["is_active"], "created_by_id": row["created_by_id"],
     }
-    _shorten(out, notes, "first_name", dd.NAME_MAX)
-    _shorten(out, notes, "last_name", dd.NAME_MAX)
+    _shorten(out, notes, {"first_name": dd.NAME_MAX, "last_name": dd.NAME_MAX})
     return Transformed(out, notes)
 
 
@@ -324,8 +332,7 @@ def transform_student(row: Mapping[str, Any], ctx: TransformContext) -> Transfor
         "teacher_id": row["admin_id"], "section_id": row["section_id"],
         "device_id": row["device_id"], "pin_hash": None, "current_pin": None,
     }
-    _shorten(out, notes, "character_name", dd.NAME_MAX)
-    _shorten(out, notes, "device_id", DEVICE_ID_MAX)
+    _shorten(out, notes, {"character_name": dd.NAME_MAX, "device_id": DEVICE_ID_MAX})
     return Transformed(out, notes)
 
 
@@ -354,7 +361,7 @@ def transform_comment(row: Mapping[str, Any], ctx: TransformContext | None = Non
     )}  # admin_avatar comes from the engine's file rule
     out["created_at"], out["updated_at"] = utc(row["created_at"]), utc(row["updated_at"])
     notes: list[Note] = []
-    _shorten(out, notes, "device_id", DEVICE_ID_MAX)
+    _shorten(out, notes, {"device_id": DEVICE_ID_MAX})
     return Transformed(out, notes)
 
 

@@ -44,8 +44,10 @@ def fix_counters(conn, wrong: dict[str, dict[int, dict[str, int]]], profile: Pro
     for name, rows in wrong.items():
         table = profile.entity(name).target
         for columns in {tuple(sorted(correct)) for correct in rows.values()}:
+            # only the counters change: a column's ``onupdate`` (updated_at) keeps its value
+            untouched = {c.name: c for c in table.columns if c.onupdate is not None and c.name not in columns}
             update = table.update().where(table.c.id == sa.bindparam("b_id")).values(
-                {c: sa.bindparam(f"b_{c}") for c in columns})
+                {**untouched, **{c: sa.bindparam(f"b_{c}") for c in columns}})
             params = [{"b_id": i, **{f"b_{c}": v for c, v in correct.items()}}
                       for i, correct in sorted(rows.items()) if tuple(sorted(correct)) == columns]
             for start in range(0, len(params), batch):

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from .. import bookkeeping as bk
 from .. import filerefs
 from ..filestore import SourceFiles, Target
+from ..idmap import legacy_view
 from ..rowpath import file_urls
 from .state import SHOW_IDS, CheckResult, State, offending
 
@@ -25,9 +26,9 @@ def referenced_keys(state: State, conn) -> tuple[dict[str, str], int]:
     for entity in state.profile.entities:
         if not entity.files:
             continue
-        table = entity.target
+        view = legacy_view(state.profile, entity)
         result = conn.execution_options(stream_results=True, yield_per=10_000).execute(
-            sa.select(table.c.id, *[table.c[c.target_column] for c in entity.files]).order_by(table.c.id))
+            sa.select(view.c.id, *[view.c[c.target_column] for c in entity.files]).order_by(view.c.id))
         for row in result:
             for column, value in zip(entity.files, row[1:]):
                 found, outside = filerefs.keys_in_target(column, value, urls)
