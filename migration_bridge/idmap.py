@@ -189,3 +189,23 @@ def unmapped_rows(conn: sa.Connection, profile: Profile, show: int = 20) -> dict
         if count:
             found[name] = (count, list(conn.execute(stray.order_by(table.c.id).limit(show)).scalars()))
     return found
+
+
+CSV_HEADER = ("entity", "legacy_id", "target_table", "target_id")
+
+
+def write_csv(engine: sa.Engine, path) -> int:
+    """The whole map as CSV (the shape of ``legacy_id_map``), for redirects outside the
+    database; returns the number of entries."""
+    import csv
+
+    count = 0
+    with engine.connect() as conn, open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_HEADER)
+        result = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+            sa.select(*[id_map.c[c] for c in CSV_HEADER]).order_by(id_map.c.entity, id_map.c.legacy_id))
+        for row in result:
+            writer.writerow(row)
+            count += 1
+    return count

@@ -188,6 +188,8 @@ class Profile:
     # where the Flask app serves the target storage, when the app fixes it (else the
     # MEDIA_BASE_URL setting)
     media_base_url: str | None = None
+    # werkzeug method for PINs when --pin-hash-method is not given (None: werkzeug's default)
+    pin_hash_method: str | None = None
 
     @property
     def maps_ids(self) -> bool:

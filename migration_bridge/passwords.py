@@ -108,9 +108,15 @@ def legacy_hash_is_checkable(encoded: str) -> bool:
     return legacy_hash_parses(encoded)
 
 
-def check_pin_hash_method(method: str) -> None:
-    """Raise ValueError unless werkzeug accepts ``method``."""
-    generate_password_hash("00000", method=method)
+def check_pin_hash_method(method: str, max_length: int | None = None) -> None:
+    """Raise ValueError unless werkzeug accepts ``method`` and its hashes fit ``max_length``."""
+    try:
+        sample = generate_password_hash("00000", method=method)
+    except ValueError as exc:
+        raise ValueError(f"not a werkzeug method: {exc}") from None
+    if max_length is not None and len(sample) > max_length:
+        raise ValueError(f"its hashes take {len(sample)} characters, the target's PIN column holds "
+                         f"{max_length} (pbkdf2:sha256 fits, e.g. pbkdf2:sha256:200000)")
 
 
 def hash_pin(pin: str, method: str) -> str:

@@ -84,16 +84,15 @@ class PinPool:
             pass
 
 
-def estimate_cost(count: int, workers: int) -> dict:
+def estimate_cost(count: int, workers: int, method: str = DEFAULT_PIN_HASH_METHOD) -> dict:
     """--dry-run hashes PINs cheaply; what the real method would cost, measured here."""
     started = time.monotonic()
-    hash_pins(["00000"] * 3, DEFAULT_PIN_HASH_METHOD)
+    hash_pins(["00000"] * 3, method)
     per_hash = (time.monotonic() - started) / 3
     workers = min(workers, os.cpu_count() or 1)
     seconds = count * per_hash / workers
     log.info("dry run: PINs are hashed with %s (cheap) instead of %s; hashing the %d PINs with %s "
              "would take about %s on %d workers (pass --pin-hash-method to time the real one)",
-             DRY_RUN_PIN_HASH_METHOD, DEFAULT_PIN_HASH_METHOD, count, DEFAULT_PIN_HASH_METHOD,
-             format_seconds(seconds), workers)
-    return {"method": DEFAULT_PIN_HASH_METHOD, "pins": count, "workers": workers,
+             DRY_RUN_PIN_HASH_METHOD, method, count, method, format_seconds(seconds), workers)
+    return {"method": method, "pins": count, "workers": workers,
             "seconds_per_hash": round(per_hash, 4), "estimated_seconds": round(seconds, 1)}

@@ -27,6 +27,7 @@ from .conf import BridgeSettings
 from .errors import BridgeError, first_line
 from .fingerprint import fingerprint_key
 from .freeze import FreezeState, get_freeze_state
+from . import idmap as idmap_mod
 from .idmap import KEEPABLE, IdMap
 from .idset import EVERY_ID, IdSet
 from .load import BatchStore, EntityStats
@@ -69,8 +70,9 @@ class ExportOptions:
                            type=int, cli_default=None)
     workers: int = flag(os.cpu_count() or 1, "PIN-hashing processes (default: cores)")
     pin_hash_method: str | None = flag(
-        None, f"werkzeug method for student PINs (default: {DEFAULT_PIN_HASH_METHOD}, werkzeug's default; "
-              f"with --dry-run {DRY_RUN_PIN_HASH_METHOD}, the real cost is estimated)")
+        None, f"werkzeug method for student PINs (default: the profile's — datadeckv2: pbkdf2:sha256:200000 — "
+              f"else {DEFAULT_PIN_HASH_METHOD}, werkzeug's default; with --dry-run {DRY_RUN_PIN_HASH_METHOD}, "
+              "the real cost is estimated)")
     dry_run: bool = flag(False, "extract, transform and validate everything into a scratch database; "
                                 "write nothing to the target")
     report_dir: str | None = flag(None, "where report.json and rejects.ndjson go (default var/reports/<timestamp>/)")
@@ -131,15 +133,17 @@ def select_entities(profile: Profile, only: tuple[str, ...], exclude: tuple[str,
 
 class ExportRun:
     def __init__(self, options: ExportOptions, conf: BridgeSettings, source: LegacySource, mover=None):
+        self.profile = get_profile(options.target_schema)
+        # the profile's method when its PIN column is too narrow for werkzeug's default
+        self.real_pin_method = options.pin_hash_method or self.profile.pin_hash_method or DEFAULT_PIN_HASH_METHOD
         self.cheap_dry_run_pins = options.pin_hash_method is None and options.dry_run
         if options.pin_hash_method is None:
             options = dataclasses.replace(options, pin_hash_method=(
-                DRY_RUN_PIN_HASH_METHOD if options.dry_run else DEFAULT_PIN_HASH_METHOD))
+                DRY_RUN_PIN_HASH_METHOD if options.dry_run else self.real_pin_method))
         self.options = options
         self.conf = conf
         self.source = source
         self.mover = mover or CopyRows()
-        self.profile = get_profile(options.target_schema)
         self.entities = select_entities(self.profile, options.only, options.exclude)
         self.pins = PinPool(options.pin_hash_method, options.workers, options.interactive)
         self.pin_estimate: dict | None = None  # --dry-run: what the real method would cost
@@ -169,10 +173,11 @@ class ExportRun:
             raise BridgeError("--reset empties the target tables: add --yes to confirm")
         if o.reset and o.dry_run:
             raise BridgeError("--reset and --dry-run exclude each other")
-        try:
-            check_pin_hash_method(o.pin_hash_method)
-        except ValueError as exc:
-            raise BridgeError(f"--pin-hash-method {o.pin_hash_method!r} is not a werkzeug method: {exc}") from None
+        for method in {o.pin_hash_method, self.real_pin_method}:
+            try:
+                check_pin_hash_method(method, self.pin_column_length())
+            except ValueError as exc:
+                raise BridgeError(f"--pin-hash-method {method!r}: {exc}") from None
         if not self.entities:
             raise BridgeError("--only/--exclude leave no entity to export")
         if not o.lock_timeout > 0:
@@ -194,11 +199,17 @@ class ExportRun:
             )
         hashed = [e for e in self.entities if e.hashed_pin]
         if self.cheap_dry_run_pins and hashed:
-            self.pin_estimate = estimate_cost(self.source.count(hashed[0]), o.workers)
+            self.pin_estimate = estimate_cost(self.source.count(hashed[0]), o.workers, self.real_pin_method)
         # file options and storages, checked before any row is written
         self.file_options, self.file_stores = files_mod.export_preflight(o, self.conf)
         if o.on_duplicate_session == "fail":
             self.refuse_context_changes()
+
+    def pin_column_length(self) -> int | None:
+        """The narrowest target column a PIN hash goes into (None: unbounded)."""
+        lengths = [getattr(table.c[e.hashed_pin[0]].type, "length", None)
+                   for e in self.entities if e.hashed_pin for table in e.tables if e.hashed_pin[0] in table.c]
+        return min((n for n in lengths if n), default=None)
 
     def refuse_context_changes(self) -> None:
         """``--on-duplicate-session fail``: stop before writing when a declared context
@@ -333,6 +344,14 @@ class ExportRun:
     def finish(self, engine, run_id, status, started, finished, stats, error) -> ExportResult:
         report_dir = self.report_dir or Path(self.options.report_dir or default_report_dir(self.conf, started))
         ordered = [stats[e.name] for e in self.profile.entities if e.name in stats]
+        id_map_file = None
+        if self.profile.maps_ids and not self.options.dry_run:
+            id_map_file = {"file": str(report_dir / "id_map.csv"), "entries": None}
+            try:
+                report_dir.mkdir(parents=True, exist_ok=True)
+                id_map_file["entries"] = idmap_mod.write_csv(engine, report_dir / "id_map.csv")
+            except (OSError, sa.exc.DBAPIError) as exc:  # the table in the target is the map; the CSV a copy
+                log.warning("id map: the CSV copy could not be written (%s)", first_line(exc))
         report, report_path, rejects_path = write_report(
             engine, report_dir,
             header={
@@ -340,6 +359,7 @@ class ExportRun:
                 "dry_run": self.options.dry_run,
                 "source_frozen": self._frozen_whole_run(),
                 "files": self.files_result.as_report() if self.files_result else None,
+                "id_map": id_map_file,
                 "pin_hashing": {**self.pins.as_report(),
                                 **({"dry_run_estimate": self.pin_estimate} if self.pin_estimate else {})},
             },

@@ -283,6 +283,9 @@ PROFILE = Profile(
     pin_roster=pin_roster,
     roster_entity="students",
     media_base_url=UPLOADS,
+    # students.pin_hash holds 128 characters: werkzeug's scrypt (162) does not fit; pbkdf2 over
+    # sha256 does, and 200,000 iterations cost about what the app's own scrypt PINs cost
+    pin_hash_method="pbkdf2:sha256:200000",
 )
 
 __all__ = ["PROFILE", "ENTITIES"]
