@@ -4,6 +4,12 @@ target storage, or its URL). Pure: the row path, the file step and verify all us
 
 Declared per entity as ``FileColumn``s (``mapping.py``); the key a name becomes is the
 caller's ``key_of`` (the key scheme, ``files.py``).
+
+A *static* path (``source_form="static"``: what ``{% static %}`` takes, e.g. a student's
+``avatar_image_path``) names a file of the legacy app's static files, not of its media
+storage: it becomes a name in the reserved namespace ``STATIC_NAMESPACE``, which the file
+step reads through Django's staticfiles (``filestore.StaticFiles``) and copies like any
+other name.
 """
 from __future__ import annotations
 
@@ -11,6 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, NamedTuple
 
 from .mapping import Entity, FileColumn
+
+
+# Storage names under this prefix are static paths of the legacy app, not media names.
+STATIC_NAMESPACE = "legacy-static/"
 
 
 class FileRef(NamedTuple):
@@ -39,6 +49,19 @@ def storage_name_from_url(url: Any, prefix: str = "/media/") -> str | None:
     return url[len(prefix):] or None
 
 
+def static_name(path: Any) -> str | None:
+    """``video_app/images/a.png`` -> ``legacy-static/video_app/images/a.png``; None for an
+    empty value or one that is already a URL (``://``, or a path from the site root)."""
+    if not isinstance(path, str) or not path or "://" in path or path.startswith("/"):
+        return None
+    return STATIC_NAMESPACE + path
+
+
+def static_path(name: str) -> str | None:
+    """The static path a storage name stands for; None for a media name."""
+    return (name[len(STATIC_NAMESPACE):] or None) if name.startswith(STATIC_NAMESPACE) else None
+
+
 def url_of(key: str, base: str) -> str:
     return base.rstrip("/") + "/" + key.lstrip("/")
 
@@ -64,6 +87,8 @@ def _entries(column: FileColumn, value: Any) -> Iterator[tuple[str, Any]]:
 def _name(column: FileColumn, entry: Any, urls: FileUrls) -> str | None:
     if column.source_form == "name":
         return str(entry) if entry else None
+    if column.source_form == "static":
+        return static_name(entry)
     return storage_name_from_url(entry, urls.source_prefix)
 
 
@@ -77,7 +102,8 @@ def refs_of(entity: Entity, row: dict, urls: FileUrls) -> list[FileRef]:
 
 def target_value(column: FileColumn, value: Any, key_of: Callable[[str], str], urls: FileUrls) -> Any:
     """What the target column holds for a source value: each file as its key or URL,
-    anything that names no file (empty, an external or static URL) as it is."""
+    anything that names no file (empty, an external URL, a static path in a ``url``
+    column) as it is."""
     def one(entry):
         name = _name(column, entry, urls)
         if name is None:
@@ -103,10 +129,14 @@ def keys_in_target(column: FileColumn, value: Any, urls: FileUrls) -> tuple[list
     for entry in entries:
         if not entry:
             continue
-        if column.target_form == "key":
-            keys.append(str(entry))
-        elif (key := key_of_url(entry, urls.target_base)) is not None:
+        if column.target_form == "url":
+            key = key_of_url(entry, urls.target_base)
+        elif column.source_form == "static" and static_name(entry) is None:
+            key = None  # a URL the static column kept as it was
+        else:
+            key = str(entry)
+        if key is not None:
             keys.append(key)
-        elif column.source_form == "url_list":
+        elif column.source_form in ("url_list", "static"):
             external += 1
     return keys, external

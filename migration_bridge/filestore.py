@@ -4,7 +4,8 @@ Both sides are Django ``STORAGES`` aliases (``MIGRATION_BRIDGE['SOURCE_STORAGE']
 ``['TARGET_STORAGE']``).
 
 Source: any Django storage. A ``FileSystemStorage`` is read through its paths (``stat``,
-kernel copy, uploads straight from the path).
+kernel copy, uploads straight from the path). Names under ``filerefs.STATIC_NAMESPACE``
+are static paths of the legacy app, read through Django's staticfiles (``StaticFiles``).
 
 Target, by backend:
 
@@ -39,11 +40,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage
 
 from .errors import BridgeError
+from .filerefs import static_path
 
 log = logging.getLogger("migration_bridge")
 
@@ -130,34 +132,93 @@ class RetryPolicy:
 
 # --- the source --------------------------------------------------------------------------
 
+def _stat_file(path: str) -> SourceStat | None:
+    """Size and mtime of a regular local file, or None."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat_module.S_ISREG(st.st_mode):
+        return None
+    return SourceStat(st.st_size, st.st_mtime_ns)
+
+
+class StaticFiles:
+    """The legacy app's static files, by static path (what ``{% static %}`` takes): first
+    the staticfiles finders (STATICFILES_DIRS, the apps' ``static/`` folders: local files,
+    as ``runserver`` serves them), else the collected files (``STORAGES["staticfiles"]``:
+    STATIC_ROOT, or a remote storage) when one is configured. Not found: None, as for a
+    media file missing from its storage."""
+
+    def locate(self, path: str) -> tuple[str | None, Storage | None]:
+        """(local file path, None), (None, the remote storage holding it) or (None, None)."""
+        from django.contrib.staticfiles import finders
+        from django.contrib.staticfiles.storage import staticfiles_storage
+
+        try:
+            found = finders.find(path)
+            if found:
+                return found, None
+            if staticfiles_storage.exists(path):
+                if isinstance(staticfiles_storage, FileSystemStorage):
+                    return staticfiles_storage.path(path), None  # STATIC_ROOT: read as a local file
+                return None, staticfiles_storage
+        except ImproperlyConfigured:  # no STATIC_ROOT: nothing was collected
+            pass
+        except SuspiciousFileOperation:  # "../" and the like: no static file of the app
+            pass
+        return None, None
+
+    def path(self, path: str) -> str | None:
+        return self.locate(path)[0]
+
+    def stat(self, path: str) -> SourceStat | None:
+        local, storage = self.locate(path)
+        if local is not None:
+            return _stat_file(local)
+        return SourceStat(storage.size(path), None) if storage is not None else None
+
+    def open(self, path: str):
+        local, storage = self.locate(path)
+        if local is not None:
+            return open(local, "rb")
+        if storage is not None:
+            return storage.open(path, "rb")
+        raise FileNotFoundError(f"no static file {path!r}")
+
+
 class SourceFiles:
-    def __init__(self, storage: Storage, alias: str = "default"):
+    """The legacy files: the source storage's, and the static files (``StaticFiles``) for
+    names under ``filerefs.STATIC_NAMESPACE``."""
+
+    def __init__(self, storage: Storage, alias: str = "default", static: StaticFiles | None = None):
         self.storage = storage
         self.alias = alias
         self.local = isinstance(storage, FileSystemStorage)
+        self.static = static or StaticFiles()
 
     def describe(self) -> str:
         return describe_storage(self.alias, self.storage)
 
     def path(self, name: str) -> str | None:
-        """The local path of a file, or None when the storage is not local."""
+        """The local path of a file, or None when it is not on this host (or not found)."""
+        if (static := static_path(name)) is not None:
+            return self.static.path(static)
         return self.storage.path(name) if self.local else None
 
     def stat(self, name: str) -> SourceStat | None:
         """Size and mtime, or None when there is no such file."""
+        if (static := static_path(name)) is not None:
+            return self.static.stat(static)
         if self.local:
-            try:
-                st = os.stat(self.storage.path(name))
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-            if not stat_module.S_ISREG(st.st_mode):
-                return None
-            return SourceStat(st.st_size, st.st_mtime_ns)
+            return _stat_file(self.storage.path(name))
         if not self.storage.exists(name):
             return None
         return SourceStat(self.storage.size(name), None)
 
     def open(self, name: str):
+        if (static := static_path(name)) is not None:
+            return self.static.open(static)
         if self.local:
             return open(self.storage.path(name), "rb")
         return self.storage.open(name, "rb")

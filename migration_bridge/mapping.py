@@ -38,9 +38,12 @@ class FileColumn:
     column that references the copies.
 
     ``source_form``: ``name`` (a storage name, FileField), ``url`` (a URL under
-    MEDIA_URL_PREFIX, anything else is not a file and kept as it is) or ``url_list``
-    (a JSON list of such URLs). ``target_form``: ``key`` (the target storage key) or
-    ``url`` (MEDIA_BASE_URL + key), a list of them for ``url_list``. ``names_key``:
+    MEDIA_URL_PREFIX, anything else is not a file and kept as it is), ``url_list``
+    (a JSON list of such URLs) or ``static`` (a path of the legacy app's static files, as
+    ``{% static %}`` takes it, read through staticfiles and named under
+    ``filerefs.STATIC_NAMESPACE``; a value that is already a URL is kept).
+    ``target_form``: ``key`` (the target storage key) or ``url`` (MEDIA_BASE_URL + key),
+    a list of them for ``url_list``. ``names_key``:
     the media-id key scheme may put the owner's id in the key of these files."""
 
     source_field: str

@@ -48,3 +48,46 @@ def test_refs_and_file_columns_of_a_row_agree():
     keys = {"images/a.png": "k/a", "images/b.png": "k/b"}
     assert filerefs.file_columns(entity, row, keys.get, URLS) == {
         "image_file": "k/a", "project_images": ["https://cdn.example.org/m/k/b", "https://x/y.png"]}
+
+
+# --- static paths (source_form="static"): files of the legacy app's static folders ----------
+
+AVATAR = FileColumn("avatar_image_path", "avatar_path", "static", "url", names_key=False)
+UPLOADS = filerefs.FileUrls(source_prefix="/media/", target_base="/static/uploads/")
+
+
+def test_a_static_path_is_a_name_in_the_static_namespace():
+    path = "video_app/images/avatars/avatar3.png"
+    assert filerefs.static_name(path) == "legacy-static/" + path
+    assert filerefs.static_path(filerefs.static_name(path)) == path
+    assert filerefs.static_path("images/a.png") is None  # a media name
+    entity = Entity("students", "Student", get_profile("plan").entity("students").target, ("id",), files=(AVATAR,))
+    refs = filerefs.refs_of(entity, {"id": 4, "avatar_image_path": path}, UPLOADS)
+    assert refs == [filerefs.FileRef("students", 4, "avatar_image_path", "legacy-static/" + path, False)]
+
+
+@pytest.mark.parametrize("value", ["https://cdn.example.org/a.png", "/static/video_app/a.png", "/video_app/a.png",
+                                   "", None])
+def test_urls_and_empty_values_are_no_static_files(value):
+    assert filerefs.static_name(value) is None
+    entity = Entity("students", "Student", get_profile("plan").entity("students").target, ("id",), files=(AVATAR,))
+    assert filerefs.refs_of(entity, {"id": 4, "avatar_image_path": value}, UPLOADS) == []
+    assert filerefs.target_value(AVATAR, value, lambda n: "K:" + n, UPLOADS) == value
+
+
+@given(parts=st.lists(st.text(alphabet="abcdefghij_-.0123456789", min_size=1, max_size=12), min_size=1, max_size=4))
+def test_a_static_file_is_served_from_the_uploads_folder(parts):
+    path = "/".join(parts)
+    url = filerefs.target_value(AVATAR, path, lambda n: n, UPLOADS)  # preserve: the key is the name
+    assert url == "/static/uploads/legacy-static/" + path
+    assert filerefs.keys_in_target(AVATAR, url, UPLOADS) == (["legacy-static/" + path], 0)
+
+
+def test_a_kept_url_is_external_whatever_the_target_form():
+    assert filerefs.keys_in_target(AVATAR, "https://cdn.example.org/a.png", UPLOADS) == ([], 1)
+    as_key = FileColumn("avatar_image_path", "avatar_path", "static", "key")
+    assert filerefs.target_value(as_key, "video_app/a.png", lambda n: n, UPLOADS) == "legacy-static/video_app/a.png"
+    assert filerefs.keys_in_target(as_key, "legacy-static/video_app/a.png", UPLOADS) == (
+        ["legacy-static/video_app/a.png"], 0)
+    assert filerefs.keys_in_target(as_key, "/static/a.png", UPLOADS) == ([], 1)
+    assert filerefs.keys_in_target(as_key, None, UPLOADS) == ([], 0)

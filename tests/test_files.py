@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import dataclasses
+
 import boto3
 import pytest
 import sqlalchemy as sa
@@ -31,8 +34,11 @@ from migration_bridge import bookkeeping as bk
 from migration_bridge.conf import bridge_settings
 from migration_bridge.errors import BridgeError
 from migration_bridge.files import media_id_key, target_key
-from migration_bridge.filestore import RetryPolicy, is_transient
+from migration_bridge.filestore import RetryPolicy, SourceFiles, StaticFiles, is_transient
+from migration_bridge.mapping import FileColumn, Profile
 from migration_bridge.pipeline import ExportOptions, run_export
+from migration_bridge.profiles import get_profile
+from migration_bridge.verify import VerifyOptions, run_verify
 
 from .conftest import PROJECT_ROOT, run_manage
 
@@ -584,3 +590,109 @@ def test_interrupted_s3_multipart_upload_is_aborted_by_the_next_run(legacy, sett
     assert result.status == "complete" and files["copied"] == 0
     uploads = client.list_multipart_uploads(Bucket=target.bucket).get("Uploads", [])
     assert [u["Key"] for u in uploads] == ["not-ours/other.bin"]  # someone else's stays
+
+
+# --- static files (FileColumn source_form="static"): the legacy app's static avatars ------------
+
+STATIC_ROOT = PROJECT_ROOT / "legacy_app/video_app/static"  # the reconstruction's app static folder
+AVATAR = FileColumn("avatar_image_path", "avatar_image_path", "static", "url", names_key=False)
+# plan, but students' avatars copied as files and served from the target storage
+STATIC_PROFILE = Profile(
+    name="plan-static-avatars", description="plan with students' static avatars copied",
+    metadata=get_profile("plan").metadata, checks=get_profile("plan").checks,
+    entities=tuple(dataclasses.replace(e, files=(AVATAR,)) if e.name == "students" else e
+                   for e in get_profile("plan").entities))
+
+
+def test_the_reconstruction_ships_every_static_avatar_the_seeder_writes():
+    from legacy_app.video_app.seeding import CHARACTERS
+
+    paths = [f"video_app/images/avatars/{kind}{i}.png" for kind, n in (("avatar", 12), ("teacher", 4))
+             for i in range(1, n + 1)]
+    for charset, names in CHARACTERS.items():  # the seeder's slugs
+        paths += [f"video_app/images/characters/{charset}/{re.sub(r'[ .-]', '', ch.lower())}.png" for ch in names]
+    static = StaticFiles()
+    for path in paths:
+        assert static.path(path) == str(STATIC_ROOT / path), path
+        with static.open(path) as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_static_files_found_by_the_finders_else_in_the_collected_storage(settings, tmp_path):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+
+    source = SourceFiles(storages["default"])
+    shipped = "video_app/images/avatars/avatar1.png"
+    assert source.stat("legacy-static/" + shipped).size == (STATIC_ROOT / shipped).stat().st_size
+    assert source.stat("legacy-static/video_app/images/none.png") is None  # no STATIC_ROOT: nothing more
+    assert source.stat("legacy-static/../settings.py") is None  # outside every static folder: not a static file
+    with pytest.raises(FileNotFoundError):
+        source.open("legacy-static/video_app/images/none.png")
+    # collected under STATIC_ROOT only: a local file
+    settings.STATIC_ROOT = str(tmp_path / "collected")
+    (tmp_path / "collected/video_app").mkdir(parents=True)
+    (tmp_path / "collected/video_app/only_collected.png").write_bytes(b"collected")
+    collected = "legacy-static/video_app/only_collected.png"
+    assert source.path(collected) == str(tmp_path / "collected/video_app/only_collected.png")
+    assert source.stat(collected).size == 9
+    # a remote staticfiles storage (here in memory): read through the storage
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
+        "BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    staticfiles_storage.save("video_app/remote.png", ContentFile(b"remote!"))
+    assert source.path("legacy-static/video_app/remote.png") is None
+    assert source.stat("legacy-static/video_app/remote.png").size == 7
+    assert source.sha256("legacy-static/video_app/remote.png") == sha(b"remote!")
+    assert source.stat("legacy-static/" + shipped).mtime_ns is not None  # the finders still come first
+
+
+def test_static_avatars_are_copied_and_verified(legacy, settings, tmp_path):
+    from .files_seed import legacy as legacy_model
+
+    Session, Student = (legacy_model(n) for n in ("Session", "Student"))
+    session, admin = Session.objects.first(), Student.objects.first().admin
+    present = ["video_app/images/characters/marvel/ironman.png", "video_app/images/avatars/avatar3.png"]
+    avatars = present + ["video_app/images/avatars/avatar3.png", "video_app/images/avatars/avatar99.png",
+                         "https://elsewhere.example/a.png", ""]
+    ids = [Student.objects.create(name=f"S{i}", password=f"{i:05d}", section=session, admin=admin,
+                                  avatar_image_path=avatar).id for i, avatar in enumerate(avatars)]
+    target = FsTarget(tmp_path / "flask_static_uploads")
+    use_target(settings, target, media_base_url="/static/uploads/")
+    result, files = export(tmp_path, target_schema=f"{__name__}:STATIC_PROFILE")
+    assert result.status == "complete"
+
+    objects = target.objects()
+    for path in present:  # copied once each, byte for byte, under the namespace
+        assert objects["legacy-static/" + path] == (STATIC_ROOT / path).read_bytes()
+    assert len(objects) == len(legacy["present"]) + len(present)
+    missing = {m["name"]: m for m in files["missing_files"]}
+    assert missing["legacy-static/video_app/images/avatars/avatar99.png"]["students_ids"] == [ids[3]]
+    assert files["missing"] == len(legacy["missing"]) + 1
+    rows = dict(target_rows(tmp_path, "SELECT id, avatar_image_path FROM students"))
+    assert [rows[i] for i in ids] == [
+        "/static/uploads/legacy-static/video_app/images/characters/marvel/ironman.png",
+        "/static/uploads/legacy-static/video_app/images/avatars/avatar3.png",
+        "/static/uploads/legacy-static/video_app/images/avatars/avatar3.png",
+        "/static/uploads/legacy-static/video_app/images/avatars/avatar99.png",  # the key it would have
+        "https://elsewhere.example/a.png", ""]
+
+    def verify_files():
+        verified = run_verify(VerifyOptions(target_url=f"sqlite:///{tmp_path}/flask.sqlite3", sample=5,
+                                            accept_missing_source_files=True,
+                                            report_path=str(tmp_path / "verify.json")), bridge_settings())
+        return verified, {c.name: c for c in verified.checks}["files"]
+
+    verified, check = verify_files()
+    assert not verified.failed and check.passed, check.summary
+    assert check.figures["not_copied"] == check.figures["size_mismatch"] == 0
+    assert check.figures["present_with_expected_size"] == len(objects) - 1  # the file only a rejected row uses
+    assert check.figures["external_urls"] == 2  # the student's and the project's
+    assert "legacy-static/video_app/images/avatars/avatar99.png" in check.offending[
+        "missing in the legacy storage too"]["ids"]
+    # the expected sizes come from the static files themselves: a truncated copy is caught
+    (target.root / "legacy-static" / present[0]).write_bytes(b"short")
+    verified, check = verify_files()
+    assert not check.passed
+    assert check.offending["size differs from the source"]["ids"] == ["legacy-static/" + present[0]]
