@@ -158,11 +158,13 @@ class SeededLegacy:
     db: Database
     media_root: Path
     manifest: dict
+    env_override: dict | None = None
 
     @property
     def env(self) -> dict:
-        return {"LEGACY_DATABASE_URL": self.db.django_url, "LEGACY_MEDIA_ROOT": str(self.media_root),
-                "FLASK_MEDIA_ROOT": str(self.media_root.parent / f"{self.db.name}_flask_media")}
+        return self.env_override or {
+            "LEGACY_DATABASE_URL": self.db.django_url, "LEGACY_MEDIA_ROOT": str(self.media_root),
+            "FLASK_MEDIA_ROOT": str(self.media_root.parent / f"{self.db.name}_flask_media")}
 
 
 def seed_legacy(factory: DatabaseFactory, kind: str, scale: str = "small", seed: int = 3) -> SeededLegacy:
@@ -188,6 +190,7 @@ class Exported:
 
     seeded: SeededLegacy  # seeded.env is the export's environment
     target: Database
+    report_dir: Path
 
     @property
     def flask_media(self) -> Path:
@@ -196,23 +199,30 @@ class Exported:
 
 @pytest.fixture(scope="session")
 def exported_pair(tmp_path_factory):
-    """``exported_pair("sqlite-sqlite" | "mariadb-postgresql") -> Exported``, made once per
-    session (seed 3, scale small; cheap PIN hashes)."""
+    """``exported_pair("sqlite-sqlite" | "mariadb-postgresql", profile="plan") -> Exported``,
+    made once per session and profile (seed 3, scale small; cheap PIN hashes)."""
     factory = DatabaseFactory(tmp_path_factory.mktemp("exported"))
-    cache: dict[str, Exported] = {}
+    cache: dict[tuple[str, str], Exported] = {}
+    legacies: dict[str, SeededLegacy] = {}
 
-    def get(pair: str) -> Exported:
-        if pair not in cache:
+    def get(pair: str, profile: str = "plan") -> Exported:
+        if (pair, profile) not in cache:
             source_kind, target_kind = pair.split("-")
             for kind in {source_kind, target_kind} - {"sqlite"}:
                 require_server(kind)  # before seeding
-            seeded = seed_legacy(factory, source_kind, "small")
+            if pair not in legacies:
+                legacies[pair] = seed_legacy(factory, source_kind, "small")
+            seeded = legacies[pair]
             target = factory(target_kind)
-            run_manage("export_to_flask", "--target", target.url, "--create-schema", "--allow-live",
-                       "--pin-hash-method", "pbkdf2:sha256:1000", "--workers", "2",
-                       "--report-dir", str(factory.tmp_path / f"{target.name}_report"), env=seeded.env)
-            cache[pair] = Exported(seeded, target)
-        return cache[pair]
+            # each profile's files in their own folder
+            env = {**seeded.env, "FLASK_MEDIA_ROOT": f"{seeded.env['FLASK_MEDIA_ROOT']}_{profile}"}
+            seeded = SeededLegacy(seeded.db, seeded.media_root, seeded.manifest, env)
+            report_dir = factory.tmp_path / f"{target.name}_report"
+            run_manage("export_to_flask", "--target", target.url, "--target-schema", profile, "--create-schema",
+                       "--allow-live", "--pin-hash-method", "pbkdf2:sha256:1000", "--workers", "2",
+                       "--report-dir", str(report_dir), env=seeded.env)
+            cache[(pair, profile)] = Exported(seeded, target, report_dir)
+        return cache[(pair, profile)]
 
     yield get
     factory.drop_all()
