@@ -362,13 +362,26 @@ def test_dangling_parent_fails_foreign_keys(target, tmp_path):
 
 # --- the Flask pages ------------------------------------------------------------------
 
-def make_flask_app(target_url: str, broken_sessions: set[int]):
-    from flask import Flask, abort
+def make_flask_app(target_url: str, broken_sessions: set[int], media_root: str, login: dict):
+    """The plan's pages and its media folder at /media/; with ``login["required"]`` every
+    page redirects to /login unless the request carries the session cookie."""
+    from flask import Flask, abort, redirect, request, send_from_directory
 
     import flask_models as fm
 
     engine = sa.create_engine(target_url)
     app = Flask("verify_test_app")
+
+    @app.before_request
+    def require_login():
+        if login.get("required") and request.cookies.get("session") != "admin-cookie":
+            return redirect("/login?next=" + request.path)
+
+    @app.get("/media/<path:key>")
+    def media_file(key):
+        if key in login.get("truncated", ()):
+            return b"x"
+        return send_from_directory(media_root, key)
 
     @app.get("/sessions/<int:session_id>")
     def session_page(session_id):
@@ -392,26 +405,29 @@ def make_flask_app(target_url: str, broken_sessions: set[int]):
 
 
 @pytest.fixture
-def flask_server(target):
+def flask_server(golden, make_database, tmp_path):
+    target = copy_target(golden, make_database, tmp_path, copy_media=True)  # a test may damage a file
     from werkzeug.serving import make_server
 
     broken: set[int] = set()
-    app, engine = make_flask_app(target.url, broken)
+    login: dict = {}
+    app, engine = make_flask_app(target.url, broken, target.env["FLASK_MEDIA_ROOT"], login)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield target, f"http://127.0.0.1:{server.server_port}", broken
+    yield target, f"http://127.0.0.1:{server.server_port}", broken, login
     server.shutdown()
     thread.join(timeout=10)
     engine.dispose()
 
 
 def test_flask_pages(flask_server, tmp_path):
-    target, url, broken = flask_server
+    target, url, broken, login = flask_server
     proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--flask-url", url, "--sample", "10")
     assert proc.returncode == 0, proc.stdout
     pages = check(report, "flask_pages")
-    assert pages["status"] == "PASS" and pages["figures"]["requested"] == {"sessions": 10, "media": 10}
+    assert pages["status"] == "PASS"
+    assert pages["figures"]["requested"] == {"sessions": 10, "media": 10, "files": 10}
     import urllib.error
     import urllib.request
 
@@ -427,6 +443,31 @@ def test_flask_pages(flask_server, tmp_path):
     assert failed(report) == {"flask_pages"}
     item = check(report, "flask_pages")["offending"]["sessions pages not 200"]
     assert item["ids"] == [session_id] and item["status"] == {str(session_id): 500}
+
+
+def test_flask_pages_behind_a_login_and_files_served(flask_server, tmp_path):
+    """A redirect to the login page is no page; with the admin's cookie the pages answer.
+    Files are fetched at their URL and must have their size."""
+    target, url, broken, login = flask_server
+    login["required"] = True
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--flask-url", url, "--sample", "5")
+    pages = check(report, "flask_pages")
+    assert proc.returncode == 1 and pages["status"] == "FAIL" and "--flask-cookie" in pages["summary"]
+    assert set(pages["offending"]["sessions pages not 200"]["status"].values()) == {"302 -> /login"}
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--flask-url", url, "--sample", "5",
+                          "--flask-cookie", "session=admin-cookie")
+    assert proc.returncode == 0, proc.stdout
+    assert "admin-cookie" not in json.dumps(report) and "admin-cookie" not in proc.stdout + proc.stderr
+    # the app serves a file of the storage with other bytes than the storage holds
+    media = Path(target.env["FLASK_MEDIA_ROOT"])
+    victim = str(sorted(p for p in media.rglob("*.png"))[0].relative_to(media))
+    login["truncated"] = {victim}
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--flask-url", url, "--sample", "400",
+                          "--flask-cookie", "session=admin-cookie")
+    assert failed(report) == {"flask_pages"}
+    item = check(report, "flask_pages")["offending"]["files not 200"]
+    assert len(item["ids"]) == 1 and victim in item["ids"][0]
+    assert list(item["status"].values())[0].startswith("200 with 1 bytes")
 
 
 # --- bad input --------------------------------------------------------------------------

@@ -71,6 +71,7 @@ def check_files(state: State, stores: tuple[SourceFiles, Target]) -> CheckResult
                 size_mismatch.append(key)
             else:
                 hits.append(key)
+                state.file_sizes[key], state.file_owners[key] = got, keys[key]  # for flask_pages
     total = len(keys)
     ratio_all = len(hits) / total if total else 1.0
     copyable = total - len(missing_in_source)

@@ -3,6 +3,7 @@ declares one (``Entity.page``) answer 200 in the running Flask app."""
 from __future__ import annotations
 
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,45 @@ def check_page_settings(profile, raw_settings: dict) -> None:
                                   "containing {id}")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not the page: a login page would otherwise pass as 200."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def fetcher(cookie: str | None):
+    """``fetch(url) -> (status, body length)``: status an int, or the error's text; a
+    redirect as ``"302 -> /login"``."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    headers = {"Cookie": cookie} if cookie else {}
+
+    def fetch(url: str):
+        try:
+            with opener.open(urllib.request.Request(url, headers=headers), timeout=15) as response:
+                return response.status, len(response.read())
+        except urllib.error.HTTPError as exc:
+            location = exc.headers.get("Location") if exc.headers else None
+            return (f"{exc.code} -> {urllib.parse.urlsplit(location).path}" if location else exc.code), None
+        except (urllib.error.URLError, OSError) as exc:
+            return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}", None
+
+    return fetch
+
+
+def sampled_files(state: State, rng, sample: int) -> list[tuple[str, str, int]]:
+    """(label, URL path, size) of ``sample`` of the files the ``files`` check found in the
+    target storage, at the URL the Flask app serves them (MEDIA_BASE_URL or the profile's):
+    the app must answer each with its bytes."""
+    from ..filerefs import url_of
+    from ..rowpath import file_urls
+
+    base = file_urls(state.conf, state.profile).target_base
+    stored = sorted(state.file_sizes)
+    picked = sorted(rng.sample(stored, min(sample, len(stored))))
+    return [(state.file_owners.get(k, ""), url_of(k, base), state.file_sizes[k]) for k in picked]
+
+
 def check_flask_pages(state: State) -> CheckResult:
     if not state.options.flask_url:
         return CheckResult("flask_pages", None, "not run (no --flask-url)")
@@ -38,34 +78,39 @@ def check_flask_pages(state: State) -> CheckResult:
         entity = state.profile.entity(table)
         for i in sorted(rng.sample(ids, min(state.options.sample, len(ids)))):
             # listed by legacy id, asked for by the id the Flask app knows the row by
-            requests.append((table, i, base + template.format(id=state.idmap.target_id(entity, i))))
+            requests.append((table, i, base + template.format(id=state.idmap.target_id(entity, i)), None))
+    for label, path, size in sampled_files(state, rng, state.options.sample):
+        requests.append(("files", f"{path} ({label})", base + path, size))
+    fetch = fetcher(state.options.flask_cookie)
 
-    def fetch(req):
-        table, i, url = req
-        try:
-            with urllib.request.urlopen(url, timeout=15) as response:
-                return table, i, response.status
-        except urllib.error.HTTPError as exc:
-            return table, i, exc.code
-        except (urllib.error.URLError, OSError) as exc:
-            return table, i, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    def get(req):
+        table, i, url, size = req
+        status, length = fetch(url)
+        if status == 200 and size is not None and length != size:
+            status = f"200 with {length} bytes, {size} expected"
+        return table, i, status
 
     bad: dict[str, list] = defaultdict(list)
     statuses: dict[str, dict] = defaultdict(dict)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for table, i, status in pool.map(fetch, requests):
+        for table, i, status in pool.map(get, requests):
             if status != 200:
                 bad[table].append(i)
                 statuses[table][str(i)] = status
+    kinds = [*paths, "files"]
     figures = {"flask_url": mask_http_url(state.options.flask_url), "paths": paths,
-               "requested": {t: sum(1 for r in requests if r[0] == t) for t in paths},
+               "logged_in": bool(state.options.flask_cookie),
+               "requested": {t: sum(1 for r in requests if r[0] == t) for t in kinds},
                "failed": {t: len(v) for t, v in bad.items()}}
-    off = {f"{table} pages not 200": offending(ids, status={k: statuses[table][k] for k in
-                                                           list(statuses[table])[:SHOW_IDS]})
-           for table, ids in bad.items()}
+    off = {f"{table} {'not' if table == 'files' else 'pages not'} 200": offending(
+        ids, status={k: statuses[table][k] for k in list(statuses[table])[:SHOW_IDS]})
+        for table, ids in bad.items()}
     n_bad = sum(len(v) for v in bad.values())
-    summary = (f"{len(requests)} sampled pages answered 200" if not n_bad else
-               f"{n_bad} of {len(requests)} sampled pages did not answer 200 ({why_pages_failed(statuses)})")
+    summary = (f"{len(requests)} sampled pages and files answered 200" if not n_bad else
+               f"{n_bad} of {len(requests)} sampled pages and files did not answer 200 ({why_pages_failed(statuses)})")
+    if n_bad and not state.options.flask_cookie and any("login" in str(v) for by in statuses.values()
+                                                         for v in by.values()):
+        summary += "; the app asks for a login: pass --flask-cookie with an admin's session cookie"
     return CheckResult("flask_pages", not n_bad, summary, figures, off)
 
 

@@ -50,7 +50,9 @@ class VerifyOptions:
                                  "e.g. 0.001 for a rehearsal against a live source)")
     report_path: str | None = flag(None, "where verify.json goes (default var/reports/verify-<timestamp>.json)",
                                    flag="report", metavar="PATH")
-    flask_url: str | None = flag(None, "base URL of a running Flask app: fetch sampled pages")
+    flask_url: str | None = flag(None, "base URL of a running Flask app: fetch sampled pages and files")
+    flask_cookie: str | None = flag(None, "NAME=VALUE: the session cookie of an admin logged into the Flask app, "
+                                          "for pages behind its login (never logged)", metavar="NAME=VALUE")
     fix_counts: bool = flag(False, "rewrite wrong cached counters in the target")
     chunk_size: int = flag(DEFAULT_CHUNK_SIZE, "ids per checksum chunk (default: %(default)s)")
     seed: int | None = flag(None, "seed of the random samples (default: random, in the report)", type=int)
@@ -64,6 +66,7 @@ class VerifyOptions:
         data = dataclasses.asdict(self)
         data["target_url"] = dialects.mask_url(self.target_url)
         data["flask_url"] = mask_http_url(self.flask_url) if self.flask_url else None
+        data["flask_cookie"] = "***" if self.flask_cookie else None
         return data
 
 
@@ -163,6 +166,9 @@ class State:
     gone: dict[str, dict[int, Root]] = field(default_factory=dict)
     gone_reason: dict[str, dict[int, str]] = field(default_factory=dict)
     audited: bool = False
+    # what the files check found in the target storage: key -> size, key -> first row using it
+    file_sizes: dict[str, int] = field(default_factory=dict)
+    file_owners: dict[str, str] = field(default_factory=dict)
     idmap: IdMap | None = None  # legacy ids <-> target ids, for the checks that ask the Flask app's queries
 
     def rng(self, purpose: str) -> random.Random:
