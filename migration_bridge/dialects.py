@@ -1,8 +1,9 @@
 """All dialect-specific SQL of the target side lives here.
 
-- ``upsert``: insert-or-update on the primary key (PostgreSQL: COPY into a staging
+- ``upsert``: insert-or-update on the primary key only (PostgreSQL: COPY into a staging
   table, then INSERT ... ON CONFLICT; MySQL/MariaDB: INSERT ... ON DUPLICATE KEY
-  UPDATE; SQLite: INSERT ... ON CONFLICT).
+  UPDATE, or UPDATE by key then INSERT for tables with other unique keys, which ON
+  DUPLICATE KEY would also fire on; SQLite: INSERT ... ON CONFLICT).
 - ``insert_new``: plain insert of rows known to be new (PostgreSQL: COPY into the table).
 - ``reset_sequences``: after loading explicit ids, move PostgreSQL sequences past them.
 - ``empty_tables``: children first.
@@ -140,6 +141,9 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
         return
     pk = [c.name for c in table.primary_key.columns]
     others = [c.name for c in table.columns if c.name not in pk]
+    if name in ("mysql", "mariadb") and _has_unique_besides_key(table):
+        _update_then_insert(conn, table, rows, pk, others)
+        return
     if name in ("mysql", "mariadb"):
         stmt = mysql.insert(table)
         stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in (others or pk)})
@@ -150,6 +154,32 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
     else:
         raise BridgeError(f"unsupported target dialect {name!r}")
     conn.execute(stmt, list(rows))
+
+
+def _has_unique_besides_key(table: sa.Table) -> bool:
+    return any(c.unique for c in table.columns) or any(
+        isinstance(k, sa.UniqueConstraint) for k in table.constraints)
+
+
+def _update_then_insert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], pk: list[str],
+                        others: list[str]) -> None:
+    """MySQL's ON DUPLICATE KEY UPDATE fires on *any* unique key: a row clashing with another
+    row's unique value (a username) would overwrite that row. Here only the primary key
+    decides; a unique clash raises IntegrityError."""
+    keys = [tuple(r[k] for k in pk) for r in rows]
+    columns = [table.c[k] for k in pk]
+    existing = set()
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start:start + 1000]
+        existing.update(tuple(r) for r in conn.execute(sa.select(*columns).where(sa.tuple_(*columns).in_(chunk))))
+    old = [r for r, k in zip(rows, keys) if k in existing]
+    new = [r for r, k in zip(rows, keys) if k not in existing]
+    if old and others:
+        stmt = table.update().where(*[table.c[k] == sa.bindparam(f"k_{k}") for k in pk]).values(
+            {c: sa.bindparam(f"v_{c}") for c in others})
+        conn.execute(stmt, [{**{f"k_{k}": r[k] for k in pk}, **{f"v_{c}": r.get(c) for c in others}} for r in old])
+    if new:
+        conn.execute(table.insert(), list(new))
 
 
 def insert_new(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from . import dialects
 from .conf import BridgeSettings
-from .idmap import legacy_view
+from .idmap import legacy_ids_query
 from .filestore import (
     RetryPolicy, SourceFiles, Target, make_target, storage_from_settings,
 )
@@ -337,7 +337,7 @@ def _present(conn: sa.Connection, profile: Profile, refs: list[FileRef]) -> set[
         by_owner.setdefault(ref.owner, set()).add(ref.owner_id)
     present = set()
     for owner, ids in by_owner.items():
-        view = legacy_view(profile, profile.entity(owner))
+        view = legacy_ids_query(profile, profile.entity(owner), ordered=False).subquery()
         for chunk in _chunks(sorted(ids)):
             present.update((owner, i) for (i,) in conn.execute(sa.select(view.c.id).where(view.c.id.in_(chunk))))
     return present

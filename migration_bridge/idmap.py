@@ -33,6 +33,9 @@ id_map = sa.Table(
     sa.Column("target_table", sa.String(64), nullable=False),
     sa.Column("target_id", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("target_table", "target_id", name="uq_legacy_id_map_target"),
+    # the way back (target id -> legacy id), joined for every mapped foreign key: without it
+    # MariaDB scans the entity's whole map per row
+    sa.UniqueConstraint("entity", "target_id", name="uq_legacy_id_map_entity_target"),
     mysql_charset="utf8mb4", mysql_collate="utf8mb4_bin", mysql_engine="InnoDB",
 )
 
@@ -59,6 +62,7 @@ class IdMap:
         # so that an early row given a new id never takes a later row's own id
         self.highest_kept = highest_kept or (lambda entity: None)
         self._maps: dict[str, dict[int, int]] = {}
+        self._reverse: dict[str, dict[int, int]] = {}
         self._taken: dict[str, set[int]] = {}  # target table -> ids mapped (every entity)
         self._next: dict[str, int] = {}  # target table -> next new id
 
@@ -76,10 +80,13 @@ class IdMap:
         return self.of(entity.name).get(legacy_id) if entity.mapped else legacy_id
 
     def legacy_ids(self, entity: Entity, target_ids: Iterable[int]) -> set[int]:
-        """The legacy ids of target rows of ``entity`` (ids of other entities' rows dropped)."""
+        """The legacy ids of target rows of ``entity`` (ids of other entities' rows dropped).
+        For readers only (verify): the reverse map is built once."""
         if not entity.mapped:
             return set(target_ids)
-        reverse = {t: legacy for legacy, t in self.of(entity.name).items()}
+        if entity.name not in self._reverse:
+            self._reverse[entity.name] = {t: legacy for legacy, t in self.of(entity.name).items()}
+        reverse = self._reverse[entity.name]
         return {reverse[t] for t in target_ids if t in reverse}
 
     def forget(self, entity: Entity, legacy_ids: Iterable[int]) -> None:
@@ -93,23 +100,23 @@ class IdMap:
 
     # --- allocating and translating ------------------------------------------------
 
-    def _table_state(self, table: sa.Table) -> set[int]:
+    def _taken_ids(self, table: sa.Table) -> set[int]:
+        """The ids the table or the map hold (a row the Flask app added itself, too); on first
+        use also where new ids start."""
         if table.name not in self._taken:
             with self.engine.connect() as conn:
                 taken = set(conn.execute(sa.select(id_map.c.target_id)
                                          .where(id_map.c.target_table == table.name)).scalars())
-                highest = conn.execute(sa.select(sa.func.max(table.c.id))).scalar()
+                taken.update(conn.execute(sa.select(table.c.id)).scalars())
             reserved = [self.highest_kept(e) or 0 for e in self.profile.entities
                         if e.target is table and e.target_ids == LEGACY_ID_IF_FREE]
             self._taken[table.name] = taken
-            self._next[table.name] = max(highest or 0, max(taken, default=0), *reserved) + 1
+            self._next[table.name] = max([max(taken, default=0), *reserved]) + 1
         return self._taken[table.name]
 
     def _allocate(self, entity: Entity, legacy_id: int) -> int:
-        # every entity writing a mapped table is mapped (a profile test checks it), so the
-        # map's ids are all the ids the table holds
         table = entity.target
-        taken = self._table_state(table)
+        taken = self._taken_ids(table)
         keep = entity.target_ids == LEGACY_ID_IF_FREE and legacy_id in KEEPABLE and legacy_id not in taken
         target = legacy_id if keep else self._next[table.name]
         taken.add(target)
@@ -143,6 +150,20 @@ class IdMap:
             return [(entity.target, translated)], new_entries
         return [(table, [{c.name: r.get(c.name) for c in table.columns} for r in translated])
                 for table in entity.tables], new_entries
+
+
+def legacy_ids_query(profile: Profile, entity: Entity, ordered: bool = True) -> sa.Select:
+    """The legacy ids of the entity's target rows (ascending when ``ordered``): one join at
+    most, none for its foreign keys."""
+    main = entity.target
+    if not entity.mapped:
+        column, query = main.c.id, sa.select(main.c.id.label("id"))
+    else:
+        own = id_map.alias(f"map_{entity.name}")
+        column = own.c.legacy_id
+        query = sa.select(own.c.legacy_id.label("id")).select_from(
+            main.join(own, sa.and_(own.c.entity == entity.name, own.c.target_id == main.c.id)))
+    return query.order_by(column) if ordered else query
 
 
 def legacy_view(profile: Profile, entity: Entity) -> sa.Subquery:
@@ -183,8 +204,8 @@ def unmapped_rows(conn: sa.Connection, profile: Profile, show: int = 20) -> dict
     found = {}
     for name, entities in writers.items():
         table = tables[name]
-        mapped = sa.select(id_map.c.target_id).where(id_map.c.entity.in_(entities))
-        stray = sa.select(table.c.id).where(table.c.id.not_in(mapped))
+        mapped = sa.exists().where(id_map.c.entity.in_(entities), id_map.c.target_id == table.c.id)
+        stray = sa.select(table.c.id).where(~mapped)  # an anti-join: NOT IN would be quadratic on PostgreSQL
         count = conn.execute(sa.select(sa.func.count()).select_from(stray.subquery())).scalar_one()
         if count:
             found[name] = (count, list(conn.execute(stray.order_by(table.c.id).limit(show)).scalars()))

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from . import dialects
-from .idmap import legacy_view
+from .idmap import legacy_ids_query
 from .idset import IdSet
 from .load import BatchStore, BatchWriter, EntityStats
 from .mapping import Entity, Profile
@@ -39,10 +39,9 @@ class Run:
         this entity's rows or contexts read."""
         for name in entity.parents | {entity.name}:
             if name not in self.path.loaded:
-                view = legacy_view(self.profile, self.profile.entity(name))
+                ids = legacy_ids_query(self.profile, self.profile.entity(name))
                 with self.engine.connect() as conn:
-                    result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                        sa.select(view.c.id))
+                    result = conn.execution_options(stream_results=True, yield_per=50_000).execute(ids)
                     self.path.loaded[name] = IdSet(i for (i,) in result)
                     self.path.gone[name] = bk.gone_rows(conn, name)
 

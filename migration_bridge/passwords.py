@@ -17,6 +17,12 @@ CONVERTED = "converted"  # werkzeug hash in password_hash
 KEPT_LEGACY = "kept_legacy"  # Django hash in legacy_password_hash, upgraded on login
 MUST_RESET = "must_reset"  # nothing kept: weak, unusable or unknown
 
+# The algorithm names of the password hashers Django has shipped (django.contrib.auth.hashers).
+DJANGO_HASHERS = frozenset({
+    "pbkdf2_sha256", "pbkdf2_sha1", "argon2", "bcrypt_sha256", "bcrypt", "scrypt", "sha1", "md5",
+    "unsalted_sha1", "unsalted_md5", "crypt",
+})
+
 # Hashers werkzeug cannot express but flask_models.verify_password checks
 # (scrypt only when its cost parameters are too small for werkzeug's check).
 LEGACY_VERIFIABLE = ("argon2", "bcrypt_sha256", "scrypt")
@@ -40,9 +46,9 @@ def hasher_name(encoded: str | None) -> str:
         return "empty"
     if encoded.startswith("!"):
         return "unusable"
-    if "$" not in encoded:
-        return "unsalted_or_unknown"
-    return encoded.split("$", 1)[0] or "unsalted_or_unknown"
+    prefix = encoded.split("$", 1)[0] if "$" in encoded else ""
+    # only a hasher Django ships is named: whatever else precedes a "$" may be a plain password
+    return prefix if prefix in DJANGO_HASHERS else "unsalted_or_unknown"
 
 
 def _b64_to_hex(data: str) -> str:

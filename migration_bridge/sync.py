@@ -9,8 +9,10 @@ scan of the source and of the stored fingerprints, plus work proportional to the
 change (PINs are hashed again only for the students whose row changed).
 
 Order: deletes children first (interactions → … → districts), then inserts and
-updates parents first, each chunk in its own transaction. A sync killed part-way
-leaves a consistent target; the next sync finds what is left and converges.
+updates parents first, then the deletes a foreign key refused before the updates moved
+its references away (a derived school, a module); each chunk in its own transaction. A
+sync killed part-way leaves a consistent target; the next sync finds what is left and
+converges.
 """
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ from .idset import IdSet
 from .load import EntityStats
 from .mapping import Entity
 from .source import BEFORE_FIRST_ID
+
+
+# a released value is "~released-<id>": columns too short for any id keep their value
+RELEASED_LENGTH = 30
 
 
 @dataclass
@@ -107,14 +113,25 @@ class SyncRows:
         for entity in run.entities:
             with _timed(by_name[entity.name]):
                 changes[entity.name] = self.find_changes(run, entity, by_name[entity.name])
+        # Deletes children first; a row still referenced (a derived school whose teachers
+        # move to another one, a module no session will use) waits until the updates moved
+        # the references away, then goes.
+        postponed: dict[str, list[int]] = {}
         for entity in reversed(run.entities):
             with _timed(by_name[entity.name]):
-                self.delete_rows(run, entity, changes[entity.name].delete, by_name[entity.name])
+                postponed[entity.name] = self.delete_rows(run, entity, changes[entity.name].delete,
+                                                          by_name[entity.name], postpone_referenced=True)
         run.path.loaded.clear()  # the deletes changed what the target holds
         run.path.gone.clear()
+        for entity in run.entities:  # before any update: a value may move from one row to another
+            with _timed(by_name[entity.name]):
+                self.release_unique_values(run, entity, changes[entity.name].upsert)
         for entity in run.entities:
             with _timed(by_name[entity.name]):
                 self.apply_upserts(run, entity, changes[entity.name], by_name[entity.name])
+        for entity in reversed(run.entities):
+            with _timed(by_name[entity.name]):
+                self.delete_rows(run, entity, postponed[entity.name], by_name[entity.name])
 
     # --- 1. what changed ---------------------------------------------------------------
 
@@ -151,26 +168,59 @@ class SyncRows:
 
     # --- 2. deletes, children first ------------------------------------------------------
 
-    def delete_rows(self, run, entity: Entity, ids: list[int], stats: SyncStats) -> None:
-        table = entity.target
+    def delete_rows(self, run, entity: Entity, ids: list[int], stats: SyncStats,
+                    postpone_referenced: bool = False) -> list[int]:
+        """Delete ``ids`` chunk by chunk; with ``postpone_referenced``, a chunk whose delete a
+        foreign key refuses is left for later and returned."""
+        postponed: list[int] = []
         for start in range(0, len(ids), run.options.batch_size):
             chunk = ids[start:start + run.options.batch_size]
-            targets = [t for i in chunk if (t := run.store.idmap.target_id(entity, i)) is not None]
-            with run.engine.begin() as conn:
-                for sub in entity.also:  # joined sub-rows before the row they extend
-                    conn.execute(sub.delete().where(sub.c.id.in_(targets)))
-                if entity.self_foreign_key:  # replies first, then their parents
-                    stats.deleted += _delete_self_referencing(conn, table, entity.self_foreign_key, targets)
-                else:
-                    stats.deleted += conn.execute(table.delete().where(table.c.id.in_(targets))).rowcount
-                for book in (bk.fingerprints, bk.notes, bk.deferred):
-                    conn.execute(book.delete().where(book.c.entity == entity.name, book.c.source_id.in_(chunk)))
-                if entity.mapped:
-                    conn.execute(id_map.delete().where(id_map.c.entity == entity.name,
-                                                       id_map.c.legacy_id.in_(chunk)))
-            run.store.idmap.forget(entity, chunk)
+            try:
+                self._delete_chunk(run, entity, chunk, stats)
+            except (sa.exc.IntegrityError, run.engine.dialect.dbapi.IntegrityError):
+                if not postpone_referenced:
+                    raise
+                postponed.extend(chunk)
+        return postponed
+
+    def _delete_chunk(self, run, entity: Entity, chunk: list[int], stats: SyncStats) -> None:
+        table = entity.target
+        deleted = 0
+        targets = [t for i in chunk if (t := run.store.idmap.target_id(entity, i)) is not None]
+        with run.engine.begin() as conn:
+            for sub in entity.also:  # joined sub-rows before the row they extend
+                conn.execute(sub.delete().where(sub.c.id.in_(targets)))
+            if entity.self_foreign_key:  # replies first, then their parents
+                deleted = _delete_self_referencing(conn, table, entity.self_foreign_key, targets)
+            else:
+                deleted = conn.execute(table.delete().where(table.c.id.in_(targets))).rowcount
+            for book in (bk.fingerprints, bk.notes, bk.deferred):
+                conn.execute(book.delete().where(book.c.entity == entity.name, book.c.source_id.in_(chunk)))
+            if entity.mapped:
+                conn.execute(id_map.delete().where(id_map.c.entity == entity.name, id_map.c.legacy_id.in_(chunk)))
+        stats.deleted += deleted  # counted once committed
+        run.store.idmap.forget(entity, chunk)
 
     # --- 3. inserts and updates, parents first ---------------------------------------------
+
+    def release_unique_values(self, run, entity: Entity, ids: list[int]) -> None:
+        """The changed rows give up their unique text values (an e-mail, a username) for a
+        placeholder unique to the row, so that an update taking a value another changed row
+        still holds does not collide; their own update writes them back. Killed in between,
+        the rows are still found changed and rewritten by the next sync."""
+        for table in entity.tables:
+            columns = [c for c in table.columns if c.unique and isinstance(c.type, sa.String)
+                       and (c.type.length or 0) >= RELEASED_LENGTH]
+            if not columns:
+                continue
+            for start in range(0, len(ids), run.options.batch_size):
+                chunk = ids[start:start + run.options.batch_size]
+                targets = [t for i in chunk if (t := run.store.idmap.target_id(entity, i)) is not None]
+                placeholder = sa.literal("~released-") + sa.cast(table.c.id, sa.String)
+                untouched = {c.name: c for c in table.columns if c.onupdate is not None}  # updated_at stays
+                with run.engine.begin() as conn:
+                    conn.execute(table.update().where(table.c.id.in_(targets)).values(
+                        {**untouched, **{c.name: placeholder for c in columns}}))
 
     def apply_upserts(self, run, entity: Entity, changes: EntityChanges, stats: SyncStats) -> None:
         run.load_parent_ids(entity)

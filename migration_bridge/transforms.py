@@ -89,6 +89,9 @@ class TransformContext:
     attributions: Mapping[int, Attribution] = field(default_factory=dict)
     # source id -> why this row may not keep its e-mail (datadeckv2: unique e-mails)
     duplicate_emails: Mapping[int, str] = field(default_factory=dict)
+    # source id -> why this row may not keep its username (another user's, compared as the
+    # target's collation compares)
+    duplicate_usernames: Mapping[int, str] = field(default_factory=dict)
     # student id -> its StudentHome (datadeckv2)
     student_homes: Mapping[int, StudentHome] = field(default_factory=dict)
 

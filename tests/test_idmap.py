@@ -121,3 +121,24 @@ def test_unmapped_entities_pass_through_untouched(engine):
     entity = Entity("plain", "X", posts, ("id", "pupil_id", "text"), target_ids=LEGACY_ID)
     rows = [{"id": 5, "pupil_id": None, "text": "a"}]
     assert idmap.to_target(entity, rows) == ([(posts, rows)], [])
+
+
+def test_an_upsert_clashing_on_another_unique_key_never_overwrites_that_row(target_db):
+    """MySQL's ON DUPLICATE KEY UPDATE fires on any unique key: two users would become one.
+    On every dialect the upsert decides by primary key only, and a clash is an error."""
+    accounts = sa.Table("accounts", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                        sa.Column("login", sa.String(20), unique=True), sa.Column("name", sa.String(20)))
+    engine = target_db.engine()
+    accounts.metadata.create_all(engine)
+    with engine.begin() as conn:
+        dialects.upsert(conn, accounts, [{"id": 1, "login": "ann", "name": "Ann"},
+                                         {"id": 2, "login": "bob", "name": "Bob"}])
+        dialects.upsert(conn, accounts, [{"id": 1, "login": "ann", "name": "Ann B."},
+                                         {"id": 3, "login": "cy", "name": "Cy"}])  # update + insert
+    with pytest.raises((sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError)):  # PostgreSQL: COPY
+        with engine.begin() as conn:
+            dialects.upsert(conn, accounts, [{"id": 4, "login": "bob", "name": "Intruder"}])
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(sa.select(accounts).order_by(accounts.c.id))] == [
+            (1, "ann", "Ann B."), (2, "bob", "Bob"), (3, "cy", "Cy")]
+    engine.dispose()

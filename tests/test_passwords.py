@@ -60,6 +60,7 @@ def test_every_django_hasher_has_its_outcome_and_kept_hashes_verify(hasher):
     ("5f4dcc3b5aa765d61d8327deb882cf99", "unsalted_or_unknown"),
     ("sha1$abc$deadbeef", "sha1"),
     ("crypt$$abN8gqC0LYB1s", "crypt"),
+    ("Summer$2024!", "unsalted_or_unknown"),  # a plain password with a "$": never named after its start
 ])
 def test_weak_unusable_and_unknown_hashes_must_reset(encoded, name):
     outcome = convert_django_hash(encoded)

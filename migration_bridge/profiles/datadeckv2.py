@@ -50,24 +50,48 @@ def unowned_sessions_owner(source) -> list[dict]:
 
 # --- what transforms take from other rows (queries on the legacy DB) -----------------------
 
-def duplicate_emails(source, entity, loaded, rows=None) -> dict:
-    """Id -> "duplicate" for the rows of ``entity`` whose e-mail another user keeps: teachers
-    (lowest id first) before observers (lowest id first), compared trimmed and case-folded
-    (``users.email`` is unique, case-insensitively on MariaDB)."""
-    owners: dict[str, tuple[str, int]] = {}
-    for kind, model, fields in (("users", "CustomAdmin", ("id", "email", "username", "is_staff", "is_superuser")),
-                                ("observers", "Observer", ("id", "email"))):
+LOGIN_SOURCES = (("users", "CustomAdmin", ("id", "email", "username", "is_staff", "is_superuser")),
+                 ("observers", "Observer", ("id", "email")))
+
+
+def _logins(source):
+    """(entity, id, e-mail, username or None) of every user who may log in: teachers
+    (login artefacts left out) in id order, then observers in id order."""
+    for entity, model, fields in LOGIN_SOURCES:
         for row in source.values(model, fields):
-            if kind == "users" and t.is_login_artifact(dict(zip(fields, row))):
+            row = dict(zip(fields, row))
+            if entity == "users" and t.is_login_artifact(row):
                 continue
-            email = (row[1] or "").strip().casefold()
-            if email:
-                owners.setdefault(email, (kind, row[0]))
+            yield entity, row["id"], row["email"], row.get("username")
+
+
+def duplicate_emails(source, entity, loaded, rows=None) -> dict:
+    """Id -> "duplicate" for the rows of ``entity`` whose e-mail another user keeps: the
+    first holder keeps it (teachers by id, then observers by id), compared by ``login_key``
+    (``users.email`` is unique, case- and accent-insensitively on MariaDB)."""
+    owners: dict[str, tuple[str, int]] = {}
+    for kind, i, email, _ in _logins(source):
+        if dt.login_key(email):
+            owners.setdefault(dt.login_key(email), (kind, i))
+    return {i: "duplicate" for kind, i, email, _ in _logins(source)
+            if kind == entity.name and dt.login_key(email) and owners[dt.login_key(email)] != (kind, i)}
+
+
+def duplicate_usernames(source, entity, loaded, rows=None) -> dict:
+    """Teacher id -> why its username cannot be kept: another teacher's (lowest id keeps it),
+    or another user's e-mail (the app looks a login up as an e-mail first: this teacher
+    could never log in by name)."""
+    emails = {dt.login_key(email): (kind, i) for kind, i, email, _ in _logins(source) if dt.login_key(email)}
+    owners: dict[str, int] = {}
     result = {}
-    for row in source.values(entity.source_model, ("id", "email")):
-        email = (row[1] or "").strip().casefold()
-        if email and owners.get(email) != (entity.name, row[0]):
-            result[row[0]] = "duplicate"
+    for kind, i, email, username in _logins(source):
+        if kind != "users" or not dt.login_key(username):
+            continue
+        key = dt.login_key(username)
+        if owners.setdefault(key, i) != i:
+            result[i] = "duplicate"
+        elif emails.get(key, (kind, i)) != (kind, i):
+            result[i] = "another_users_email"
     return result
 
 
@@ -126,7 +150,7 @@ ENTITIES: tuple[Entity, ...] = (
         ),
         transform=dt.transform_teacher,  # role from the flags; unusable password unless convertible
         foreign_keys={"district_id": "districts", "school_id": "schools"},
-        contexts=(Context("duplicate_emails", duplicate_emails),),
+        contexts=(Context("duplicate_emails", duplicate_emails), Context("duplicate_usernames", duplicate_usernames)),
         secret_fields=("password", "media_password"),
         secret_columns=("password_hash",),
         target_ids=LEGACY_ID_IF_FREE,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from typing import Any, Iterable, Mapping
 
@@ -102,13 +103,21 @@ def _role(row: Mapping[str, Any]) -> str:
     return dd.Role.ADMIN.name if row["is_superuser"] else dd.Role.TEACHER.name
 
 
-def _teacher_username(row: Mapping[str, Any], notes: list[Note]) -> str:
+def login_key(text: str | None) -> str:
+    """A username or e-mail as a case- and accent-insensitive collation compares it (MariaDB's
+    utf8mb4_unicode_ci: 'José' = 'jose'), trimmed: two logins with one key cannot both be stored."""
+    decomposed = unicodedata.normalize("NFKD", (text or "").strip())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _teacher_username(row: Mapping[str, Any], ctx: TransformContext, notes: list[Note]) -> str:
     username = row["username"] or ""
     if _is_owner(row):
         return username
     why = ("empty" if not username.strip()
            else "too_long" if len(username) > dd.USERNAME_MAX
-           else "reserved" if _is_reserved(username) else None)
+           else "reserved" if _is_reserved(username)
+           else ctx.duplicate_usernames.get(row["id"]))
     if why is None:
         return username
     notes.append(Note("synthesized_username", {"why": why}))
@@ -248,7 +257,7 @@ def transform_teacher(row: Mapping[str, Any], ctx: TransformContext) -> Transfor
     notes = [Note("role", {"role": role})]
     created_at = utc(row["date_joined"])
     last_login = utc(row["last_login"])
-    username = _teacher_username(row, notes)
+    username = _teacher_username(row, ctx, notes)
     out = {
         "id": row["id"], "type": dd.TYPE_USER,
         "username": username,

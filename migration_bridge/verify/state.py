@@ -18,7 +18,7 @@ from .. import dialects
 from ..cli import flag
 from ..conf import BridgeSettings
 from ..diff import DEFAULT_CHUNK_SIZE
-from ..idmap import IdMap, legacy_view
+from ..idmap import IdMap, legacy_ids_query
 from ..idset import IdSet
 from ..mapping import Profile
 from ..source import LegacySource
@@ -185,9 +185,8 @@ class State:
             self.source_ids[entity.name] = IdList(self.source.ids(entity))
         with self.engine.connect() as conn:
             for entity in self.profile.entities:
-                view = legacy_view(self.profile, entity)
                 result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                    sa.select(view.c.id).order_by(view.c.id))
+                    legacy_ids_query(self.profile, entity))
                 self.target_ids[entity.name] = IdList(i for (i,) in result)
             self.checkpoints = {row.entity: row for row in conn.execute(sa.select(bk.checkpoints))}
             self.export_notes = {entity.name: {} for entity in self.profile.entities}
