@@ -454,8 +454,8 @@ def test_flask_pages_behind_a_login_and_files_served(flask_server, tmp_path):
     pages = check(report, "flask_pages")
     assert proc.returncode == 1 and pages["status"] == "FAIL" and "--flask-cookie" in pages["summary"]
     assert set(pages["offending"]["sessions pages not 200"]["status"].values()) == {"302 -> /login"}
-    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, "--flask-url", url, "--sample", "5",
-                          "--flask-cookie", "session=admin-cookie")
+    proc, report = verify(target.url, {**target.env, "MIGRATION_BRIDGE_FLASK_COOKIE": "session=admin-cookie"},
+                          tmp_path, ACCEPT, "--flask-url", url, "--sample", "5")
     assert proc.returncode == 0, proc.stdout
     assert "admin-cookie" not in json.dumps(report) and "admin-cookie" not in proc.stdout + proc.stderr
     # the app serves a file of the storage with other bytes than the storage holds

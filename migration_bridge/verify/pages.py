@@ -2,6 +2,7 @@
 declares one (``Entity.page``) answer 200 in the running Flask app."""
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +28,10 @@ def check_page_settings(profile, raw_settings: dict) -> None:
                                   "containing {id}")
 
 
+# where --flask-cookie may come from instead: an option is visible in `ps` and shell history
+COOKIE_VARIABLE = "MIGRATION_BRIDGE_FLASK_COOKIE"
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect is an answer, not the page: a login page would otherwise pass as 200."""
 
@@ -43,7 +48,10 @@ def fetcher(cookie: str | None):
     def fetch(url: str):
         try:
             with opener.open(urllib.request.Request(url, headers=headers), timeout=15) as response:
-                return response.status, len(response.read())
+                length = 0
+                while chunk := response.read(1 << 16):  # a video is counted, not held
+                    length += len(chunk)
+                return response.status, length
         except urllib.error.HTTPError as exc:
             location = exc.headers.get("Location") if exc.headers else None
             return (f"{exc.code} -> {urllib.parse.urlsplit(location).path}" if location else exc.code), None
@@ -81,7 +89,7 @@ def check_flask_pages(state: State) -> CheckResult:
             requests.append((table, i, base + template.format(id=state.idmap.target_id(entity, i)), None))
     for label, path, size in sampled_files(state, rng, state.options.sample):
         requests.append(("files", f"{path} ({label})", base + path, size))
-    fetch = fetcher(state.options.flask_cookie)
+    fetch = fetcher(state.options.flask_cookie or os.environ.get(COOKIE_VARIABLE))
 
     def get(req):
         table, i, url, size = req
@@ -99,7 +107,7 @@ def check_flask_pages(state: State) -> CheckResult:
                 statuses[table][str(i)] = status
     kinds = [*paths, "files"]
     figures = {"flask_url": mask_http_url(state.options.flask_url), "paths": paths,
-               "logged_in": bool(state.options.flask_cookie),
+               "logged_in": bool(state.options.flask_cookie or os.environ.get(COOKIE_VARIABLE)),
                "requested": {t: sum(1 for r in requests if r[0] == t) for t in kinds},
                "failed": {t: len(v) for t, v in bad.items()}}
     off = {f"{table} {'not' if table == 'files' else 'pages not'} 200": offending(
@@ -108,7 +116,7 @@ def check_flask_pages(state: State) -> CheckResult:
     n_bad = sum(len(v) for v in bad.values())
     summary = (f"{len(requests)} sampled pages and files answered 200" if not n_bad else
                f"{n_bad} of {len(requests)} sampled pages and files did not answer 200 ({why_pages_failed(statuses)})")
-    if n_bad and not state.options.flask_cookie and any("login" in str(v) for by in statuses.values()
+    if n_bad and not figures["logged_in"] and any("login" in str(v) for by in statuses.values()
                                                          for v in by.values()):
         summary += "; the app asks for a login: pass --flask-cookie with an admin's session cookie"
     return CheckResult("flask_pages", not n_bad, summary, figures, off)

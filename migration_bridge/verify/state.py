@@ -52,7 +52,8 @@ class VerifyOptions:
                                    flag="report", metavar="PATH")
     flask_url: str | None = flag(None, "base URL of a running Flask app: fetch sampled pages and files")
     flask_cookie: str | None = flag(None, "NAME=VALUE: the session cookie of an admin logged into the Flask app, "
-                                          "for pages behind its login (never logged)", metavar="NAME=VALUE")
+                                          "for pages behind its login (never logged; better: the environment "
+                                          "variable MIGRATION_BRIDGE_FLASK_COOKIE)", metavar="NAME=VALUE")
     fix_counts: bool = flag(False, "rewrite wrong cached counters in the target")
     chunk_size: int = flag(DEFAULT_CHUNK_SIZE, "ids per checksum chunk (default: %(default)s)")
     seed: int | None = flag(None, "seed of the random samples (default: random, in the report)", type=int)
