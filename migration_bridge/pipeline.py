@@ -280,7 +280,7 @@ class ExportRun:
             with engine.begin() as conn:
                 dialects.reset_sequences(conn, self.profile.tables)
             if self.options.pin_roster:
-                self.write_pin_roster(self.options.pin_roster, run.path.loaded)
+                self.write_pin_roster(self.options.pin_roster, run.path.loaded, run.store.idmap)
             if self.file_stores is not None:
                 self.files_result = files_mod.copy_files(
                     engine, self.source, self.profile, self.conf, self.file_options, self.file_stores)
@@ -378,8 +378,9 @@ class ExportRun:
         whole = bool(start and start.frozen and end.frozen and start.since == end.since)
         return {"whole_run": whole, "at_start": start.as_dict() if start else None, "at_end": end.as_dict()}
 
-    def write_pin_roster(self, path: str, loaded: dict) -> None:
-        """The only place plain PINs are ever written: a CSV readable by its owner only."""
+    def write_pin_roster(self, path: str, loaded: dict, idmap: IdMap) -> None:
+        """The only place plain PINs are ever written: a CSV readable by its owner only. The
+        student id is the one the Flask app knows (the legacy one where the profile keeps it)."""
         import csv
 
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -387,8 +388,10 @@ class ExportRun:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["teacher", "session_code", "session_name", "student_id", "student_name", "pin"])
-            migrated = loaded.get(self.profile.roster_entity) or IdSet()
-            writer.writerows(row for row in self.profile.pin_roster(self.source) if row[3] in migrated)
+            entity = self.profile.entity(self.profile.roster_entity)
+            migrated = loaded.get(entity.name) or IdSet()
+            writer.writerows((*row[:3], idmap.target_id(entity, row[3]), *row[4:])
+                             for row in self.profile.pin_roster(self.source) if row[3] in migrated)
 
 
 def default_report_dir(conf: BridgeSettings, started: dt.datetime) -> str:

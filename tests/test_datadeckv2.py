@@ -277,3 +277,16 @@ except IntegrityError:
     assert len(set(usernames)) == len(usernames)
     if exported_kind(legacy) == "sqlite":  # the case-only duplicate exists: synthesized, not merged
         assert sum(1 for u in teachers.values() if u["username"].startswith("legacy-teacher-")) >= 1
+
+
+def test_the_pin_roster_names_students_by_their_id_in_the_app(copied, tmp_path):
+    legacy, target = copied
+    roster = tmp_path / "roster.csv"
+    export(legacy, target, tmp_path, *PROFILE, "--pin-roster", str(roster))
+    with roster.open() as fh:
+        rows = list(csv.DictReader(fh))
+    students = {row["id"]: row for row in users_by_legacy(target, "students").values()}
+    assert len(rows) == len(students)
+    for row in rows[:50]:
+        student = students[int(row["student_id"])]  # the app's id
+        assert check_password_hash(student["pin_hash"], row["pin"])
