@@ -3,6 +3,7 @@
 the bookkeeping tables so that a resumed run reports on the whole migration."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
 import json
@@ -79,7 +80,11 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
     causes = RootCauses()
     decisions: dict = defaultdict(dict)
     must_reset: list[dict] = []
-    with engine.connect() as conn, rejects_path.open("w", encoding="utf-8") as rejects:
+    decisions_path = report_dir / "decisions.csv"
+    with engine.connect() as conn, rejects_path.open("w", encoding="utf-8") as rejects, \
+            decisions_path.open("w", newline="", encoding="utf-8") as decisions_file:
+        decision_rows = csv.writer(decisions_file)
+        decision_rows.writerow(["entity", "legacy_id", "kind", "detail"])
         rows = conn.execution_options(stream_results=True, yield_per=10_000).execute(
             sa.select(bk.notes).order_by(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind))
         for note in rows:
@@ -110,6 +115,8 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
                 decision["by"][", ".join(f"{k}={v}" for k, v in sorted(detail.items()) if k != "login") or "-"] += 1
                 if len(decision["ids"]) < DECISION_IDS:
                     decision["ids"].append(note.source_id)
+                decision_rows.writerow([note.entity, note.source_id, note.kind,
+                                        json.dumps(detail, ensure_ascii=False, sort_keys=True)])
             if note.kind == "password" and detail.get("outcome") in MUST_RESET_OUTCOMES:
                 must_reset.append({"entity": note.entity, "legacy_id": note.source_id,
                                    "login": detail.get("login"), "why": detail["outcome"],
@@ -133,7 +140,9 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
         # each source row that caused rejects or skips, with every row it took along
         "root_causes": causes.as_list(order),
         "skipped": {ent: dict(c) for ent, c in skip_reasons.items()},
-        # every other decision a profile takes per row, counted (the first ids listed)
+        # every other decision a profile takes per row, counted (the first ids listed; all of
+        # them, one per line, in decisions.csv)
+        "decisions_file": str(decisions_path),
         "decisions": {ent: {kind: {**d, "by": dict(d["by"])} for kind, d in sorted(kinds.items())}
                       for ent, kinds in decisions.items()},
         "must_reset": {"count": len(must_reset), "file": str(report_dir / "must_reset.csv") if must_reset else None},
@@ -149,8 +158,6 @@ def write_report(engine: sa.Engine, report_dir: Path, header: dict, entities: li
 
 
 def _write_csv(path: Path, header: list[str], rows) -> None:
-    import csv
-
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)

@@ -94,6 +94,8 @@ class TransformContext:
     duplicate_usernames: Mapping[int, str] = field(default_factory=dict)
     # student id -> its StudentHome (datadeckv2)
     student_homes: Mapping[int, StudentHome] = field(default_factory=dict)
+    # student id -> where the Flask app's PIN login meets another student with its PIN (datadeckv2)
+    shared_pins: Mapping[int, str] = field(default_factory=dict)
 
 
 # --- users and observers -------------------------------------------------------

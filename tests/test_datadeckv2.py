@@ -132,6 +132,20 @@ def test_every_decision_is_counted_and_must_reset_users_are_listed(exported, tmp
     assert set(decisions["users"]["role"]["by"]) <= {"role=ADMIN", "role=TEACHER"}
     assert report["entities"]["schools"]["written"] >= 1 and report["entities"]["modules"]["written"] == 2
     assert any("media_type 'comment'" in reason for reason in report["skipped"]["media"])
+    # students the app's PIN login cannot tell apart: counted by scope, every one in decisions.csv
+    shared = decisions["students"]["shared_pin"]
+    assert shared["count"] >= 2 and set(shared["by"]) <= {"scope=school", "scope=district", "scope=all"}
+    with (report_dir / "decisions.csv").open() as fh:
+        listed_shared = [r for r in csv.DictReader(fh) if r["kind"] == "shared_pin"]
+    assert len(listed_shared) == shared["count"]
+    legacy = sa.create_engine(exported.seeded.db.url)
+    with legacy.connect() as conn:
+        pins = dict(conn.execute(sa.text("SELECT id, password FROM video_app_student")).all())
+    legacy.dispose()
+    migrated = users_by_legacy(exported.target, "students")
+    for r in listed_shared:
+        pin = pins[int(r["legacy_id"])]
+        assert sum(1 for i in migrated if pins[i] == pin) >= 2 and pin not in r["detail"]
     with (report_dir / "must_reset.csv").open() as fh:
         listed = list(csv.DictReader(fh))
     assert {"argon2", "bcrypt_sha256"} <= {r["hasher"] for r in listed}

@@ -636,3 +636,25 @@ def test_derived_rows_pass_through_as_copies():
     school = d2.derive_schools([teacher()])[0]
     out = run(d2.transform_school, school).row
     assert out == school and out is not school
+
+
+# --- students the app's PIN login cannot tell apart ----------------------------------------
+
+def test_shared_pins_are_scoped_by_what_the_login_form_can_narrow():
+    scopes = d2.shared_pin_scopes([
+        (1, "11111", 3, 30), (2, "11111", 3, 30),  # same school: even district + school cannot part them
+        (3, "22222", 3, 30), (4, "22222", 3, 31),  # same district, other schools: picking the school parts them
+        (5, "33333", 3, 30), (6, "33333", 4, 40),  # other districts: picking the district parts them
+        (7, "44444", None, None), (8, "44444", 4, 40),  # no district: only findable with nothing picked
+        (9, "55555", 3, 30),  # alone
+    ])
+    assert scopes == {1: "school", 2: "school", 3: "district", 4: "district", 5: "all", 6: "all",
+                      7: "all", 8: "all"}
+
+
+def test_a_student_sharing_a_pin_is_noted_without_the_pin():
+    ctx = t.TransformContext(student_homes={7: HOME}, shared_pins={7: "school"})
+    result = run(d2.transform_student, student(), ctx)
+    assert note(result, "shared_pin") == {"scope": "school"}
+    assert PIN not in json.dumps([n.detail for n in result.notes])
+    assert "shared_pin" not in kinds(run(d2.transform_student, student(), STUDENT_CTX))

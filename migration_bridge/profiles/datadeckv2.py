@@ -107,6 +107,18 @@ def student_homes(source, entity, loaded, rows) -> dict:
             for r in rows if r["section_id"] in created}
 
 
+def shared_pins(source, entity, loaded, rows=None) -> dict:
+    """Student id -> where the app's PIN login meets another migrated student with the same
+    PIN (legacy PINs are unique per session only). Plain PINs are compared here in memory and
+    never leave this function."""
+    students = source.objects("Student").order_by("pk").values_list(
+        "id", "password", "section_id", "admin_id", "admin__district_id", "admin__school")
+    return dt.shared_pin_scopes(
+        (i, pin, district, dt.school_key(district, school))
+        for i, pin, session, teacher, district, school in students.iterator(chunk_size=20_000)
+        if session in loaded["sessions"] and teacher in loaded["users"] and pin)
+
+
 # --- the entities, parents first ----------------------------------------------------------
 
 UPLOADS = "/static/uploads/"  # where the app serves its static/uploads/ folder
@@ -198,7 +210,8 @@ ENTITIES: tuple[Entity, ...] = (
         transform=dt.transform_student,  # synthesized login names; PIN hashed, never kept in plain
         foreign_keys={"teacher_id": "users", "section_id": "sessions", "district_id": "districts",
                       "school_id": "schools"},
-        contexts=(Context("student_homes", student_homes, per_batch=True),),
+        contexts=(Context("student_homes", student_homes, per_batch=True),
+                  Context("shared_pins", shared_pins, needs=("sessions", "users"))),
         hashed_pin=("pin_hash", "password"),
         secret_fields=("password",),
         secret_columns=("pin_hash", "password_hash"),

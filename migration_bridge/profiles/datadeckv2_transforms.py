@@ -342,7 +342,35 @@ def transform_student(row: Mapping[str, Any], ctx: TransformContext) -> Transfor
         "device_id": row["device_id"], "pin_hash": None, "current_pin": None,
     }
     _shorten(out, notes, {"character_name": dd.NAME_MAX, "device_id": DEVICE_ID_MAX})
+    scope = ctx.shared_pins.get(row["id"])
+    if scope:  # the app's PIN login cannot tell this student from another: a new PIN before cutover
+        notes.append(Note("shared_pin", {"scope": scope}))
     return Transformed(out, notes)
+
+
+def shared_pin_scopes(students: Iterable[tuple[int, str, int | None, int | None]]) -> dict[int, str]:
+    """Student id -> the narrowest choice of the app's student login form that still shows
+    another student with the same PIN: ``school`` (district and school picked), ``district``
+    (district picked), ``all`` (nothing picked; for a student without a district, the only
+    way). Input: (id, PIN, district id, school id). The app checks candidates one after the
+    other and logs in the first match: one of two such students can never log in there."""
+    by_pin: dict[str, list[tuple[int, int | None, int | None]]] = defaultdict(list)
+    for i, pin, district, school in students:
+        by_pin[pin].append((i, district, school))
+    scopes = {}
+    for holders in by_pin.values():
+        if len(holders) < 2:
+            continue
+        places = Counter((d, s) for _, d, s in holders)
+        districts = Counter(d for _, d, _ in holders)
+        for i, district, school in holders:
+            if district is not None and places[(district, school)] > 1:
+                scopes[i] = "school"
+            elif district is not None and districts[district] > 1:
+                scopes[i] = "district"
+            else:
+                scopes[i] = "all"
+    return scopes
 
 
 MEDIA_COLUMNS = (
