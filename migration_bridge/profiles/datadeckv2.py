@@ -21,9 +21,7 @@ from ..mapping import (
     LEGACY_ID_IF_FREE, NEW_ID, AccessRule, ByMeaning, Checks, Context, Counter, Entity, FileColumn, Page, Profile,
 )
 from . import datadeckv2_transforms as dt
-from .plan import (
-    archived_duplicates, legacy_observer_scope, legacy_teacher_dashboards, media_attributions, pin_roster,
-)
+from .plan import ARCHIVED_DUPLICATES, ATTRIBUTIONS, legacy_observer_scope, legacy_teacher_dashboards, pin_roster
 
 # --- rows derived from the legacy DB (no legacy model holds them) -------------------------
 
@@ -193,9 +191,7 @@ ENTITIES: tuple[Entity, ...] = (
         ),
         transform=dt.transform_session,  # no teacher: the placeholder owner; module code -> module
         foreign_keys={"created_by_id": "users", "module_id": "modules"},
-        contexts=(Context("archived_sessions", archived_duplicates, needs=("users",), refusal=(
-            "duplicate an active session of the same teacher and section; "
-            "--on-duplicate-session archive would archive them")),),
+        contexts=(ARCHIVED_DUPLICATES,),
         page=Page("/sessions/{id}", "FLASK_SESSION_PATH"),
     ),
     Entity(
@@ -233,7 +229,7 @@ ENTITIES: tuple[Entity, ...] = (
         foreign_keys={
             "session_id": "sessions", "student_id": "students", "posted_by_admin_id": "users",
         },
-        contexts=(Context("attributions", media_attributions, needs=("students", "users"), per_batch=True),),
+        contexts=(ATTRIBUTIONS,),
         secret_fields=("submitted_password",),
         files=(
             FileColumn("image_file", "image_file"),

@@ -53,6 +53,14 @@ def media_attributions(source, entity, loaded, rows) -> dict:
     return result
 
 
+# The two contexts as entities declare them (rules of the legacy data: the datadeckv2
+# profile declares them too).
+ARCHIVED_DUPLICATES = Context("archived_sessions", archived_duplicates, needs=("users",), refusal=(
+    "duplicate an active session of the same teacher and section; "
+    "--on-duplicate-session archive would archive them"))
+ATTRIBUTIONS = Context("attributions", media_attributions, needs=("students", "users"), per_batch=True)
+
+
 # --- the entities, parents first ---------------------------------------------------------
 
 ENTITIES: tuple[Entity, ...] = (
@@ -102,9 +110,7 @@ ENTITIES: tuple[Entity, ...] = (
         transform=t.transform_session,  # older duplicate active sessions archived
         foreign_keys={"created_by_id": "users"},
         choices={"module": frozenset({"2", "4"})},
-        contexts=(Context("archived_sessions", archived_duplicates, needs=("users",), refusal=(
-            "duplicate an active session of the same teacher and section; "
-            "--on-duplicate-session archive would archive them")),),
+        contexts=(ARCHIVED_DUPLICATES,),
         page=Page("/sessions/{id}", "FLASK_SESSION_PATH"),
     ),
     Entity(
@@ -137,7 +143,7 @@ ENTITIES: tuple[Entity, ...] = (
             "session_id": "sessions", "student_id": "students", "posted_by_admin_id": "users",
         },
         choices={"media_type": frozenset({"video", "image", "comment"})},
-        contexts=(Context("attributions", media_attributions, needs=("students", "users"), per_batch=True),),
+        contexts=(ATTRIBUTIONS,),
         secret_fields=("submitted_password",),
         files=(
             FileColumn("image_file", "image_file"),
