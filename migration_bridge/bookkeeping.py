@@ -6,6 +6,7 @@
 - ``bridge_notes``: per source row, what the report lists: rejects (with reason),
   skips, password outcomes, inferred attributions, archived duplicate sessions.
 - ``bridge_deferred``: rows waiting for a parent later in id order (comment replies).
+- ``bridge_row_digests``: per source row, what ``--sync`` compares (fingerprint.py).
 - ``bridge_files``: the file manifest, one row per referenced media file (files.py).
 - ``bridge_settings``: the target schema and key scheme the target was written with.
 """
@@ -87,13 +88,19 @@ files = sa.Table(
     **_MYSQL,
 )
 
+# What --sync compares, per source row (fingerprint.py): the digest of its own values
+# (the database's, plus a keyed part for its secrets) and the keyed digest of what its
+# contexts gave it (NULL: nothing).
 fingerprints = sa.Table(
-    "bridge_fingerprints", bookkeeping_metadata,
+    "bridge_row_digests", bookkeeping_metadata,
     sa.Column("entity", sa.String(50), primary_key=True),
     sa.Column("source_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("fingerprint", sa.String(32), nullable=False),  # keyed BLAKE2b of the source row
+    sa.Column("row_digest", sa.BigInteger, nullable=False),
+    sa.Column("context_digest", sa.String(32)),
     **_MYSQL,
 )
+# the table of fingerprint versions before 3, dropped with the others by --cleanup
+OLD_FINGERPRINTS = "bridge_fingerprints"
 
 # What the target was first written with (target_schema, key_scheme): later runs and
 # verify must read it the same way.

@@ -8,18 +8,22 @@
 - ``reset_sequences``: after loading explicit ids, move PostgreSQL sequences past them.
 - ``empty_tables``: children first.
 - URL normalisation and masking.
-- The legacy side: the connection's charset forced to utf8mb4 and read back, and
-  ``Utf8Bytes``, text length in bytes counted by the database itself.
+- The legacy side: the connection's charset forced to utf8mb4 and read back,
+  ``Utf8Bytes``, text length in bytes counted by the database itself, and ``RowDigest``,
+  a row's digest computed by the database itself (what ``--sync`` sums per chunk).
+- ``chunk_start``: the first id of the fixed-width chunk an id falls in, the same
+  integer on every dialect, for the per-chunk sums on both sides.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
-from django.db.models import BigIntegerField, Func
+from django.db.models import BigIntegerField, F, Func
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -268,11 +272,24 @@ def empty_tables(conn: sa.Connection, tables_in_dependency_order: Sequence[sa.Ta
 
 # --- the legacy side (a Django connection) ------------------------------------------
 
+def prepare_source_connection(connection) -> None:
+    """Every legacy connection: full UTF-8, and on SQLite the function ``RowDigest``
+    calls (SQLite has no MD5 of its own)."""
+    force_source_utf8(connection)
+    if connection.vendor == "sqlite" and connection.connection is not None:
+        connection.connection.create_function("bridge_digest48", 1, _digest48, deterministic=True)
+
+
 def force_source_utf8(connection) -> None:
     """MySQL/MariaDB: make a Django connection send and return utf8mb4 (the client
     library then decodes 4-byte characters instead of the server replacing them by ?)."""
     if connection.vendor == "mysql" and connection.connection is not None:
         connection.connection.set_character_set("utf8mb4")
+
+
+def _digest48(text) -> int:
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    return int(hashlib.md5(data).hexdigest()[:12], 16)
 
 
 def source_connection_facts(connection) -> dict:
@@ -312,3 +329,56 @@ class Utf8Bytes(Func):
     def as_sqlite(self, compiler, connection, **extra):
         return self.as_sql(compiler, connection,
                            template="COALESCE(LENGTH(CAST(%(expressions)s AS BLOB)), 0)", **extra)
+
+
+class _DigestPart(Func):
+    """One field as a digest takes it: its length, then its value, so that no two rows
+    of different values concatenate alike ('N' for NULL)."""
+
+    template = "COALESCE(LENGTH((%(expressions)s)::text) || ':' || (%(expressions)s)::text, 'N')"
+
+    def as_mysql(self, compiler, connection, **extra):
+        # binary: no collation to mix, whatever charsets the legacy columns have
+        return self.as_sql(compiler, connection, template=(
+            "COALESCE(CONCAT(LENGTH(CAST(%(expressions)s AS BINARY)), ':', CAST(%(expressions)s AS BINARY)), 'N')"),
+            **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template=(
+            "COALESCE(LENGTH(CAST(%(expressions)s AS BLOB)) || ':' || CAST(%(expressions)s AS TEXT), 'N')"), **extra)
+
+
+class _SecretState(Func):
+    """Only whether a secret is NULL, empty or set: its value is digested outside the
+    database, keyed (``fingerprint.secret_part``)."""
+
+    template = "(CASE WHEN %(expressions)s IS NULL THEN 'N' WHEN LENGTH(%(expressions)s) = 0 THEN 'E' ELSE 'S' END)"
+
+
+class RowDigest(Func):
+    """A 48-bit digest of ``fields`` (and of the state of ``secret_fields``) computed by
+    the legacy database: the first 12 hex digits of an MD5, as an integer. The same row
+    digests the same as long as its stored values do, on one database; digests are never
+    compared across databases."""
+
+    output_field = BigIntegerField()
+    arg_joiner = ", "
+    template = "('x' || LEFT(MD5(CONCAT_WS('|', %(expressions)s)), 12))::bit(48)::bigint"
+
+    def __init__(self, fields: Sequence[str], secret_fields: Sequence[str] = ()):
+        super().__init__(*(_DigestPart(F(f)) for f in fields), *(_SecretState(F(f)) for f in secret_fields))
+
+    def as_mysql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template=(
+            "CAST(CONV(LEFT(MD5(CONCAT_WS('|', %(expressions)s)), 12), 16, 10) AS UNSIGNED)"), **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="bridge_digest48(%(expressions)s)",
+                           arg_joiner=" || '|' || ", **extra)
+
+
+def chunk_start(id_expression, width: int):
+    """The first id of the ``width``-wide chunk holding the id: floor semantics for
+    negative ids too, in integers on every dialect (no division), as a Django or an
+    SQLAlchemy expression alike."""
+    return id_expression - ((id_expression % width + width) % width)

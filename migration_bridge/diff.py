@@ -169,3 +169,31 @@ def diff_ranges(
     same range and yield the range's ChunkDiff (empty ones included, for counting)."""
     for lo, hi, source in source_chunks:
         yield compare_range(lo, hi, source, fetch_target(lo, hi), leaf_size)
+
+
+# --- per-chunk sums (what --sync asks each database for) ----------------------------
+
+def differing_chunks(source: Mapping[int, Sequence[int]], target: Mapping[int, Sequence[int]]) -> list[int]:
+    """Chunk starts whose (rows, digest sum) differ between the sides, or that one side
+    lacks: only their rows need comparing."""
+    return sorted(start for start in source.keys() | target.keys() if source.get(start) != target.get(start))
+
+
+def chunk_runs(starts: Sequence[int], width: int) -> list[tuple[int, int]]:
+    """Sorted chunk starts -> ``[lo, hi)`` ranges, adjacent chunks merged (one query each)."""
+    runs: list[tuple[int, int]] = []
+    for start in starts:
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], start + width)
+        else:
+            runs.append((start, start + width))
+    return runs
+
+
+def compare_rows(lo: int | None, hi: int | None, source: Mapping[int, Any], target: Mapping[int, Any]) -> ChunkDiff:
+    """Row by row, by id: what one range's source and target digests say."""
+    result = ChunkDiff(lo, hi)
+    result.missing = sorted(source.keys() - target.keys())
+    result.extra = sorted(target.keys() - source.keys())
+    result.changed = sorted(i for i in source.keys() & target.keys() if source[i] != target[i])
+    return result

@@ -1,18 +1,33 @@
-"""Keyed fingerprints of source rows, kept in the target's bookkeeping for ``--sync``.
+"""What the target's bookkeeping remembers of each source row, for ``--sync``.
 
-A salted column (a PIN hash) cannot be compared with its source by value, so each
-source row is remembered as a MAC of everything that shapes its target row: its own
-values (the plain PIN included) and what its declared contexts gave it (an inferred
-author, an archiving date; ``RowPath.fingerprint``). The key never leaves the legacy
-host (a setting, by default derived from Django's SECRET_KEY): without it, a stored
-fingerprint cannot be matched to a PIN by trying all 100,000 of them.
+Per row, two values (``bridge_row_digests``):
+
+- ``row_digest``, a 48-bit integer: the **database's own** digest of the row's
+  non-secret fields (``dialects.RowDigest``: MD5 over the fields, computed by the legacy
+  database, so a sync can ask the database for per-chunk sums instead of pulling every
+  row through Python), **plus** a keyed digest of its secret fields computed here
+  (``secret_part``). The key never reaches the legacy database, its query log or the
+  target: without it, a stored digest cannot be matched to a PIN by trying all 100,000
+  of them. The database part only says whether a secret is NULL, empty or set.
+- ``context_digest``: a keyed digest of what the entity's declared contexts gave the row
+  (an inferred author, an archiving date), None when they gave it nothing. A context
+  depends on other rows, so it is compared apart from the row's own values.
+
+Derived rows (made in Python, no database row to digest) get a keyed digest of all
+their values instead of the database part.
+
+The key is a setting, by default derived from Django's SECRET_KEY.
 """
 from __future__ import annotations
 
 import hashlib
 
-# 2: one entry per context an entity declares (was: the same two contexts for every entity)
-FINGERPRINT_VERSION = "2"
+# 3: database-computed row digests with keyed secret parts, contexts apart (was: one keyed
+# BLAKE2b per row over everything, computed in Python)
+FINGERPRINT_VERSION = "3"
+# the key of a model row's database digest, on rows read by export and sync (source.py)
+ROW_DIGEST = "_row_digest"
+DIGEST_BITS = 48  # per row; a chunk of up to 2**10 ids sums below 2**59, in every SQL BIGINT
 
 
 def fingerprint_key(configured: str, secret_key: str) -> bytes:
@@ -21,7 +36,34 @@ def fingerprint_key(configured: str, secret_key: str) -> bytes:
     return hashlib.sha512(material.encode("utf-8")).digest()
 
 
-def row_fingerprint(key: bytes, values: tuple, context: tuple) -> str:
+def _keyed(key: bytes, values: tuple, size: int) -> bytes:
     # repr is exact and deterministic for the driver's types (datetime, Decimal, UUID, str)
-    data = repr((values, context)).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, key=key, digest_size=16).hexdigest()
+    return hashlib.blake2b(repr(values).encode("utf-8", "surrogatepass"), key=key, digest_size=size).digest()
+
+
+def keyed_digest(key: bytes, values: tuple) -> int:
+    """A 48-bit keyed digest of ``values`` (derived rows, secret parts)."""
+    return int.from_bytes(_keyed(key, values, DIGEST_BITS // 8), "big")
+
+
+def secret_part(key: bytes, secrets: tuple) -> int:
+    """What a row's secret fields add to its digest: 0 when none is set (NULL or empty;
+    the database part tells those apart), else a keyed digest of them."""
+    if not any(secrets):
+        return 0
+    return keyed_digest(key, ("secret", secrets))
+
+
+def context_digest(key: bytes, values: tuple) -> str | None:
+    """The row's context values, keyed; None when every context gave the row nothing."""
+    if all(v is None for v in values):
+        return None
+    return _keyed(key, ("context", values), 16).hex()
+
+
+def row_digest(key: bytes, database_digest: int | None, secrets: tuple, values: tuple) -> int:
+    """The stored digest of one source row: the database's digest plus the keyed secret
+    part; a derived row (no database digest) is keyed over all its ``values``."""
+    if database_digest is None:
+        return keyed_digest(key, values)
+    return int(database_digest) + secret_part(key, secrets)

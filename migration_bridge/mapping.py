@@ -8,7 +8,7 @@ newcomer reads top to bottom.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import sqlalchemy as sa
 
@@ -22,12 +22,18 @@ class Context:
 
     ``loaded`` holds the ids the target holds (or, in verify, must hold) per table, for
     the tables in ``needs``; ``rows`` is the batch when ``per_batch``, else None (once
-    per entity). What the context gives a row is part of the row's fingerprint."""
+    per entity). What the context gives a row is part of the row's fingerprint.
+
+    ``recheck(source, entity, changed)``: for a per-batch context, the ids of the rows
+    whose context may differ now, given ``changed`` (entity -> legacy ids added, changed
+    or deleted since the last run, for the entities before this one). ``--sync``
+    recomputes the context of those rows only; without it, of every row (a full scan)."""
 
     field: str
     query: Callable[..., Mapping[int, Any]]
     needs: tuple[str, ...] = ()
     per_batch: bool = False
+    recheck: Callable[..., Iterable[int]] | None = None
     # with --on-duplicate-session fail: rows this context would change stop the run, saying so
     refusal: str | None = None
 

@@ -143,6 +143,7 @@ class ExportRun:
         self.options = options
         self.conf = conf
         self.source = source
+        source.row_digests = True  # what --sync will compare is recorded with every row
         self.mover = mover or CopyRows()
         self.entities = select_entities(self.profile, options.only, options.exclude)
         self.pins = PinPool(options.pin_hash_method, options.workers, options.interactive)

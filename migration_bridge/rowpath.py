@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 from . import filerefs
 from .errors import BridgeError
-from .fingerprint import row_fingerprint
+from .fingerprint import ROW_DIGEST, context_digest, row_digest
 from .idset import IdSet
 from .mapping import Entity
 from .report import jsonable
@@ -105,10 +105,18 @@ class RowPath:
                   for c in entity.contexts if c.per_batch}
         return dataclasses.replace(ctx, **values) if values else ctx
 
-    def fingerprint(self, entity: Entity, src: dict, ctx: TransformContext) -> str:
-        """What ``--sync`` compares: the source row and what its context gave it."""
-        context = tuple(getattr(ctx, c.field).get(src["id"]) for c in entity.contexts)
-        return row_fingerprint(self.fingerprint_key, tuple(src.values()), context)
+    def context_digest(self, entity: Entity, source_id: int, ctx: TransformContext) -> str | None:
+        """What the row's contexts gave it, keyed (None: nothing)."""
+        return context_digest(self.fingerprint_key, tuple(getattr(ctx, c.field).get(source_id)
+                                                          for c in entity.contexts))
+
+    def fingerprint(self, entity: Entity, src: dict, database_digest: int | None, ctx: TransformContext) -> dict:
+        """What ``--sync`` compares (a ``bridge_row_digests`` row): the source row's digest
+        and what its contexts gave it."""
+        digest = row_digest(self.fingerprint_key, database_digest, tuple(src[f] for f in entity.secret_fields),
+                            tuple(src.values()))
+        return {"entity": entity.name, "source_id": src["id"], "row_digest": digest,
+                "context_digest": self.context_digest(entity, src["id"], ctx)}
 
     # --- transform ---------------------------------------------------------------------
 
@@ -197,10 +205,10 @@ class RowPath:
     def process(self, entity: Entity, rows: list[dict], ctx: TransformContext) -> BatchOutcome:
         out = BatchOutcome()
         self.loaded.setdefault(entity.name, IdSet())
+        database_digests = [src.pop(ROW_DIGEST, None) for src in rows]  # not a field of the row
         batch_ctx = self.batch_context(entity, ctx, rows)
-        for src, result in self.transform(entity, batch_ctx, rows):
-            out.fingerprints.append({"entity": entity.name, "source_id": src["id"],
-                                     "fingerprint": self.fingerprint(entity, src, batch_ctx)})
+        for (src, result), database_digest in zip(self.transform(entity, batch_ctx, rows), database_digests):
+            out.fingerprints.append(self.fingerprint(entity, src, database_digest, batch_ctx))
             problem = self.decide(entity, src, result)
             if problem == WAIT:
                 out.deferred.append({"entity": entity.name, "source_id": src["id"],

@@ -13,12 +13,14 @@ from typing import Iterator
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Max
+from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models.functions import Length
 from django.db.backends.signals import connection_created
 from django.db.utils import Error as DjangoDatabaseError
 
 from . import dialects, filerefs
 from .errors import BridgeError
+from .fingerprint import ROW_DIGEST
 
 
 # keyset pagination starts below every possible id: real tables hold ids <= 0
@@ -38,13 +40,15 @@ class LegacySource:
             ) from None
         self.alias = alias
         self._derived: dict[str, list[dict]] = {}
+        # export and sync: every model row read carries its database digest (ROW_DIGEST)
+        self.row_digests = False
         # Every connection this process opens to the legacy DB speaks full UTF-8, whatever
         # the project's settings say (MySQL's default "utf8" turns emoji into "?").
         connection_created.connect(self._on_connect, weak=False, dispatch_uid=f"migration_bridge.source.{alias}")
 
     def _on_connect(self, sender, connection, **kwargs) -> None:
         if connection.alias == self.alias:
-            dialects.force_source_utf8(connection)
+            dialects.prepare_source_connection(connection)
 
     def model(self, name: str):
         try:
@@ -60,7 +64,7 @@ class LegacySource:
             was_open = connection.connection is not None
             connection.ensure_connection()
             if was_open:  # opened before this object listened for new connections
-                dialects.force_source_utf8(connection)
+                dialects.prepare_source_connection(connection)
             self.objects(model_name).exists()
         except DjangoDatabaseError as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -93,7 +97,7 @@ class LegacySource:
         def decoded(row) -> int:
             return sum(len(str(row[f]).encode("utf-8", "surrogatepass")) for f in text if row[f] is not None)
 
-        for rows in self.entity_rows(entity, BEFORE_FIRST_ID, batch_size, counted):
+        for rows in self.entity_rows(entity, BEFORE_FIRST_ID, batch_size, counted, digests=False):
             yield [(row, decoded(row) if (in_db := row.pop("_text_bytes", None)) is None else int(in_db),
                     decoded(row)) for row in rows]
 
@@ -127,13 +131,15 @@ class LegacySource:
         return heapq.merge(model, (r["id"] for r in self.derived_rows(entity)))
 
     def entity_rows(self, entity, after_id: int, batch_size: int, annotations: dict | None = None,
-                    ) -> Iterator[list[dict]]:
-        """Batches of the entity's rows after ``after_id``, in id order."""
+                    digests: bool = True) -> Iterator[list[dict]]:
+        """Batches of the entity's rows after ``after_id``, in id order (with ``digests``
+        and ``row_digests``, model rows carry ROW_DIGEST)."""
         derived = [r for r in self.derived_rows(entity) if r["id"] > after_id]
         if entity.source_model is None:
             for start in range(0, len(derived), batch_size):
                 yield [dict(r) for r in derived[start:start + batch_size]]
             return
+        annotations = {**(self._digest_annotation(entity) if digests else {}), **(annotations or {})}
         for rows in self.extract_rows(entity.source_model, entity.source_fields, after_id, batch_size, annotations):
             last = rows[-1]["id"]
             if derived and derived[0]["id"] < last:
@@ -147,20 +153,24 @@ class LegacySource:
     def rows_by_id(self, entity, ids: list[int]) -> list[dict]:
         rows = []
         if entity.source_model:
-            qs = self.objects(entity.source_model).order_by("pk")
-            rows = [dict(zip(entity.source_fields, row))
-                    for row in qs.filter(pk__in=ids).values_list(*entity.source_fields)]
+            annotations = self._digest_annotation(entity)
+            qs = self.objects(entity.source_model).order_by("pk").annotate(**annotations)
+            columns = (*entity.source_fields, *annotations)
+            rows = [dict(zip(columns, row)) for row in qs.filter(pk__in=ids).values_list(*columns)]
         wanted = set(ids)
         derived = [dict(r) for r in self.derived_rows(entity) if r["id"] in wanted]
         return sorted(rows + derived, key=operator.itemgetter("id")) if derived else rows
 
     def extract_rows(
         self, model_name: str, fields: tuple[str, ...], after_id: int, batch_size: int,
-        annotations: dict | None = None,
+        annotations: dict | None = None, before_id: int | None = None,
     ) -> Iterator[list[dict]]:
         """Batches of rows in primary-key order by keyset pagination (no OFFSET), with
-        ``annotations`` (name -> expression computed by the database) as extra keys."""
+        ``annotations`` (name -> expression computed by the database) as extra keys;
+        ``before_id``: up to that id, excluded."""
         qs = self.objects(model_name).order_by("pk")
+        if before_id is not None:
+            qs = qs.filter(pk__lt=before_id)
         columns = fields
         if annotations:
             qs, columns = qs.annotate(**annotations), (*fields, *annotations)
@@ -171,6 +181,48 @@ class LegacySource:
                 return
             yield [dict(zip(columns, row)) for row in rows]
             last = rows[-1][0]
+
+    # --- what --sync compares: digests computed by the database ----------------------------
+
+    def _digest_annotation(self, entity) -> dict:
+        if not (self.row_digests and entity.source_model):
+            return {}
+        return {ROW_DIGEST: dialects.RowDigest(entity.secret_free_fields, entity.secret_fields)}
+
+    def digest_sums(self, entity, width: int) -> dict[int, list[int]]:
+        """Chunk start -> [rows, sum of their database digests] over the entity's model
+        rows, chunks ``width`` ids wide: one GROUP BY the database computes."""
+        if not entity.source_model:
+            return {}
+        chunk = ExpressionWrapper(dialects.chunk_start(F("pk"), width), output_field=BigIntegerField())
+        sums = (self.objects(entity.source_model).order_by().annotate(_chunk=chunk).values("_chunk")
+                .annotate(_rows=Count("pk"), _sum=Sum(dialects.RowDigest(entity.secret_free_fields,
+                                                                         entity.secret_fields)))
+                .values_list("_chunk", "_rows", "_sum"))
+        return {int(start): [rows, int(total)] for start, rows, total in sums}
+
+    def digests_between(self, entity, lo: int, hi: int, batch_size: int) -> Iterator[list[dict]]:
+        """Batches of {id, ROW_DIGEST, secret fields} of the model rows with lo <= id < hi."""
+        if not entity.source_model:
+            return
+        yield from self.extract_rows(entity.source_model, ("id", *entity.secret_fields), lo - 1, batch_size,
+                                     {ROW_DIGEST: dialects.RowDigest(entity.secret_free_fields,
+                                                                     entity.secret_fields)}, before_id=hi)
+
+    def secret_values(self, entity) -> Iterator[tuple]:
+        """(id, *secret fields) of the model rows with any secret set (not NULL, not empty)."""
+        if not (entity.source_model and entity.secret_fields):
+            return iter(())
+        lengths = {f"_length_{f}": Length(f) for f in entity.secret_fields}
+        qs = (self.objects(entity.source_model).alias(**lengths)
+              .filter(functools.reduce(operator.or_, (Q(**{f"{name}__gt": 0}) for name in lengths))))
+        return qs.order_by("pk").values_list("id", *entity.secret_fields).iterator(chunk_size=20_000)
+
+    def ids_where(self, entity, **lookups) -> list[int]:
+        """Ids of the entity's model rows matching Django ``lookups`` (a profile's recheck)."""
+        if not entity.source_model:
+            return []
+        return list(self.objects(entity.source_model).filter(**lookups).order_by("pk").values_list("pk", flat=True))
 
     def objects(self, model_name: str):
         """The model's manager on the legacy alias (for the profile's declared queries)."""
@@ -188,5 +240,5 @@ class LegacySource:
             if entity.files:
                 narrow = dataclasses.replace(entity, source_fields=("id", *(c.source_field for c in entity.files)))
                 for rows in self.entity_rows(narrow if entity.derived is None else entity, BEFORE_FIRST_ID,
-                                             batch_size):
+                                             batch_size, digests=False):
                     yield [ref for row in rows for ref in filerefs.refs_of(entity, row, urls)]

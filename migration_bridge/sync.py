@@ -1,12 +1,16 @@
 """``export_to_flask --sync``: bring a migrated target up to date with the source.
 
 After a complete export (typically a pre-copy while the legacy app was live), a sync
-moves only what changed since: rows added, changed and deleted, then new files. It
-needs no ``updated_at``: every source row is fingerprinted the way the export
-fingerprinted it when it loaded the row (``fingerprint.py``), and the chunked
-checksum engine of ``verify_flask`` (``diff.py``) finds the differing ids. Cost: one
-scan of the source and of the stored fingerprints, plus work proportional to the
-change (PINs are hashed again only for the students whose row changed).
+moves only what changed since: rows added, changed and deleted, then their files. It
+needs no ``updated_at``. The export recorded, per source row, a digest the legacy
+database computed plus a keyed part for the row's secrets (``fingerprint.py``). A sync
+asks each database for per-chunk sums of those digests (chunks of ``CHUNK_WIDTH`` ids:
+one GROUP BY on the legacy side, one on the target's bookkeeping), reads row by row only
+the chunks whose sums differ, and recomputes contexts only for the rows a context can
+have changed (``Context.recheck``). No row is pulled through the ORM to find that it did
+not change; PINs are read, and keyed here, since their digest may not leave this process.
+Then work proportional to the change (PINs hashed again only for the students whose row
+changed).
 
 Order: deletes children first (interactions → … → districts), then inserts and
 updates parents first, then the deletes a foreign key refused before the updates moved
@@ -19,22 +23,26 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Mapping
 
 import sqlalchemy as sa
 
 from . import bookkeeping as bk
-from .diff import diff_ranges, keyset_ranges
+from .dialects import chunk_start
+from .diff import chunk_runs, compare_rows, differing_chunks
 from .errors import BridgeError
-from .fingerprint import FINGERPRINT_VERSION
+from .fingerprint import FINGERPRINT_VERSION, ROW_DIGEST, keyed_digest, row_digest, secret_part
 from .idmap import id_map
 from .idset import IdSet
 from .load import EntityStats
 from .mapping import Entity
-from .source import BEFORE_FIRST_ID
 
 
 # a released value is "~released-<id>": columns too short for any id keep their value
 RELEASED_LENGTH = 30
+# ids per chunk of the per-chunk sums; fingerprint.DIGEST_BITS keeps a chunk's sum in a BIGINT
+CHUNK_WIDTH = 1024
+DIGEST_BATCH = 20_000  # rows per query when a differing run of chunks is read row by row
 
 
 @dataclass
@@ -109,10 +117,12 @@ class SyncRows:
     def move(self, run, stats: dict[str, EntityStats]) -> None:
         self.sync_stats = [SyncStats(e.name) for e in run.entities]
         by_name = {s.name: s for s in self.sync_stats}
-        changes = {}
+        changes: dict[str, EntityChanges] = {}
+        changed: dict[str, set[int]] = {}  # what a later entity's context recheck looks at
         for entity in run.entities:
             with _timed(by_name[entity.name]):
-                changes[entity.name] = self.find_changes(run, entity, by_name[entity.name])
+                found = changes[entity.name] = self.find_changes(run, entity, by_name[entity.name], changed)
+                changed[entity.name] = set(found.upsert) | set(found.delete)
         # Deletes children first; a row still referenced (a derived school whose teachers
         # move to another one, a module no session will use) waits until the updates moved
         # the references away, then goes.
@@ -135,36 +145,96 @@ class SyncRows:
 
     # --- 1. what changed ---------------------------------------------------------------
 
-    def find_changes(self, run, entity: Entity, stats: SyncStats) -> EntityChanges:
+    def find_changes(self, run, entity: Entity, stats: SyncStats, changed: Mapping[str, set[int]]) -> EntityChanges:
+        """Rows whose own values changed, found by per-chunk sums each database computes
+        (only differing chunks are compared row by row), then rows whose contexts changed."""
         run.load_parent_ids(entity)
         ctx = run.path.entity_context(entity)
-        scanned = 0
-
-        def source_chunks():
-            nonlocal scanned
-            for rows in run.source.entity_rows(entity, BEFORE_FIRST_ID, run.options.batch_size):
-                scanned += len(rows)
-                batch_ctx = run.path.batch_context(entity, ctx, rows)
-                yield {r["id"]: bytes.fromhex(run.path.fingerprint(entity, r, batch_ctx)) for r in rows}
-
-        def stored(lo, hi) -> dict[int, str]:
-            fp = bk.fingerprints
-            query = sa.select(fp.c.source_id, fp.c.fingerprint).where(fp.c.entity == entity.name)
-            if lo is not None:
-                query = query.where(fp.c.source_id >= lo)
-            if hi is not None:
-                query = query.where(fp.c.source_id < hi)
-            with run.engine.connect() as conn:
-                return {i: bytes.fromhex(f) for i, f in conn.execute(query)}
-
+        source_sums = self.source_sums(run, entity)
+        stored_sums = self.stored_sums(run, entity)
         upsert, inserted, delete = [], set(), []
-        for chunk in diff_ranges(keyset_ranges(source_chunks()), stored):
-            upsert.extend(chunk.missing)
-            upsert.extend(chunk.changed)
-            inserted.update(chunk.missing)
-            delete.extend(chunk.extra)
-        stats.unchanged = scanned - len(upsert)
+        for lo, hi in chunk_runs(differing_chunks(source_sums, stored_sums), CHUNK_WIDTH):
+            diff = compare_rows(lo, hi, self.source_digests(run, entity, lo, hi), self.stored_digests(run, entity, lo, hi))
+            upsert.extend(diff.missing)
+            upsert.extend(diff.changed)
+            inserted.update(diff.missing)
+            delete.extend(diff.extra)
+        upsert.extend(self.context_changes(run, entity, ctx, changed, set(upsert) | set(delete)))
+        stats.unchanged = sum(rows for rows, _ in source_sums.values()) - len(upsert)
         return EntityChanges(sorted(upsert), inserted, delete)
+
+    def source_sums(self, run, entity: Entity) -> dict[int, list[int]]:
+        """Chunk start -> [rows, digest sum] of the source: the database's sums, plus the
+        keyed secret parts and the derived rows, added here."""
+        key = run.path.fingerprint_key
+        sums = run.source.digest_sums(entity, CHUNK_WIDTH)
+
+        def add(source_id: int, digest: int, rows: int) -> None:
+            entry = sums.setdefault(chunk_start(source_id, CHUNK_WIDTH), [0, 0])
+            entry[0] += rows
+            entry[1] += digest
+
+        for source_id, *secrets in run.source.secret_values(entity):
+            add(source_id, secret_part(key, tuple(secrets)), 0)
+        for row in run.source.derived_rows(entity):
+            add(row["id"], keyed_digest(key, tuple(row.values())), 1)
+        return sums
+
+    def stored_sums(self, run, entity: Entity) -> dict[int, list[int]]:
+        fp = bk.fingerprints
+        start = chunk_start(fp.c.source_id, sa.literal_column(str(CHUNK_WIDTH), sa.BigInteger)).label("start")
+        query = (sa.select(start, sa.func.count(), sa.func.sum(fp.c.row_digest))
+                 .where(fp.c.entity == entity.name).group_by(start))
+        with run.engine.connect() as conn:
+            return {int(lo): [rows, int(total)] for lo, rows, total in conn.execute(query)}
+
+    def source_digests(self, run, entity: Entity, lo: int, hi: int) -> dict[int, int]:
+        key = run.path.fingerprint_key
+        digests = {row["id"]: row_digest(key, row[ROW_DIGEST], tuple(row[f] for f in entity.secret_fields), ())
+                   for rows in run.source.digests_between(entity, lo, hi, DIGEST_BATCH) for row in rows}
+        for row in run.source.derived_rows(entity):
+            if lo <= row["id"] < hi:
+                digests[row["id"]] = keyed_digest(key, tuple(row.values()))
+        return digests
+
+    def stored_digests(self, run, entity: Entity, lo: int, hi: int) -> dict[int, int]:
+        fp = bk.fingerprints
+        query = sa.select(fp.c.source_id, fp.c.row_digest).where(
+            fp.c.entity == entity.name, fp.c.source_id >= lo, fp.c.source_id < hi)
+        with run.engine.connect() as conn:
+            return dict(conn.execute(query).all())
+
+    def context_changes(self, run, entity: Entity, ctx, changed: Mapping[str, set[int]], known: set[int],
+                        ) -> list[int]:
+        """Rows (not in ``known``) whose contexts give them something else than when they
+        were loaded: among the rows a context gives something now or gave something then,
+        and the rows a per-batch context's ``recheck`` names (all, without one)."""
+        if not entity.contexts:
+            return []
+        fp = bk.fingerprints
+        with run.engine.connect() as conn:
+            stored = dict(conn.execute(sa.select(fp.c.source_id, fp.c.context_digest).where(
+                fp.c.entity == entity.name, fp.c.context_digest.is_not(None))).all())
+        candidates = set(stored)
+        for context in entity.contexts:
+            if not context.per_batch:
+                candidates.update(getattr(ctx, context.field))
+            elif context.recheck is None:
+                candidates.update(run.source.ids(entity))
+            else:
+                candidates.update(context.recheck(run.source, entity, changed))
+        per_batch = any(c.per_batch for c in entity.contexts)
+        out = []
+        candidates = sorted(candidates - known)
+        for start in range(0, len(candidates), run.options.batch_size):
+            ids = candidates[start:start + run.options.batch_size]
+            batch_ctx = ctx
+            if per_batch:
+                rows = run.source.rows_by_id(entity, ids)
+                ids = [row["id"] for row in rows]
+                batch_ctx = run.path.batch_context(entity, ctx, rows)
+            out.extend(i for i in ids if run.path.context_digest(entity, i, batch_ctx) != stored.get(i))
+        return out
 
     # --- 2. deletes, children first ------------------------------------------------------
 

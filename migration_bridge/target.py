@@ -86,6 +86,8 @@ def start(conn: sa.Connection, options, profile: Profile, entities: list[Entity]
     elif options.restart:
         for table in bk.ROW_TABLES:
             conn.execute(table.delete().where(table.c.entity.in_([e.name for e in entities])))
+        # the rows read again record this version's digests
+        conn.execute(bk.settings.delete().where(bk.settings.c.name == "fingerprints"))
     stats = EntityStats.committed(conn)
     check(conn, entities, stats)
     if not stats and not options.restart:
@@ -142,8 +144,11 @@ def drop_bookkeeping(target_url: str) -> list[str]:
     The id map stays: it is the Flask app's way from old links to new rows."""
     engine = dialects.create_target_engine(target_url)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             present = [t.name for t in bk.bookkeeping_metadata.sorted_tables if sa.inspect(conn).has_table(t.name)]
+            if sa.inspect(conn).has_table(bk.OLD_FINGERPRINTS):  # written by versions before 3
+                conn.execute(sa.text(f"DROP TABLE {bk.OLD_FINGERPRINTS}"))
+                present.append(bk.OLD_FINGERPRINTS)
         bk.bookkeeping_metadata.drop_all(engine)
     except sa.exc.DBAPIError as exc:
         raise BridgeError(dialects.describe_connect_error(exc, engine.url)) from None

@@ -27,8 +27,10 @@ from werkzeug.security import check_password_hash
 
 import flask_models as fm
 from migration_bridge import bookkeeping as bk
-from migration_bridge.fingerprint import fingerprint_key, row_fingerprint
-from migration_bridge.profiles import get_profile
+from migration_bridge.dialects import chunk_start
+from migration_bridge.diff import chunk_runs, compare_rows, differing_chunks
+from migration_bridge.fingerprint import (DIGEST_BITS, context_digest, fingerprint_key, keyed_digest, row_digest,
+                                          secret_part)
 
 from .conftest import PROJECT_ROOT, SOURCE_TARGET_PAIRS, Database, DatabaseFactory, SeededLegacy, run_manage
 from .test_export import target_snapshot
@@ -93,6 +95,32 @@ parent = Comment.objects.create(media=m, text="New comment", name="New student",
 Comment.objects.create(media=m, text="New reply", name="New student", student=kid, parent=parent)
 StudentMediaInteraction.objects.create(student=kid, media=m, liked_graph=True)
 """
+
+
+# --- what a sync compares, without a database ------------------------------------------
+
+def test_only_differing_chunks_are_read_and_adjacent_ones_in_one_range():
+    source = {0: [3, 30], 1024: [2, 20], 2048: [1, 10], 5120: [1, 5]}
+    target = {0: [3, 30], 1024: [2, 21], 2048: [2, 11], 4096: [1, 1]}
+    assert differing_chunks(source, target) == [1024, 2048, 4096, 5120]
+    assert chunk_runs([1024, 2048, 4096, 5120], 1024) == [(1024, 3072), (4096, 6144)]
+    diff = compare_rows(1024, 3072, {1025: 7, 1030: 8, 2050: 9}, {1025: 7, 1030: 1, 2051: 9})
+    assert (diff.missing, diff.extra, diff.changed) == ([2050], [2051], [1030])
+
+
+def test_chunks_are_floor_aligned_for_negative_ids_too():
+    assert [chunk_start(i, 1024) for i in (-1025, -1024, -1, 0, 1023, 1024)] == [-2048, -1024, -1024, 0, 0, 1024]
+
+
+def test_secret_and_context_digests():
+    key, other = fingerprint_key("", "a"), fingerprint_key("", "b")
+    assert secret_part(key, (None,)) == secret_part(key, ("",)) == 0  # the database part tells those apart
+    assert secret_part(key, ("12345",)) != secret_part(other, ("12345",))
+    assert 0 < secret_part(key, ("12345",)) < 2**DIGEST_BITS
+    assert context_digest(key, (None, None)) is None
+    assert context_digest(key, (None, "2024-01-01")) != context_digest(key, ("2024-01-01", None))
+    assert row_digest(key, 5, ("",), ()) == 5
+    assert row_digest(key, None, (), (1, "school")) == keyed_digest(key, (1, "school"))  # a derived row
 
 
 def copy_legacy(seeded: SeededLegacy, make_database: DatabaseFactory, tmp_path: Path) -> SeededLegacy:
@@ -234,34 +262,78 @@ def test_killed_sync_then_rerun_converges(precopied, make_database, tmp_path):
 
 
 def test_fingerprints_reveal_no_pin_without_the_key(exported_pair):
-    """On SQLite only: the row is read back raw to recompute its fingerprint, and what is
-    shown (the key's part) does not depend on the dialect."""
+    """The stored digest is the database's digest of the row without its PIN, plus a keyed
+    part of the PIN: knowing the first (any row's other values are in the target) and
+    trying all 100,000 PINs finds it with the key, and nothing without. On SQLite only:
+    what is shown (the key's part) does not depend on the dialect."""
     exported = exported_pair("sqlite-sqlite")  # read only
     legacy, target = exported.seeded, exported.target
-    entity = get_profile("plan").entity("students")
     student_id = anchors(target)["student"]
     with sa.create_engine(legacy.db.url).connect() as conn:
-        row = dict(conn.execute(sa.text(
-            f"SELECT {', '.join(entity.source_fields)} FROM video_app_student WHERE id = :i"), {"i": student_id}
-        ).mappings().one())
+        pin = conn.execute(sa.text("SELECT password FROM video_app_student WHERE id = :i"), {"i": student_id}).scalar()
     with target.engine().connect() as conn:
-        stored = conn.execute(sa.select(bk.fingerprints.c.fingerprint).where(
+        stored = conn.execute(sa.select(bk.fingerprints.c.row_digest).where(
             bk.fingerprints.c.entity == "students", bk.fingerprints.c.source_id == student_id)).scalar_one()
-    context = ()  # students declare no context (Entity.contexts)
-    values = [row[f] for f in entity.source_fields]
-    pin_index = entity.source_fields.index("password")
+        columns = [c.name for c in bk.fingerprints.columns]
+    database_part = stored - secret_part(fingerprint_key("", SECRET_KEY), (pin,))  # what an attacker could know
 
     def matches(key: bytes) -> list[str]:
-        found = []
-        for candidate in range(100_000):
-            values[pin_index] = f"{candidate:05d}"
-            if row_fingerprint(key, tuple(values), context) == stored:
-                found.append(values[pin_index])
-        return found
+        return [candidate for n in range(100_000)
+                if database_part + secret_part(key, (candidate := f"{n:05d}",)) == stored]
 
-    assert matches(fingerprint_key("", SECRET_KEY)) == [row["password"]]  # the attack works with the key...
+    assert matches(fingerprint_key("", SECRET_KEY)) == [pin]  # the attack works with the key...
     assert matches(fingerprint_key("", "some other secret")) == []  # ...and finds nothing without it
     assert matches(hashlib.sha512(b"").digest()) == []
+    assert 0 <= database_part < 2**DIGEST_BITS  # the database's part is a digest of the rest alone
+    assert columns == ["entity", "source_id", "row_digest", "context_digest"]  # no other copy of the row
+
+
+# What the legacy database digests, asked through the ORM as a sync asks (rolled back after).
+DATABASE_DIGESTS = """
+import json
+from django.db import transaction
+from legacy_app.video_app.models import Student
+from migration_bridge.fingerprint import ROW_DIGEST
+from migration_bridge.profiles import get_profile
+from migration_bridge.source import LegacySource
+from migration_bridge.sync import CHUNK_WIDTH
+source = LegacySource("video_app")
+entity = get_profile("plan").entity("students")
+def digest(pk):
+    (rows,) = source.digests_between(entity, pk, pk + 1, 10)
+    return rows[0][ROW_DIGEST]
+sums = {}
+for rows in source.digests_between(entity, -2**62, 2**62, 500):
+    for row in rows:
+        entry = sums.setdefault(str(row["id"] - row["id"] % CHUNK_WIDTH), [0, 0])
+        entry[0] += 1
+        entry[1] += row[ROW_DIGEST]
+out = {"summed_here": sums, "summed_there": {str(k): v for k, v in source.digest_sums(entity, CHUNK_WIDTH).items()}}
+pk = Student.objects.order_by("pk").values_list("pk", flat=True)[0]
+with transaction.atomic():
+    seen = [digest(pk)]
+    for field, value in (("device_id", None), ("device_id", ""), ("device_id", "x"), ("device_id", "x|"),
+                         ("character_description", "|"), ("password", "99999"), ("password", "")):
+        Student.objects.filter(pk=pk).update(**{field: value})
+        seen.append(digest(pk))
+    transaction.set_rollback(True)
+out["seen"] = seen
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("pair", SOURCE_TARGET_PAIRS)
+def test_the_database_digest_sums_and_tells_values_apart(exported_pair, pair):
+    """The legacy database's per-chunk sums equal the sums of its per-row digests; a row's
+    digest tells NULL, empty and a value apart and does not mix fields up; a PIN's value
+    is not in it (only whether one is set)."""
+    seeded = exported_pair(pair).seeded
+    out = json.loads(run_manage("shell", "-c", DATABASE_DIGESTS, env=seeded.env).stdout.strip().splitlines()[-1])
+    assert out["summed_there"] == out["summed_here"] and len(out["summed_here"]) > 0
+    original, null, empty, x, x_bar, moved_bar, other_pin, no_pin = out["seen"]
+    assert len({original, null, empty, x, x_bar, moved_bar, no_pin}) == 7
+    assert other_pin == moved_bar  # a changed PIN changes nothing the database digests...
+    assert no_pin != other_pin  # ...but an emptied one does
 
 
 def test_cleanup_drops_the_bookkeeping(precopied, tmp_path):

@@ -105,6 +105,16 @@ def student_homes(source, entity, loaded, rows) -> dict:
             for r in rows if r["section_id"] in created}
 
 
+def homes_changed(source, entity, changed) -> set[int]:
+    """The students whose teacher or session changed: their home may have."""
+    ids: set[int] = set()
+    for field, parent in (("admin_id", "users"), ("section_id", "sessions")):
+        parents = sorted(changed.get(parent, ()))
+        for start in range(0, len(parents), 10_000):
+            ids.update(source.ids_where(entity, **{f"{field}__in": parents[start:start + 10_000]}))
+    return ids
+
+
 def shared_pins(source, entity, loaded, rows=None) -> dict:
     """Student id -> where the app's PIN login meets another migrated student with the same
     PIN (legacy PINs are unique per session only). Plain PINs are compared here in memory and
@@ -206,7 +216,7 @@ ENTITIES: tuple[Entity, ...] = (
         transform=dt.transform_student,  # synthesized login names; PIN hashed, never kept in plain
         foreign_keys={"teacher_id": "users", "section_id": "sessions", "district_id": "districts",
                       "school_id": "schools"},
-        contexts=(Context("student_homes", student_homes, per_batch=True),
+        contexts=(Context("student_homes", student_homes, per_batch=True, recheck=homes_changed),
                   Context("shared_pins", shared_pins, needs=("sessions", "users"))),
         hashed_pin=("pin_hash", "password"),
         secret_fields=("password",),

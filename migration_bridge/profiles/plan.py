@@ -53,12 +53,19 @@ def media_attributions(source, entity, loaded, rows) -> dict:
     return result
 
 
+def attribution_candidates(source, entity, changed) -> list[int]:
+    """The media a submitted PIN may attribute (no student, a password given): a PIN, a
+    session or a teacher changed anywhere can change whom it points at."""
+    return source.ids_where(entity, student_id__isnull=True, submitted_password__isnull=False)
+
+
 # The two contexts as entities declare them (rules of the legacy data: the datadeckv2
 # profile declares them too).
 ARCHIVED_DUPLICATES = Context("archived_sessions", archived_duplicates, needs=("users",), refusal=(
     "duplicate an active session of the same teacher and section; "
     "--on-duplicate-session archive would archive them"))
-ATTRIBUTIONS = Context("attributions", media_attributions, needs=("students", "users"), per_batch=True)
+ATTRIBUTIONS = Context("attributions", media_attributions, needs=("students", "users"), per_batch=True,
+                       recheck=attribution_candidates)
 
 
 # --- the entities, parents first ---------------------------------------------------------
