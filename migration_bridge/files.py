@@ -34,7 +34,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import sqlalchemy as sa
 
@@ -187,6 +187,9 @@ class FilesResult:
     missing_files: list = field(default_factory=list)
     failed_files: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
+    # whose references were inventoried: every row, or (a sync) the rows it wrote; the
+    # totals count the whole manifest either way
+    scope: str = "every row"
 
     @property
     def hit_ratio(self) -> float:
@@ -202,6 +205,7 @@ class FilesResult:
             "key_scheme": self.key_scheme,
             "workers": self.workers,
             "dry_run": self.dry_run,
+            "scope": self.scope,
             "referenced": self.referenced,
             "references": self.references,
             "needed_by_migrated_rows": self.needed,
@@ -262,22 +266,28 @@ def check_options(options: FileOptions) -> None:
 
 
 def copy_files(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
-               options: FileOptions, stores: tuple[SourceFiles, Target] | None = None) -> FilesResult:
+               options: FileOptions, stores: tuple[SourceFiles, Target] | None = None,
+               only: Mapping[str, Iterable[int]] | None = None) -> FilesResult:
     """Inventory and copy (the rows name the keys already); returns what the report
-    shows (``.as_report()``)."""
+    shows (``.as_report()``). ``only`` (a sync): entity -> the ids of the rows it wrote;
+    only their references are inventoried, copied and listed, and the reference counts
+    of the other files stay as the last full run left them."""
     check_options(options)
     src, dst = stores or open_stores(conf, options.dry_run)
     bk.create_bookkeeping(engine)
     result = FilesResult(src.describe(), dst.describe(), options.key_scheme, options.workers, options.dry_run)
+    if only is not None:
+        result.scope = "rows this sync wrote"
     try:
         started = time.monotonic()
-        result.references, result.invalid_names = build_inventory(engine, source, profile, conf, options.batch_size)
+        result.references, result.invalid_names, names = build_inventory(engine, source, profile, conf,
+                                                                          options.batch_size, only)
         result.seconds["inventory"] = time.monotonic() - started
         started = time.monotonic()
-        result.copy = copy_pending(engine, src, dst, options)
+        result.copy = copy_pending(engine, src, dst, options, names)
         result.seconds["copy"] = time.monotonic() - started
         started = time.monotonic()
-        missing, failed = list_problems(engine, source, profile, conf, options)
+        missing, failed = list_problems(engine, source, profile, conf, options, only)
         result.seconds["listing"] = time.monotonic() - started
     finally:
         dst.close()
@@ -294,16 +304,19 @@ def copy_files(engine: sa.Engine, source: LegacySource, profile: Profile, conf: 
 # --- 1. inventory ------------------------------------------------------------------------
 
 def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
-                    batch_size: int) -> tuple[int, int]:
+                    batch_size: int, only: Mapping[str, Iterable[int]] | None = None,
+                    ) -> tuple[int, int, set[str] | None]:
     """Count, per file, the source rows referencing it and those of them in the target;
     add the files no key was assigned to (their key: their name). Returns (references,
-    invalid names)."""
+    invalid names, the names seen when ``only`` is given, else None)."""
     table = bk.files
-    with engine.begin() as conn:
-        # counts are rebuilt on every run (a killed inventory leaves no stale counts behind)
-        conn.execute(table.update().where(table.c.refs != 0).values(refs=0, migrated_refs=0))
+    if only is None:
+        with engine.begin() as conn:
+            # counts are rebuilt on every run (a killed inventory leaves no stale counts behind)
+            conn.execute(table.update().where(table.c.refs != 0).values(refs=0, migrated_refs=0))
     references = invalid = 0
-    for refs in source.file_references(profile, batch_size, file_urls(conf, profile)):
+    seen: set[str] | None = None if only is None else set()
+    for refs in source.file_references(profile, batch_size, file_urls(conf, profile), only):
         usable = [r for r in refs if len(r.name) <= MAX_NAME]
         invalid += len(refs) - len(usable)
         if not usable:
@@ -322,12 +335,16 @@ def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, c
                 old = known.get(name)
                 if old is None:
                     rows.append(_new_entry(name, name, None, refs=n, migrated_refs=m))  # no key assigned: its name
-                else:  # its key stays: rows name it already
+                elif seen is None:  # its key stays: rows name it already
                     rows.append({**old._asdict(), "refs": n + old.refs, "migrated_refs": m + old.migrated_refs})
+                elif old.refs == 0 or old.migrated_refs == 0:  # a sync: counted in from now on
+                    rows.append({**old._asdict(), "refs": max(n, old.refs), "migrated_refs": m})
             dialects.upsert(conn, table, rows)
+            if seen is not None:
+                seen.update(counts)
     if invalid:
         log.warning("files: %d references with a name longer than %d characters ignored", invalid, MAX_NAME)
-    return references, invalid
+    return references, invalid, seen
 
 
 def _present(conn: sa.Connection, profile: Profile, refs: list[FileRef]) -> set[tuple[str, int]]:
@@ -397,11 +414,14 @@ def transfer_one(src: SourceFiles, dst: Target, name: str, key: str, retry: Retr
         return Outcome(name, "failed", error=_storage_error(exc)[:1000], retries=retries)
 
 
-def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: FileOptions) -> CopyStats:
+def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: FileOptions,
+                 names: set[str] | None = None) -> CopyStats:
+    """Copy what the manifest says is not done yet (of ``names`` only, when given)."""
     stats = CopyStats()
     table = bk.files
     with engine.connect() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.refs > 0)).scalar()
+        total = (conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.refs > 0)).scalar()
+                 if names is None else len(names))
     if not options.dry_run:
         removed = dst.remove_leftover_parts(lambda: _manifest_keys(engine))
         if removed:
@@ -448,7 +468,7 @@ def copy_pending(engine: sa.Engine, src: SourceFiles, dst: Target, options: File
 
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="bridge-files")
     try:
-        for page in _manifest_pages(engine):
+        for page in _manifest_pages(engine, names):
             todo = []
             for row in page:
                 if not options.verify and row.status in DONE and _unchanged(src, row):
@@ -492,9 +512,15 @@ def _manifest_keys(engine: sa.Engine) -> list[str]:
         return [key for (key,) in conn.execute(sa.select(bk.files.c.key))]
 
 
-def _manifest_pages(engine: sa.Engine, page: int = 1000):
-    """Pages of the manifest rows still referenced, by keyset on old_name (no long-lived cursor)."""
+def _manifest_pages(engine: sa.Engine, names: set[str] | None = None, page: int = 1000):
+    """Pages of the manifest rows still referenced (of ``names`` only, when given), by
+    keyset on old_name (no long-lived cursor)."""
     table = bk.files
+    if names is not None:
+        for chunk in _chunks(sorted(names), page):
+            with engine.connect() as conn:
+                yield [row for row in manifest_rows(conn, chunk) if row.refs > 0]
+        return
     last = None
     while True:
         query = sa.select(table).where(table.c.refs > 0).order_by(table.c.old_name).limit(page)
@@ -530,12 +556,12 @@ def _manifest_update(row, outcome: Outcome) -> dict:
 # --- 3. what is missing or failed, with the rows referencing it ---------------------------
 
 def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
-                  options: FileOptions) -> tuple[list, list]:
+                  options: FileOptions, only: Mapping[str, Iterable[int]] | None = None) -> tuple[list, list]:
     """The missing and failed files, each with (some of) the ids of the migrated rows
-    referencing it, per entity."""
+    referencing it (of the rows in ``only``, when given), per entity."""
     problems: dict[str, dict] = {}  # name -> entry of missing_files / failed_files
     listed = {"missing": 0, "failed": 0}
-    for refs in source.file_references(profile, options.batch_size, file_urls(conf, profile)):
+    for refs in source.file_references(profile, options.batch_size, file_urls(conf, profile), only):
         with engine.connect() as conn:
             migrated = _present(conn, profile, refs)
             manifest = {m.old_name: m for m in manifest_rows(conn, {r.name for r in refs})}

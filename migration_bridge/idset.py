@@ -44,6 +44,13 @@ class IdSet:
     def __len__(self) -> int:
         return self._len
 
+    def __iter__(self):
+        """The ids, the bitmap's ascending, then the others."""
+        for byte, value in enumerate(self._bits):
+            if value:
+                yield from (byte * 8 + bit for bit in range(8) if value & (1 << bit))
+        yield from sorted(self._sparse)
+
 
 class _AllIds:
     """Holds every id: what a context query sees when nothing is excluded yet."""

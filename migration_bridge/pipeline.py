@@ -284,7 +284,8 @@ class ExportRun:
                 self.write_pin_roster(self.options.pin_roster, run.path.loaded, run.store.idmap)
             if self.file_stores is not None:
                 self.files_result = files_mod.copy_files(
-                    engine, self.source, self.profile, self.conf, self.file_options, self.file_stores)
+                    engine, self.source, self.profile, self.conf, self.file_options, self.file_stores,
+                    only=self.mover.file_rows(run))
             status = "complete"
         except BaseException as exc:
             error = exc

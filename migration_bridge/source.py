@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import heapq
 import operator
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -150,10 +150,10 @@ class LegacySource:
         if derived:
             yield [dict(r) for r in derived]
 
-    def rows_by_id(self, entity, ids: list[int]) -> list[dict]:
+    def rows_by_id(self, entity, ids: list[int], digests: bool = True) -> list[dict]:
         rows = []
         if entity.source_model:
-            annotations = self._digest_annotation(entity)
+            annotations = self._digest_annotation(entity) if digests else {}
             qs = self.objects(entity.source_model).order_by("pk").annotate(**annotations)
             columns = (*entity.source_fields, *annotations)
             rows = [dict(zip(columns, row)) for row in qs.filter(pk__in=ids).values_list(*columns)]
@@ -232,13 +232,21 @@ class LegacySource:
         """Every row's ``fields`` in id order, streamed."""
         return self.objects(model_name).order_by("pk").values_list(*fields).iterator(chunk_size=20_000)
 
-    def file_references(self, profile, batch_size: int, urls) -> Iterator[list]:
-        """Batches of every file reference of the source rows, entity by entity and in id
-        order within one (the first reference seen of a name is its lowest id there).
-        Keyset pagination, constant memory."""
+    def file_references(self, profile, batch_size: int, urls, only: Mapping[str, Iterable[int]] | None = None,
+                        ) -> Iterator[list]:
+        """Batches of every file reference of the source rows (of the rows in ``only``,
+        entity -> ids, when given), entity by entity and in id order within one (the first
+        reference seen of a name is its lowest id there). Keyset pagination, constant memory."""
         for entity in profile.entities:
-            if entity.files:
-                narrow = dataclasses.replace(entity, source_fields=("id", *(c.source_field for c in entity.files)))
-                for rows in self.entity_rows(narrow if entity.derived is None else entity, BEFORE_FIRST_ID,
-                                             batch_size, digests=False):
-                    yield [ref for row in rows for ref in filerefs.refs_of(entity, row, urls)]
+            if not entity.files or (only is not None and not only.get(entity.name)):
+                continue
+            narrow = dataclasses.replace(entity, source_fields=("id", *(c.source_field for c in entity.files)))
+            read = narrow if entity.derived is None else entity
+            if only is None:
+                batches = self.entity_rows(read, BEFORE_FIRST_ID, batch_size, digests=False)
+            else:
+                ids = sorted(only[entity.name])
+                batches = (self.rows_by_id(read, ids[start:start + batch_size], digests=False)
+                           for start in range(0, len(ids), batch_size))
+            for rows in batches:
+                yield [ref for row in rows for ref in filerefs.refs_of(entity, row, urls)]

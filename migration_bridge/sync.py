@@ -114,6 +114,18 @@ class SyncRows:
     def report_extra(self) -> dict:
         return {"kind": "sync", "sync": {s.name: s.as_report() for s in self.sync_stats}}
 
+    def file_rows(self, run) -> dict | None:
+        """The file step looks at the references of the rows this sync wrote only, when
+        the run before copied the files of everything it wrote; else (it failed, was
+        killed, or skipped files) at every row's."""
+        runs = bk.runs
+        with run.engine.connect() as conn:
+            before = conn.execute(sa.select(runs.c.status, runs.c.options).order_by(runs.c.id.desc())
+                                  .limit(1).offset(1)).first()
+        if before is None or before.status != "complete" or (before.options or {}).get("skip_files", True):
+            return None
+        return dict(run.store.written_ids)
+
     def move(self, run, stats: dict[str, EntityStats]) -> None:
         self.sync_stats = [SyncStats(e.name) for e in run.entities]
         by_name = {s.name: s for s in self.sync_stats}

@@ -228,6 +228,40 @@ def test_a_pin_change_alone_is_detected(precopied, tmp_path):
     assert check_password_hash(pin_hash, "11235")
 
 
+NEW_POST = """
+from legacy_app.video_app.models import Media
+Media.objects.create(session_id={session}, student_id={student}, title="{name}", media_type="image",
+                     image_file="images/{name}.png")
+"""
+
+
+def test_a_sync_copies_the_files_of_the_rows_it_wrote_and_catches_up_after_skipping_them(precopied, tmp_path):
+    legacy, target = precopied
+    copied = tmp_path / "flask_media" / "images"
+    ids = anchors(target)
+
+    def post(name: str) -> None:
+        (legacy.media_root / "images" / f"{name}.png").write_bytes(name.encode() * 100)
+        shell(legacy, tmp_path, NEW_POST.format(name=name, session=ids["session"], student=ids["student"]))
+
+    post("synced_without_files")
+    _, skipped = export(legacy, target, tmp_path, "--sync", "--skip-files")
+    assert skipped["sync"]["media"]["inserted"] == 1, skipped["sync"]["media"]
+    assert not (copied / "synced_without_files.png").exists()
+
+    post("synced_after")  # the run before skipped files: this sync looks at every row's
+    _, caught_up = export(legacy, target, tmp_path, "--sync")
+    assert caught_up["files"]["scope"] == "every row"
+    assert (copied / "synced_without_files.png").read_bytes() == b"synced_without_files" * 100
+    assert (copied / "synced_after.png").exists()
+
+    post("synced_alone")  # the run before copied everything: only the new row's file is looked at
+    _, alone = export(legacy, target, tmp_path, "--sync")
+    assert alone["files"]["scope"] == "rows this sync wrote"
+    assert (alone["files"]["references"], alone["files"]["copied"]) == (1, 1)
+    assert (copied / "synced_alone.png").read_bytes() == b"synced_alone" * 100
+
+
 def test_killed_sync_then_rerun_converges(precopied, make_database, tmp_path):
     legacy, target = precopied
     # Many regenerated PINs, hashed slowly in small batches, so the kill lands mid-way.
