@@ -332,20 +332,31 @@ class Utf8Bytes(Func):
 
 
 class _DigestPart(Func):
-    """One field as a digest takes it: its length, then its value, so that no two rows
-    of different values concatenate alike ('N' for NULL)."""
+    """One field as a digest takes it. Text: its length, then its value, so that no two
+    rows of different values concatenate alike ('N' for NULL); other types cannot hold the
+    separator and go as they are."""
 
-    template = "COALESCE(LENGTH((%(expressions)s)::text) || ':' || (%(expressions)s)::text, 'N')"
+    template = "COALESCE((%(expressions)s)::text, 'N')"
+    text_template = "COALESCE(LENGTH((%(expressions)s)::text) || ':' || (%(expressions)s)::text, 'N')"
+
+    def __init__(self, expression, text: bool):
+        super().__init__(expression)
+        self.text = text
+
+    def as_sql(self, compiler, connection, template=None, **extra):
+        return super().as_sql(compiler, connection, template=template or (self.text_template if self.text else None),
+                              **extra)
 
     def as_mysql(self, compiler, connection, **extra):
-        # binary: no collation to mix, whatever charsets the legacy columns have
+        # text as binary: no collation to mix, whatever charsets the legacy columns have
         return self.as_sql(compiler, connection, template=(
-            "COALESCE(CONCAT(LENGTH(CAST(%(expressions)s AS BINARY)), ':', CAST(%(expressions)s AS BINARY)), 'N')"),
-            **extra)
+            "COALESCE(CONCAT(LENGTH(CAST(%(expressions)s AS BINARY)), ':', CAST(%(expressions)s AS BINARY)), 'N')"
+            if self.text else "IFNULL(%(expressions)s, 'N')"), **extra)
 
     def as_sqlite(self, compiler, connection, **extra):
         return self.as_sql(compiler, connection, template=(
-            "COALESCE(LENGTH(CAST(%(expressions)s AS BLOB)) || ':' || CAST(%(expressions)s AS TEXT), 'N')"), **extra)
+            "COALESCE(LENGTH(CAST(%(expressions)s AS BLOB)) || ':' || CAST(%(expressions)s AS TEXT), 'N')"
+            if self.text else "COALESCE(CAST(%(expressions)s AS TEXT), 'N')"), **extra)
 
 
 class _SecretState(Func):
@@ -356,17 +367,18 @@ class _SecretState(Func):
 
 
 class RowDigest(Func):
-    """A 48-bit digest of ``fields`` (and of the state of ``secret_fields``) computed by
-    the legacy database: the first 12 hex digits of an MD5, as an integer. The same row
-    digests the same as long as its stored values do, on one database; digests are never
-    compared across databases."""
+    """A 48-bit digest of ``fields`` (``text_fields`` among them length-prefixed) and of
+    the state of ``secret_fields``, computed by the legacy database: the first 12 hex
+    digits of an MD5, as an integer. The same row digests the same as long as its stored
+    values do, on one database; digests are never compared across databases."""
 
     output_field = BigIntegerField()
     arg_joiner = ", "
     template = "('x' || LEFT(MD5(CONCAT_WS('|', %(expressions)s)), 12))::bit(48)::bigint"
 
-    def __init__(self, fields: Sequence[str], secret_fields: Sequence[str] = ()):
-        super().__init__(*(_DigestPart(F(f)) for f in fields), *(_SecretState(F(f)) for f in secret_fields))
+    def __init__(self, fields: Sequence[str], secret_fields: Sequence[str] = (), text_fields: Sequence[str] = ()):
+        super().__init__(*(_DigestPart(F(f), f in text_fields) for f in fields),
+                         *(_SecretState(F(f)) for f in secret_fields))
 
     def as_mysql(self, compiler, connection, **extra):
         return self.as_sql(compiler, connection, template=(

@@ -179,15 +179,20 @@ def differing_chunks(source: Mapping[int, Sequence[int]], target: Mapping[int, S
     return sorted(start for start in source.keys() | target.keys() if source.get(start) != target.get(start))
 
 
-def chunk_runs(starts: Sequence[int], width: int) -> list[tuple[int, int]]:
-    """Sorted chunk starts -> ``[lo, hi)`` ranges, adjacent chunks merged (one query each)."""
-    runs: list[tuple[int, int]] = []
-    for start in starts:
-        if runs and runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], start + width)
-        else:
-            runs.append((start, start + width))
-    return runs
+def chunk_spans(starts: Sequence[int], width: int, span: int) -> list[tuple[int, int, list[int] | None]]:
+    """Sorted chunk starts -> ``(lo, hi, chunks)``: one query each, over at most ``span``
+    ids, for the rows of ``chunks`` in ``[lo, hi)`` (None: all of them, the chunks being
+    adjacent)."""
+    spans: list[tuple[int, int, list[int] | None]] = []
+    group: list[int] = []
+    for start in [*starts, None]:
+        if group and (start is None or start + width - group[0] > span):
+            lo, hi = group[0], group[-1] + width
+            spans.append((lo, hi, None if hi - lo == len(group) * width else group))
+            group = []
+        if start is not None:
+            group.append(start)
+    return spans
 
 
 def compare_rows(lo: int | None, hi: int | None, source: Mapping[int, Any], target: Mapping[int, Any]) -> ChunkDiff:

@@ -163,14 +163,16 @@ class LegacySource:
 
     def extract_rows(
         self, model_name: str, fields: tuple[str, ...], after_id: int, batch_size: int,
-        annotations: dict | None = None, before_id: int | None = None,
+        annotations: dict | None = None, before_id: int | None = None, where: tuple | None = None,
     ) -> Iterator[list[dict]]:
         """Batches of rows in primary-key order by keyset pagination (no OFFSET), with
         ``annotations`` (name -> expression computed by the database) as extra keys;
-        ``before_id``: up to that id, excluded."""
+        ``before_id``: up to that id, excluded; ``where``: (the id's chunk, a filter on it)."""
         qs = self.objects(model_name).order_by("pk")
         if before_id is not None:
             qs = qs.filter(pk__lt=before_id)
+        if where is not None:
+            qs = qs.alias(_chunk=where[0]).filter(where[1])
         columns = fields
         if annotations:
             qs, columns = qs.annotate(**annotations), (*fields, *annotations)
@@ -184,30 +186,40 @@ class LegacySource:
 
     # --- what --sync compares: digests computed by the database ----------------------------
 
+    def row_digest(self, entity) -> dialects.RowDigest:
+        """The database's digest of one of the entity's model rows."""
+        fields = entity.secret_free_fields
+        return dialects.RowDigest(fields, entity.secret_fields, self.text_fields(entity.source_model, fields))
+
     def _digest_annotation(self, entity) -> dict:
         if not (self.row_digests and entity.source_model):
             return {}
-        return {ROW_DIGEST: dialects.RowDigest(entity.secret_free_fields, entity.secret_fields)}
+        return {ROW_DIGEST: self.row_digest(entity)}
 
     def digest_sums(self, entity, width: int) -> dict[int, list[int]]:
         """Chunk start -> [rows, sum of their database digests] over the entity's model
         rows, chunks ``width`` ids wide: one GROUP BY the database computes."""
         if not entity.source_model:
             return {}
-        chunk = ExpressionWrapper(dialects.chunk_start(F("pk"), width), output_field=BigIntegerField())
-        sums = (self.objects(entity.source_model).order_by().annotate(_chunk=chunk).values("_chunk")
-                .annotate(_rows=Count("pk"), _sum=Sum(dialects.RowDigest(entity.secret_free_fields,
-                                                                         entity.secret_fields)))
+        sums = (self.objects(entity.source_model).order_by().annotate(_chunk=self._chunk(width)).values("_chunk")
+                .annotate(_rows=Count("pk"), _sum=Sum(self.row_digest(entity)))
                 .values_list("_chunk", "_rows", "_sum"))
         return {int(start): [rows, int(total)] for start, rows, total in sums}
 
-    def digests_between(self, entity, lo: int, hi: int, batch_size: int) -> Iterator[list[dict]]:
-        """Batches of {id, ROW_DIGEST, secret fields} of the model rows with lo <= id < hi."""
+    def digests_in(self, entity, lo: int, hi: int, chunks: list[int] | None, width: int,
+                   batch_size: int) -> Iterator[list[dict]]:
+        """Batches of {id, ROW_DIGEST, secret fields} of the model rows with lo <= id < hi
+        (in those ``width``-wide ``chunks`` only, when given): the database digests only these."""
         if not entity.source_model:
             return
+        where = Q(_chunk__in=chunks) if chunks is not None else None
         yield from self.extract_rows(entity.source_model, ("id", *entity.secret_fields), lo - 1, batch_size,
-                                     {ROW_DIGEST: dialects.RowDigest(entity.secret_free_fields,
-                                                                     entity.secret_fields)}, before_id=hi)
+                                     {ROW_DIGEST: self.row_digest(entity)}, before_id=hi,
+                                     where=(self._chunk(width), where) if where is not None else None)
+
+    @staticmethod
+    def _chunk(width: int):
+        return ExpressionWrapper(dialects.chunk_start(F("pk"), width), output_field=BigIntegerField())
 
     def secret_values(self, entity) -> Iterator[tuple]:
         """(id, *secret fields) of the model rows with any secret set (not NULL, not empty)."""

@@ -4,13 +4,14 @@ After a complete export (typically a pre-copy while the legacy app was live), a 
 moves only what changed since: rows added, changed and deleted, then their files. It
 needs no ``updated_at``. The export recorded, per source row, a digest the legacy
 database computed plus a keyed part for the row's secrets (``fingerprint.py``). A sync
-asks each database for per-chunk sums of those digests (chunks of ``CHUNK_WIDTH`` ids:
-one GROUP BY on the legacy side, one on the target's bookkeeping), reads row by row only
-the chunks whose sums differ, and recomputes contexts only for the rows a context can
-have changed (``Context.recheck``). No row is pulled through the ORM to find that it did
-not change; PINs are read, and keyed here, since their digest may not leave this process.
-Then work proportional to the change (PINs hashed again only for the students whose row
-changed).
+asks each database for per-chunk counts and sums of those digests (``CHUNK_WIDTH`` ids a
+chunk: one GROUP BY over the table on each side), has the rows of the differing chunks
+alone digested and read row by row, and recomputes contexts only
+for the rows a context can have changed (``Context.recheck``). No row is pulled through
+the ORM to find that it did not change. Secrets are read (id and secret only) and keyed
+here, since their digest may not be computed where the key would show. Then work
+proportional to the change (PINs hashed again only for the students whose row changed),
+and the files of the rows written.
 
 Order: deletes children first (interactions → … → districts), then inserts and
 updates parents first, then the deletes a foreign key refused before the updates moved
@@ -29,7 +30,7 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from .dialects import chunk_start
-from .diff import chunk_runs, compare_rows, differing_chunks
+from .diff import chunk_spans, compare_rows, differing_chunks
 from .errors import BridgeError
 from .fingerprint import FINGERPRINT_VERSION, ROW_DIGEST, keyed_digest, row_digest, secret_part
 from .idmap import id_map
@@ -40,8 +41,10 @@ from .mapping import Entity
 
 # a released value is "~released-<id>": columns too short for any id keep their value
 RELEASED_LENGTH = 30
-# ids per chunk of the per-chunk sums; fingerprint.DIGEST_BITS keeps a chunk's sum in a BIGINT
-CHUNK_WIDTH = 1024
+# ids per chunk of the per-chunk sums: narrow, so that a change spread over the whole table
+# (1% of the rows) leaves most chunks equal; the sums travel as one row per chunk
+CHUNK_WIDTH = 32
+SPAN_IDS = 65_536  # ids one query over differing chunks covers: what it returns stays small
 DIGEST_BATCH = 20_000  # rows per query when a differing run of chunks is read row by row
 
 
@@ -159,20 +162,21 @@ class SyncRows:
 
     def find_changes(self, run, entity: Entity, stats: SyncStats, changed: Mapping[str, set[int]]) -> EntityChanges:
         """Rows whose own values changed, found by per-chunk sums each database computes
-        (only differing chunks are compared row by row), then rows whose contexts changed."""
+        (only the rows of differing chunks are then compared), then rows whose contexts changed."""
         run.load_parent_ids(entity)
         ctx = run.path.entity_context(entity)
-        source_sums = self.source_sums(run, entity)
-        stored_sums = self.stored_sums(run, entity)
+        source = self.source_sums(run, entity)
         upsert, inserted, delete = [], set(), []
-        for lo, hi in chunk_runs(differing_chunks(source_sums, stored_sums), CHUNK_WIDTH):
-            diff = compare_rows(lo, hi, self.source_digests(run, entity, lo, hi), self.stored_digests(run, entity, lo, hi))
+        for lo, hi, chunks in chunk_spans(differing_chunks(source, self.stored_sums(run, entity)), CHUNK_WIDTH,
+                                          SPAN_IDS):
+            diff = compare_rows(lo, hi, self.source_digests(run, entity, lo, hi, chunks),
+                                self.stored_digests(run, entity, lo, hi, chunks))
             upsert.extend(diff.missing)
             upsert.extend(diff.changed)
             inserted.update(diff.missing)
             delete.extend(diff.extra)
         upsert.extend(self.context_changes(run, entity, ctx, changed, set(upsert) | set(delete)))
-        stats.unchanged = sum(rows for rows, _ in source_sums.values()) - len(upsert)
+        stats.unchanged = sum(rows for rows, _ in source.values()) - len(upsert)
         return EntityChanges(sorted(upsert), inserted, delete)
 
     def source_sums(self, run, entity: Entity) -> dict[int, list[int]]:
@@ -194,25 +198,33 @@ class SyncRows:
 
     def stored_sums(self, run, entity: Entity) -> dict[int, list[int]]:
         fp = bk.fingerprints
-        start = chunk_start(fp.c.source_id, sa.literal_column(str(CHUNK_WIDTH), sa.BigInteger)).label("start")
+        start = self._stored_chunk().label("start")
         query = (sa.select(start, sa.func.count(), sa.func.sum(fp.c.row_digest))
                  .where(fp.c.entity == entity.name).group_by(start))
         with run.engine.connect() as conn:
             return {int(lo): [rows, int(total)] for lo, rows, total in conn.execute(query)}
 
-    def source_digests(self, run, entity: Entity, lo: int, hi: int) -> dict[int, int]:
+    @staticmethod
+    def _stored_chunk():
+        return chunk_start(bk.fingerprints.c.source_id, sa.literal_column(str(CHUNK_WIDTH), sa.BigInteger))
+
+    def source_digests(self, run, entity: Entity, lo: int, hi: int, chunks: list[int] | None) -> dict[int, int]:
         key = run.path.fingerprint_key
         digests = {row["id"]: row_digest(key, row[ROW_DIGEST], tuple(row[f] for f in entity.secret_fields), ())
-                   for rows in run.source.digests_between(entity, lo, hi, DIGEST_BATCH) for row in rows}
+                   for rows in run.source.digests_in(entity, lo, hi, chunks, CHUNK_WIDTH, DIGEST_BATCH)
+                   for row in rows}
+        wanted = None if chunks is None else set(chunks)
         for row in run.source.derived_rows(entity):
-            if lo <= row["id"] < hi:
+            if lo <= row["id"] < hi and (wanted is None or chunk_start(row["id"], CHUNK_WIDTH) in wanted):
                 digests[row["id"]] = keyed_digest(key, tuple(row.values()))
         return digests
 
-    def stored_digests(self, run, entity: Entity, lo: int, hi: int) -> dict[int, int]:
+    def stored_digests(self, run, entity: Entity, lo: int, hi: int, chunks: list[int] | None) -> dict[int, int]:
         fp = bk.fingerprints
         query = sa.select(fp.c.source_id, fp.c.row_digest).where(
             fp.c.entity == entity.name, fp.c.source_id >= lo, fp.c.source_id < hi)
+        if chunks is not None:
+            query = query.where(self._stored_chunk().in_(chunks))
         with run.engine.connect() as conn:
             return dict(conn.execute(query).all())
 

@@ -28,7 +28,7 @@ from werkzeug.security import check_password_hash
 import flask_models as fm
 from migration_bridge import bookkeeping as bk
 from migration_bridge.dialects import chunk_start
-from migration_bridge.diff import chunk_runs, compare_rows, differing_chunks
+from migration_bridge.diff import chunk_spans, compare_rows, differing_chunks
 from migration_bridge.fingerprint import (DIGEST_BITS, context_digest, fingerprint_key, keyed_digest, row_digest,
                                           secret_part)
 
@@ -103,7 +103,9 @@ def test_only_differing_chunks_are_read_and_adjacent_ones_in_one_range():
     source = {0: [3, 30], 1024: [2, 20], 2048: [1, 10], 5120: [1, 5]}
     target = {0: [3, 30], 1024: [2, 21], 2048: [2, 11], 4096: [1, 1]}
     assert differing_chunks(source, target) == [1024, 2048, 4096, 5120]
-    assert chunk_runs([1024, 2048, 4096, 5120], 1024) == [(1024, 3072), (4096, 6144)]
+    assert chunk_spans([1024, 2048, 5120], 1024, 8192) == [(1024, 6144, [1024, 2048, 5120])]
+    assert chunk_spans([0, 32, 64, 128, 160], 32, 64) == [(0, 64, None), (64, 96, None), (128, 192, None)]
+    assert chunk_spans([0, 96], 32, 1024) == [(0, 128, [0, 96])]
     diff = compare_rows(1024, 3072, {1025: 7, 1030: 8, 2050: 9}, {1025: 7, 1030: 1, 2051: 9})
     assert (diff.missing, diff.extra, diff.changed) == ([2050], [2051], [1030])
 
@@ -334,15 +336,18 @@ from migration_bridge.sync import CHUNK_WIDTH
 source = LegacySource("video_app")
 entity = get_profile("plan").entity("students")
 def digest(pk):
-    (rows,) = source.digests_between(entity, pk, pk + 1, 10)
+    (rows,) = source.digests_in(entity, pk, pk + 1, None, CHUNK_WIDTH, 10)
     return rows[0][ROW_DIGEST]
 sums = {}
-for rows in source.digests_between(entity, -2**62, 2**62, 500):
+for rows in source.digests_in(entity, -2**62, 2**62, None, CHUNK_WIDTH, 500):
     for row in rows:
         entry = sums.setdefault(str(row["id"] - row["id"] % CHUNK_WIDTH), [0, 0])
         entry[0] += 1
         entry[1] += row[ROW_DIGEST]
 out = {"summed_here": sums, "summed_there": {str(k): v for k, v in source.digest_sums(entity, CHUNK_WIDTH).items()}}
+every_other = sorted(int(k) for k in sums)[::2]
+out["some_chunks"] = sorted(row["id"] - row["id"] % CHUNK_WIDTH for rows in source.digests_in(
+    entity, every_other[0], every_other[-1] + CHUNK_WIDTH, every_other, CHUNK_WIDTH, 7) for row in rows)
 pk = Student.objects.order_by("pk").values_list("pk", flat=True)[0]
 with transaction.atomic():
     seen = [digest(pk)]
@@ -364,6 +369,8 @@ def test_the_database_digest_sums_and_tells_values_apart(exported_pair, pair):
     seeded = exported_pair(pair).seeded
     out = json.loads(run_manage("shell", "-c", DATABASE_DIGESTS, env=seeded.env).stdout.strip().splitlines()[-1])
     assert out["summed_there"] == out["summed_here"] and len(out["summed_here"]) > 0
+    every_other = sorted(int(k) for k in out["summed_here"])[::2]  # the rows of those chunks, and only they
+    assert out["some_chunks"] == sorted(c for c in every_other for _ in range(out["summed_here"][str(c)][0]))
     original, null, empty, x, x_bar, moved_bar, other_pin, no_pin = out["seen"]
     assert len({original, null, empty, x, x_bar, moved_bar, no_pin}) == 7
     assert other_pin == moved_bar  # a changed PIN changes nothing the database digests...
