@@ -29,6 +29,16 @@ class IdSet:
             self._bits[byte] |= 1 << bit
             self._len += 1
 
+    def discard(self, i: int) -> None:
+        if i not in self:
+            return
+        self._len -= 1
+        if i < 0 or i >= _BITMAP_LIMIT:
+            self._sparse.discard(i)
+        else:
+            byte, bit = divmod(i, 8)
+            self._bits[byte] &= ~(1 << bit)
+
     def update(self, ids: Iterable[int]) -> None:
         for i in ids:
             self.add(i)

@@ -34,10 +34,10 @@ class Run:
     path: RowPath
     store: BatchStore
 
-    def load_parent_ids(self, entity: Entity) -> None:
+    def load_parent_ids(self, entity: Entity, itself: bool = True) -> None:
         """The ids already in the target (and the rows rejected so far) for every table
-        this entity's rows or contexts read."""
-        for name in entity.parents | {entity.name}:
+        this entity's rows or contexts read (and, with ``itself``, its own)."""
+        for name in entity.parents | ({entity.name} if itself else set()):
             if name not in self.path.loaded:
                 ids = legacy_ids_query(self.profile, self.profile.entity(name))
                 with self.engine.connect() as conn:

@@ -43,7 +43,7 @@ from .mapping import Entity
 RELEASED_LENGTH = 30
 # ids per chunk of the per-chunk sums: narrow, so that a change spread over the whole table
 # (1% of the rows) leaves most chunks equal; the sums travel as one row per chunk
-CHUNK_WIDTH = 32
+CHUNK_WIDTH = 16
 SPAN_IDS = 65_536  # ids one query over differing chunks covers: what it returns stays small
 DIGEST_BATCH = 20_000  # rows per query when a differing run of chunks is read row by row
 
@@ -146,8 +146,13 @@ class SyncRows:
             with _timed(by_name[entity.name]):
                 postponed[entity.name] = self.delete_rows(run, entity, changes[entity.name].delete,
                                                           by_name[entity.name], postpone_referenced=True)
-        run.path.loaded.clear()  # the deletes changed what the target holds
-        run.path.gone.clear()
+        for entity in run.entities:  # what the target holds now
+            deleted = set(changes[entity.name].delete) - set(postponed[entity.name])
+            loaded, gone = run.path.loaded.get(entity.name), run.path.gone.get(entity.name, {})
+            for i in deleted:
+                gone.pop(i, None)
+                if loaded is not None:
+                    loaded.discard(i)
         for entity in run.entities:  # before any update: a value may move from one row to another
             with _timed(by_name[entity.name]):
                 self.release_unique_values(run, entity, changes[entity.name].upsert)
@@ -163,7 +168,7 @@ class SyncRows:
     def find_changes(self, run, entity: Entity, stats: SyncStats, changed: Mapping[str, set[int]]) -> EntityChanges:
         """Rows whose own values changed, found by per-chunk sums each database computes
         (only the rows of differing chunks are then compared), then rows whose contexts changed."""
-        run.load_parent_ids(entity)
+        run.load_parent_ids(entity, itself=_reads_itself(entity))
         ctx = run.path.entity_context(entity)
         source = self.source_sums(run, entity)
         upsert, inserted, delete = [], set(), []
@@ -317,7 +322,8 @@ class SyncRows:
                         {**untouched, **{c.name: placeholder for c in columns}}))
 
     def apply_upserts(self, run, entity: Entity, changes: EntityChanges, stats: SyncStats) -> None:
-        run.load_parent_ids(entity)
+        run.load_parent_ids(entity, itself=_reads_itself(entity))
+        partial = entity.name not in run.path.loaded  # its rows will be known by the ones written only
         ctx = run.path.entity_context(entity)
         # rows rejected before are decided again even when unchanged: their parent may be in now
         retried = set(run.store.rejected_ids(entity)) - set(changes.upsert)
@@ -331,6 +337,14 @@ class SyncRows:
         stats.inserted = sum(1 for i in inserted if i in accepted)
         stats.updated = len(accepted) - stats.inserted
         stats.rejected = scratch.rejected + scratch.skipped
+        if partial:  # an entity after this one reads all of its ids from the target
+            run.path.loaded.pop(entity.name, None)
+
+
+def _reads_itself(entity: Entity) -> bool:
+    """Whether deciding a row needs the ids of its own table (a reply's parent); else only
+    its parents' are read (the interactions alone hold half the rows)."""
+    return bool(entity.self_foreign_key) or entity.name in entity.parents
 
 
 def _delete_self_referencing(conn, table, column, ids) -> int:
