@@ -332,9 +332,9 @@ class Utf8Bytes(Func):
 
 
 class _DigestPart(Func):
-    """One field as a digest takes it. Text: its length, then its value, so that no two
-    rows of different values concatenate alike ('N' for NULL); other types cannot hold the
-    separator and go as they are."""
+    """One field as a digest takes it. Text (JSON included): its length, then its value,
+    so that no two rows of different values concatenate alike ('N' for NULL); numbers,
+    booleans and dates cannot hold the separator and go as they are."""
 
     template = "COALESCE((%(expressions)s)::text, 'N')"
     text_template = "COALESCE(LENGTH((%(expressions)s)::text) || ':' || (%(expressions)s)::text, 'N')"

@@ -27,6 +27,13 @@ from .fingerprint import ROW_DIGEST
 BEFORE_FIRST_ID = -(2**63)
 TEXT_FIELD_TYPES = frozenset({"CharField", "TextField", "FileField", "ImageField", "FilePathField",
                               "EmailField", "SlugField", "URLField"})
+# types whose values, as text, are digits, signs, dots, dashes, colons and spaces: no
+# separator of a row digest can appear in them (any other field is length-prefixed)
+PLAIN_FIELD_TYPES = frozenset({"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField",
+                               "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField",
+                               "PositiveSmallIntegerField", "BooleanField", "NullBooleanField", "DateField",
+                               "DateTimeField", "TimeField", "DecimalField", "FloatField", "ForeignKey",
+                               "OneToOneField"})
 
 
 class LegacySource:
@@ -189,7 +196,9 @@ class LegacySource:
     def row_digest(self, entity) -> dialects.RowDigest:
         """The database's digest of one of the entity's model rows."""
         fields = entity.secret_free_fields
-        return dialects.RowDigest(fields, entity.secret_fields, self.text_fields(entity.source_model, fields))
+        by_attname = {f.attname: f for f in self.model(entity.source_model)._meta.concrete_fields}
+        delimited = tuple(f for f in fields if by_attname[f].get_internal_type() not in PLAIN_FIELD_TYPES)
+        return dialects.RowDigest(fields, entity.secret_fields, delimited)
 
     def _digest_annotation(self, entity) -> dict:
         if not (self.row_digests and entity.source_model):
