@@ -1,10 +1,10 @@
 """Chunked checksum comparison of two keyed row streams (source vs target).
 
 Dialect-free and database-free: the caller supplies, per side, the rows of a
-primary-key range already reduced to per-row hashes; this module finds what
-differs. ``verify_flask`` uses it to prove content equality; the planned
-``export_to_flask --sync`` can use the same ``ChunkDiff`` (missing → insert,
-extra → delete, changed → update).
+primary-key range already reduced to per-row hashes or digests; this module finds
+what differs. ``verify_flask`` uses it to prove content equality, ``export_to_flask
+--sync`` to find what to move (missing → insert, extra → delete, changed → update),
+after comparing per-chunk sums each database computed (``differing_chunks``).
 
 How a table is compared:
 
@@ -14,12 +14,9 @@ How a table is compared:
    the last ends at +inf), so a target row whose id the source never had still
    falls into exactly one range.
 2. For each range the target's rows of that range are fetched and hashed.
-3. One digest per side over the range (ids and row hashes, in id order); equal
-   digests end the range's work.
+3. Equal sides end the range's work.
 4. Otherwise the id sets give ``missing`` (source only) and ``extra`` (target
-   only), and the common ids are bisected: each half's digests are compared
-   and only differing halves are descended into, down to single ids
-   (``changed``).
+   only), and the common ids whose hashes differ are ``changed``.
 
 Row hashes come from ``row_hash``, over a canonical serialisation
 (``canonical``): datetimes as UTC ISO 8601 with microseconds, UUIDs and
@@ -34,10 +31,9 @@ import enum
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 DEFAULT_CHUNK_SIZE = 1000
-LEAF_SIZE = 8  # below this many common ids, compare row hashes one by one
 
 
 # --- canonical serialisation ------------------------------------------------------
@@ -85,15 +81,6 @@ def row_hash(canonical_values: tuple) -> bytes:
     return hashlib.blake2b(repr(canonical_values).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def digest(hashes: Mapping[int, bytes], ids: Iterable[int]) -> bytes:
-    """One digest over (id, row hash) pairs, in the order given (callers pass sorted ids)."""
-    h = hashlib.blake2b(digest_size=16)
-    for i in ids:
-        h.update(i.to_bytes(8, "big", signed=True))
-        h.update(hashes[i])
-    return h.digest()
-
-
 # --- ranges -----------------------------------------------------------------------
 
 @dataclass
@@ -132,49 +119,15 @@ def keyset_ranges(batches: Iterable[Mapping[int, Any]]) -> Iterator[tuple[int | 
     yield lo, None, pending if pending is not None else {}
 
 
-def changed_ids(source: Mapping[int, bytes], target: Mapping[int, bytes], common: Sequence[int],
-                leaf_size: int = LEAF_SIZE) -> list[int]:
-    """Bisect the common ids (sorted): descend only into halves whose digests differ."""
-    out: list[int] = []
-    stack = [(0, len(common))]
-    while stack:
-        a, b = stack.pop()
-        if b - a <= leaf_size:
-            out.extend(i for i in common[a:b] if source[i] != target[i])
-            continue
-        m = (a + b) // 2
-        for x, y in ((a, m), (m, b)):
-            part = common[x:y]
-            if digest(source, part) != digest(target, part):
-                stack.append((x, y))
-    return sorted(out)
-
-
-def compare_range(lo: int | None, hi: int | None, source: Mapping[int, bytes],
-                  target: Mapping[int, bytes], leaf_size: int = LEAF_SIZE) -> ChunkDiff:
-    """Compare one range's row hashes; an empty ChunkDiff when they are equal."""
+def compare_range(lo: int | None, hi: int | None, source: Mapping[int, Any], target: Mapping[int, Any]) -> ChunkDiff:
+    """Compare one range's row hashes (or digests) by id; an empty ChunkDiff when they are equal."""
     result = ChunkDiff(lo, hi)
-    src_ids, tgt_ids = sorted(source), sorted(target)
-    if src_ids == tgt_ids and digest(source, src_ids) == digest(target, tgt_ids):
+    if source == target:
         return result
-    tgt_set = set(tgt_ids)
-    src_set = set(src_ids)
-    result.missing = [i for i in src_ids if i not in tgt_set]
-    result.extra = [i for i in tgt_ids if i not in src_set]
-    common = [i for i in src_ids if i in tgt_set]
-    result.changed = changed_ids(source, target, common, leaf_size)
+    result.missing = sorted(source.keys() - target.keys())
+    result.extra = sorted(target.keys() - source.keys())
+    result.changed = sorted(i for i in source.keys() & target.keys() if source[i] != target[i])
     return result
-
-
-def diff_ranges(
-    source_chunks: Iterable[tuple[int | None, int | None, Mapping[int, bytes]]],
-    fetch_target: Callable[[int | None, int | None], Mapping[int, bytes]],
-    leaf_size: int = LEAF_SIZE,
-) -> Iterator[ChunkDiff]:
-    """For every source range ``(lo, hi, hashes)``, fetch the target's hashes of the
-    same range and yield the range's ChunkDiff (empty ones included, for counting)."""
-    for lo, hi, source in source_chunks:
-        yield compare_range(lo, hi, source, fetch_target(lo, hi), leaf_size)
 
 
 # --- per-chunk sums (what --sync asks each database for) ----------------------------
@@ -199,12 +152,3 @@ def chunk_spans(starts: Sequence[int], width: int, span: int) -> list[tuple[int,
         if start is not None:
             group.append(start)
     return spans
-
-
-def compare_rows(lo: int | None, hi: int | None, source: Mapping[int, Any], target: Mapping[int, Any]) -> ChunkDiff:
-    """Row by row, by id: what one range's source and target digests say."""
-    result = ChunkDiff(lo, hi)
-    result.missing = sorted(source.keys() - target.keys())
-    result.extra = sorted(target.keys() - source.keys())
-    result.changed = sorted(i for i in source.keys() & target.keys() if source[i] != target[i])
-    return result

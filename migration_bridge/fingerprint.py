@@ -27,7 +27,7 @@ import hashlib
 FINGERPRINT_VERSION = "3"
 # the key of a model row's database digest, on rows read by export and sync (source.py)
 ROW_DIGEST = "_row_digest"
-DIGEST_BITS = 48  # per row; a chunk of up to 2**10 ids sums below 2**59, in every SQL BIGINT
+DIGEST_BITS = 48  # per row (plus a 48-bit secret part): a chunk's sum fits any SQL BIGINT
 
 
 def fingerprint_key(configured: str, secret_key: str) -> bytes:

@@ -88,11 +88,14 @@ class LegacySource:
         """Charset, time zone and SQL mode of the connection the rows are read through."""
         return dialects.source_connection_facts(connections[self.alias])
 
+    def field_types(self, model_name: str, fields: tuple[str, ...]) -> dict[str, str]:
+        """Attname -> Django internal type (``CharField``, ``ForeignKey``…) of ``fields``."""
+        by_attname = {f.attname: f for f in self.model(model_name)._meta.concrete_fields}
+        return {f: by_attname[f].get_internal_type() for f in fields}
+
     def text_fields(self, model_name: str, fields: tuple[str, ...]) -> tuple[str, ...]:
         """The fields of ``fields`` the database stores as text (JSON excluded: it is parsed)."""
-        model = self.model(model_name)
-        by_attname = {f.attname: f for f in model._meta.concrete_fields}
-        return tuple(f for f in fields if by_attname[f].get_internal_type() in TEXT_FIELD_TYPES)
+        return tuple(f for f, kind in self.field_types(model_name, fields).items() if kind in TEXT_FIELD_TYPES)
 
     def extract_rows_with_text_bytes(self, entity, batch_size: int) -> Iterator[list[tuple[dict, int, int]]]:
         """Batches of (row, UTF-8 bytes of its text fields as the database counts them,
@@ -196,8 +199,8 @@ class LegacySource:
     def row_digest(self, entity) -> dialects.RowDigest:
         """The database's digest of one of the entity's model rows."""
         fields = entity.secret_free_fields
-        by_attname = {f.attname: f for f in self.model(entity.source_model)._meta.concrete_fields}
-        delimited = tuple(f for f in fields if by_attname[f].get_internal_type() not in PLAIN_FIELD_TYPES)
+        kinds = self.field_types(entity.source_model, fields)
+        delimited = tuple(f for f in fields if kinds[f] not in PLAIN_FIELD_TYPES)
         return dialects.RowDigest(fields, entity.secret_fields, delimited)
 
     def _digest_annotation(self, entity) -> dict:

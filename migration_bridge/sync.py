@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from .dialects import chunk_start
-from .diff import chunk_spans, compare_rows, differing_chunks
+from .diff import chunk_spans, compare_range, differing_chunks
 from .errors import BridgeError
 from .fingerprint import FINGERPRINT_VERSION, ROW_DIGEST, keyed_digest, row_digest, secret_part
 from .idmap import id_map
@@ -174,7 +174,7 @@ class SyncRows:
         upsert, inserted, delete = [], set(), []
         for lo, hi, chunks in chunk_spans(differing_chunks(source, self.stored_sums(run, entity)), CHUNK_WIDTH,
                                           SPAN_IDS):
-            diff = compare_rows(lo, hi, self.source_digests(run, entity, lo, hi, chunks),
+            diff = compare_range(lo, hi, self.source_digests(run, entity, lo, hi, chunks),
                                 self.stored_digests(run, entity, lo, hi, chunks))
             upsert.extend(diff.missing)
             upsert.extend(diff.changed)

@@ -28,7 +28,7 @@ from werkzeug.security import check_password_hash
 import flask_models as fm
 from migration_bridge import bookkeeping as bk
 from migration_bridge.dialects import chunk_start
-from migration_bridge.diff import chunk_spans, compare_rows, differing_chunks
+from migration_bridge.diff import chunk_spans, compare_range, differing_chunks
 from migration_bridge.fingerprint import (DIGEST_BITS, context_digest, fingerprint_key, keyed_digest, row_digest,
                                           secret_part)
 
@@ -106,7 +106,7 @@ def test_only_differing_chunks_are_read_and_adjacent_ones_in_one_range():
     assert chunk_spans([1024, 2048, 5120], 1024, 8192) == [(1024, 6144, [1024, 2048, 5120])]
     assert chunk_spans([0, 32, 64, 128, 160], 32, 64) == [(0, 64, None), (64, 96, None), (128, 192, None)]
     assert chunk_spans([0, 96], 32, 1024) == [(0, 128, [0, 96])]
-    diff = compare_rows(1024, 3072, {1025: 7, 1030: 8, 2050: 9}, {1025: 7, 1030: 1, 2051: 9})
+    diff = compare_range(1024, 3072, {1025: 7, 1030: 8, 2050: 9}, {1025: 7, 1030: 1, 2051: 9})
     assert (diff.missing, diff.extra, diff.changed) == ([2050], [2051], [1030])
 
 
