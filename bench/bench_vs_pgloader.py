@@ -14,6 +14,8 @@ postgres, both without password), every figure from this run:
    ``prefetch rows = 10000``: COPY, then indexes, primary keys, foreign keys, sequences;
 5. ``manage.py export_to_flask`` (rows + files, every transform, PINs with the cheap
    ``pbkdf2:sha256:1``) into a fresh database;
+   then the same again with ``--row-workers 2`` (each entity that can be cut into id
+   ranges is exported by 2 processes at once) into another fresh database;
 6. a 1% change of the source by SQL (every table: 1% of its rows, spread over the ids,
    one column changed; undone at the end), then ``export_to_flask --sync``;
 7. ``manage.py verify_flask`` on the synced target;
@@ -76,6 +78,7 @@ ANCHOR_SYNC_VS_EXPORT = 0.10
 ANCHOR_VERIFY_VS_EXPORT = 0.50
 ANCHOR_EXPORT_RSS_MB = 150.0
 ANCHOR_PIN_EFFICIENCY = 0.90
+ROW_WORKERS = 2  # the "measure 2 workers here"
 
 # The 1% change: per table, the column changed and the SQL that changes it and undoes it
 # (so that --reuse-source finds the seeded data again). REVERSE() is its own inverse; it
@@ -339,8 +342,8 @@ def fmt_k(x: float) -> str:
     return f"{x / 1000:.1f}k" if x < 100_000 else f"{x / 1000:.0f}k"
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "**missed**"
+def verdict(ok: bool | None) -> str:
+    return "" if ok is None else "met" if ok else "**missed**"
 
 
 def markdown(result: dict) -> str:
@@ -393,6 +396,10 @@ def main() -> int:
         export = run_export(seeded, rows, "export", "--create-schema")
         export.label = f"`export_to_flask` (rows + files, every transform; PINs {CHEAP_PIN_METHOD})"
         contenders.append(export)
+        # the same into a fresh database by 2 row workers; sync and verify then run on this target
+        parallel = run_export(seeded, rows, "export-2w", "--create-schema", "--row-workers", str(ROW_WORKERS))
+        parallel.label = f"`export_to_flask --row-workers {ROW_WORKERS}` (the same, id ranges in {ROW_WORKERS} processes)"
+        contenders.append(parallel)
         t0 = time.perf_counter()
         change = apply_change(db, args.change_fraction)
         change_s = time.perf_counter() - t0
@@ -416,12 +423,16 @@ def main() -> int:
                 pg_drop(name)
 
     by = {c.key: c for c in contenders}
-    exp, pgl, syn, ver = by["export"], by["pgloader"], by["sync"], by["verify"]
+    exp, pgl, syn, ver, par = by["export"], by["pgloader"], by["sync"], by["verify"], by["export-2w"]
     pgl_d = pgl.detail
     planted = json.loads((VAR / f"seed_{db}.json").read_text()).get("anomalies", {})
     ratios = [
         {"name": "export / pgloader (wall)", "measured": f"{exp.wall / pgl.wall:.2f}×",
          "anchor": f"≤ {ANCHOR_EXPORT_VS_PGLOADER:g}×", "ok": exp.wall / pgl.wall <= ANCHOR_EXPORT_VS_PGLOADER},
+        {"name": f"export, {ROW_WORKERS} row workers / pgloader (wall)", "measured": f"{par.wall / pgl.wall:.2f}×",
+         "anchor": f"≤ {ANCHOR_EXPORT_VS_PGLOADER:g}×", "ok": par.wall / pgl.wall <= ANCHOR_EXPORT_VS_PGLOADER},
+        {"name": f"{ROW_WORKERS} row workers: speed-up over one process (wall)", "measured": f"{exp.wall / par.wall:.2f}×",
+         "anchor": f"no goal (ideal {ROW_WORKERS}×)", "ok": None},
         {"name": "export peak RSS", "measured": f"{exp.peak_rss_mb:.0f} MB", "anchor": f"≤ {ANCHOR_EXPORT_RSS_MB:g} MB",
          "ok": exp.peak_rss_mb <= ANCHOR_EXPORT_RSS_MB},
         {"name": "sync / export (wall)", "measured": f"{syn.wall / exp.wall:.1%}",

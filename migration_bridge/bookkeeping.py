@@ -3,6 +3,8 @@
 - ``bridge_runs``: one row per export run (options, status, whether the source was frozen).
 - ``bridge_checkpoints``: per entity, the last source id committed and running counts;
   written in the same transaction as the batch it follows, so a kill loses nothing.
+- ``bridge_ranges``: the same per id range, while row workers (``--row-workers``) export
+  an entity's ranges at once (ranges.py); gone once the entity is complete.
 - ``bridge_notes``: per source row, what the report lists: rejects (with reason),
   skips, password outcomes, inferred attributions, archived duplicate sessions.
 - ``bridge_deferred``: rows waiting for a parent later in id order (comment replies).
@@ -40,6 +42,22 @@ checkpoints = sa.Table(
     "bridge_checkpoints", bookkeeping_metadata,
     sa.Column("entity", sa.String(50), primary_key=True),
     sa.Column("last_id", sa.BigInteger, nullable=False, default=0),
+    sa.Column("read", sa.BigInteger, nullable=False, default=0),
+    sa.Column("written", sa.BigInteger, nullable=False, default=0),
+    sa.Column("rejected", sa.BigInteger, nullable=False, default=0),
+    sa.Column("skipped", sa.BigInteger, nullable=False, default=0),
+    sa.Column("seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("done", sa.Boolean, nullable=False, default=False),
+    sa.Column("updated_at", UtcDateTime),
+    **_MYSQL,
+)
+
+ranges = sa.Table(
+    "bridge_ranges", bookkeeping_metadata,
+    sa.Column("entity", sa.String(50), primary_key=True),
+    sa.Column("lo", sa.BigInteger, primary_key=True, autoincrement=False),  # ids > lo ...
+    sa.Column("hi", sa.BigInteger),  # ... and <= hi (NULL: no upper bound)
+    sa.Column("last_id", sa.BigInteger, nullable=False),
     sa.Column("read", sa.BigInteger, nullable=False, default=0),
     sa.Column("written", sa.BigInteger, nullable=False, default=0),
     sa.Column("rejected", sa.BigInteger, nullable=False, default=0),
@@ -111,7 +129,7 @@ settings = sa.Table(
     **_MYSQL,
 )
 
-ROW_TABLES = (checkpoints, notes, deferred, fingerprints)
+ROW_TABLES = (checkpoints, ranges, notes, deferred, fingerprints)
 
 
 def recorded_settings(conn: sa.Connection) -> dict[str, str]:

@@ -88,13 +88,16 @@ class BatchWriter:
 class BatchStore:
     """Commits outcomes of the row path to the target, PINs hashed first."""
 
-    def __init__(self, engine: sa.Engine, pins: PinPool, count, idmap: IdMap, *, checkpoints: bool = True,
-                 replace_notes: bool = False, track_written: bool = False):
+    def __init__(self, engine: sa.Engine, pins: PinPool, count, idmap: IdMap, *,
+                 checkpoints: sa.Table | None = bk.checkpoints, replace_notes: bool = False,
+                 track_written: bool = False):
         self.engine = engine
         self.idmap = idmap  # rows are decided in legacy ids and written in target ids
         self.pins = pins
         self.count = count  # entity -> source rows, for the PIN progress
-        self.checkpoints = checkpoints  # False (sync): the export's checkpoints stay as they are
+        # where each batch's checkpoint goes: bk.ranges for a row worker; None (sync): the
+        # export's checkpoints stay as they are
+        self.checkpoints = checkpoints
         self.replace_notes = replace_notes  # True (sync): a row's old notes go when it is decided again
         # per entity, the ids written by this store (sync tells inserts from updates by them)
         self.written_ids: dict[str, IdSet] | None = {} if track_written else None
@@ -106,7 +109,8 @@ class BatchStore:
         """Hash the batch's PINs, count it, and write it in one transaction with its notes,
         fingerprints and checkpoint — in ``writer``'s thread when given, so that the next
         batch is read while this one is written. Returns when the caller's next interval starts."""
-        resolved = list(resolved)
+        waiting = {d["source_id"] for d in outcome.deferred}
+        resolved = [i for i in resolved if i not in waiting]  # decided again, to wait once more
         if self.replace_notes:
             replace_notes_for = sorted(set(replace_notes_for) | outcome.touched | set(resolved))
         if self.written_ids is not None:
@@ -124,7 +128,7 @@ class BatchStore:
         now = time.monotonic()
         stats.seconds += now - started
         job = functools.partial(self._write, entity, outcome, tables, entries,
-                                stats.as_checkpoint() if self.checkpoints else None,  # a snapshot: safe to hand over
+                                stats.as_checkpoint() if self.checkpoints is not None else None,  # a snapshot
                                 resolved, list(replace_notes_for), fresh)
         if writer is None:
             job()
@@ -166,7 +170,7 @@ class BatchStore:
                 dialects.delete_keys(conn, bk.deferred,
                                      [{"entity": entity.name, "source_id": i} for i in resolved])
             if checkpoint_row is not None:
-                dialects.upsert(conn, bk.checkpoints, [checkpoint_row])
+                dialects.upsert(conn, self.checkpoints, [checkpoint_row])
 
     def rejected_ids(self, entity: Entity) -> list[int]:
         """The source ids an earlier run rejected for this entity."""

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import bookkeeping as bk
-from . import dialects
+from . import dialects, ranges
 from .idmap import legacy_ids_query
 from .idset import IdSet
 from .load import BatchStore, BatchWriter, EntityStats
@@ -129,6 +129,11 @@ class CopyRows:
             if self.nothing_to_do is None:  # else said once for all
                 log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
             return stats
+        if run.options.row_workers > 1 or ranges.recorded_ranges(run.engine, entity):
+            why_not = ranges.why_not_split(entity, run.engine)
+            if why_not is None:
+                return ranges.copy_in_ranges(run, entity, ctx, stats, run.options.row_workers)
+            log.info("%s: one process (%s)", entity.name, why_not)
         progress = Progress(entity.name, run.source.count(entity),
                             interactive=run.options.interactive, initial=stats.read)
         try:
@@ -152,9 +157,10 @@ class CopyRows:
         return stats
 
     def committed_stats(self, engine: sa.Engine, stats: dict[str, EntityStats]) -> dict[str, EntityStats]:
-        """After a failure: the counts as committed (checkpoints), not as read in memory."""
+        """After a failure: the counts as committed (checkpoints, and the ranges of row
+        workers), not as read in memory."""
         with engine.connect() as conn:
-            return EntityStats.committed(conn)
+            return ranges.with_range_counts(conn, EntityStats.committed(conn))
 
     def report_extra(self) -> dict:
         return {}

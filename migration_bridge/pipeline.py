@@ -69,6 +69,8 @@ class ExportOptions:
     batch_size: int = flag(2000, "rows per batch and transaction (default: MIGRATION_BRIDGE['BATCH_SIZE'])",
                            type=int, cli_default=None)
     workers: int = flag(os.cpu_count() or 1, "PIN-hashing processes (default: cores)")
+    row_workers: int = flag(1, "processes exporting one entity's id ranges at once (default 1; a PostgreSQL "
+                               "or MariaDB target; entities with PINs or allocated ids stay in one)", type=int)
     pin_hash_method: str | None = flag(
         None, f"werkzeug method for student PINs (default: the profile's — datadeckv2: pbkdf2:sha256:200000 — "
               f"else {DEFAULT_PIN_HASH_METHOD}, werkzeug's default; with --dry-run {DRY_RUN_PIN_HASH_METHOD}, "
@@ -168,6 +170,8 @@ class ExportRun:
             raise BridgeError("--batch-size must be >= 1")
         if o.workers < 1:
             raise BridgeError("--workers must be >= 1")
+        if o.row_workers < 1:
+            raise BridgeError("--row-workers must be >= 1")
         if o.on_duplicate_session not in DUPLICATE_POLICIES:
             raise BridgeError(f"--on-duplicate-session must be one of {', '.join(DUPLICATE_POLICIES)}")
         if o.reset and not o.yes:

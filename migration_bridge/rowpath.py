@@ -90,6 +90,9 @@ class RowPath:
         self.loaded: dict[str, Any] = {}
         self.gone: dict[str, dict[int, Root]] = {}
         self.pending: dict[str, dict[int, int]] = {}  # entity -> {reply id: parent id}
+        # a row worker (ranges.py) sees the rows of its own id range only: a parent at or
+        # below this id may be in another worker's range, so its replies wait for it
+        self.range_start: int | None = None
 
     # --- context -------------------------------------------------------------------
 
@@ -149,7 +152,8 @@ class RowPath:
         if problem is None and column and row[column] is not None and row[column] not in self.loaded[entity.name]:
             parent = row[column]
             pending = self.pending.setdefault(entity.name, {})
-            if parent not in self.gone.get(entity.name, {}) and (parent > src["id"] or parent in pending):
+            unseen = self.range_start is not None and parent <= self.range_start
+            if parent not in self.gone.get(entity.name, {}) and (parent > src["id"] or parent in pending or unseen):
                 pending[src["id"]] = parent
                 return WAIT
             problem = check_parents(row, {column: entity.name}, self.loaded, self.gone)

@@ -140,17 +140,26 @@ class LegacySource:
         model = (i for (i,) in self.values(entity.source_model, ("pk",))) if entity.source_model else iter(())
         return heapq.merge(model, (r["id"] for r in self.derived_rows(entity)))
 
+    def split_points(self, entity, after_id: int, parts: int) -> list[int]:
+        """Ids cutting the model's rows after ``after_id`` into ``parts`` ranges of about
+        the same size, each point the last id of its range (fewer when rows are few)."""
+        ids = self.objects(entity.source_model).filter(pk__gt=after_id).order_by("pk").values_list("pk", flat=True)
+        total = ids.count()
+        return sorted({ids[total * k // parts - 1] for k in range(1, parts) if total * k // parts > 0})
+
     def entity_rows(self, entity, after_id: int, batch_size: int, annotations: dict | None = None,
-                    digests: bool = True) -> Iterator[list[dict]]:
-        """Batches of the entity's rows after ``after_id``, in id order (with ``digests``
-        and ``row_digests``, model rows carry ROW_DIGEST)."""
-        derived = [r for r in self.derived_rows(entity) if r["id"] > after_id]
+                    digests: bool = True, before_id: int | None = None) -> Iterator[list[dict]]:
+        """Batches of the entity's rows after ``after_id`` (and before ``before_id``), in id
+        order (with ``digests`` and ``row_digests``, model rows carry ROW_DIGEST)."""
+        derived = [r for r in self.derived_rows(entity)
+                   if r["id"] > after_id and (before_id is None or r["id"] < before_id)]
         if entity.source_model is None:
             for start in range(0, len(derived), batch_size):
                 yield [dict(r) for r in derived[start:start + batch_size]]
             return
         annotations = {**(self._digest_annotation(entity) if digests else {}), **(annotations or {})}
-        for rows in self.extract_rows(entity.source_model, entity.source_fields, after_id, batch_size, annotations):
+        for rows in self.extract_rows(entity.source_model, entity.source_fields, after_id, batch_size, annotations,
+                                      before_id=before_id):
             last = rows[-1]["id"]
             if derived and derived[0]["id"] < last:
                 early = [dict(r) for r in derived if r["id"] < last]

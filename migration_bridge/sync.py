@@ -84,15 +84,16 @@ class SyncRows:
 
     kind = "sync"
     # the export's checkpoints stay as they are; a row decided again loses its old notes
-    store_options = {"checkpoints": False, "replace_notes": True, "track_written": True}
+    store_options = {"checkpoints": None, "replace_notes": True, "track_written": True}
     nothing_to_do = None
 
     def __init__(self):
         self.sync_stats: list[SyncStats] = []
 
     def check(self, options) -> None:
-        if options.reset or options.restart or options.dry_run or options.files_only:
-            raise BridgeError("--sync cannot be combined with --reset, --restart, --dry-run or --files-only")
+        if options.reset or options.restart or options.dry_run or options.files_only or options.row_workers > 1:
+            raise BridgeError("--sync cannot be combined with --reset, --restart, --dry-run, --files-only "
+                              "or --row-workers")
 
     def check_target(self, conn, entities, stats: dict[str, EntityStats]) -> None:
         """Before anything else is said of the target: a sync needs a complete export."""

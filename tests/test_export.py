@@ -381,6 +381,8 @@ def _bad_input_cases(tmp_path):
         "reset without yes": (["--target", empty, "--reset"], {}, "--yes"),
         "unknown entity": (["--target", empty, "--only", "gizmos"], {}, "unknown entity"),
         "bad pin method": (["--target", empty, "--pin-hash-method", "rot13"], {}, "pin-hash-method"),
+        "no row workers": (["--target", empty, "--row-workers", "0"], {}, "--row-workers must be >= 1"),
+        "row workers in a sync": (["--target", empty, "--sync", "--row-workers", "2"], {}, "or --row-workers"),
         "unreachable source": (["--target", empty], {"LEGACY_DATABASE_URL": "mysql://root:s3cr3t@127.0.0.1:1/x"},
                                "legacy database unreachable"),
         "wrong legacy label": (["--target", empty], {"MIGRATION_BRIDGE_OVERRIDES": '{"LEGACY_APP": "videos"}'},

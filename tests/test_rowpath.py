@@ -57,3 +57,14 @@ def test_a_cycle_never_loads_and_a_loaded_parent_releases_its_replies():
     wait(path, 15, 20)
     path.accept(COMMENTS, 20)
     assert path.ready(COMMENTS) == [15] and not path.pending["comments"]
+
+
+def test_a_row_worker_makes_a_reply_wait_for_a_parent_below_its_range_only():
+    path = path_with(loaded_comments=[3])
+    path.range_start = 10   # this worker reads ids 11 and up
+    wait(path, 12, 7)   # 7 may be in another worker's range
+    assert path.decide(COMMENTS, {"id": 13}, reply(13, 3)) is None   # loaded before the workers started
+    missing = path.decide(COMMENTS, {"id": 14}, reply(14, 11))   # in its own range and not read: missing
+    assert missing == Reject("parent_id: comments id 11 not found (missing in the source)")
+    path.range_start = None   # one process: a parent earlier in id order was read already
+    assert path.decide(COMMENTS, {"id": 15}, reply(15, 7)).reason.startswith("parent_id: comments id 7 not found")
