@@ -42,6 +42,15 @@ class Interrupted(KeyboardInterrupt):
         self.signal_name = signal_name
 
 
+def quiet_child_signals() -> None:
+    """In a forked helper process: its parent handles Ctrl-C and stops it with SIGTERM,
+    which ends it at once (its open transaction rolls back), with nothing printed."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 # --- secrets never reach a message ------------------------------------------------------
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/\s:@]*:)(?P<pw>[^@\s/]+)(?=@)")

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from . import dialects
-from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, BridgeError, Interrupted, describe
+from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, BridgeError, Interrupted, describe, quiet_child_signals
 from .load import BatchStore, BatchWriter, EntityStats
 from .mapping import Entity
 from .progress import Progress
@@ -197,7 +197,7 @@ def _run_workers(run, entity: Entity, ctx, todo: list[RangeStats], progress: Pro
     finally:
         for process, _, _ in workers:
             if process.is_alive():
-                process.terminate()  # SIGTERM: its transaction in flight rolls back
+                process.terminate()
         for process, receive, _ in workers:
             process.join()
             receive.close()
@@ -213,6 +213,7 @@ def _work(run, entity: Entity, ctx, rng: RangeStats, send) -> None:
     """In the forked worker: the range's rows, batch by batch, from its checkpoint;
     sends (0, None) when complete, else (exit code, one line)."""
     coordinator = os.getppid()
+    quiet_child_signals()
     try:
         run.engine.dispose(close=False)  # the parent's pooled connections are not ours
         run.path.range_start = rng.lo
@@ -234,6 +235,9 @@ def _work(run, entity: Entity, ctx, rng: RangeStats, send) -> None:
             dialects.upsert(conn, bk.ranges, [rng.as_checkpoint()])
         send.send((0, None))
     except BaseException as exc:  # noqa: BLE001 - told to the coordinator, which stops the run
-        send.send(describe(exc, run.options.lock_timeout))
+        try:
+            send.send(describe(exc, run.options.lock_timeout))
+        except OSError:  # the coordinator is gone
+            pass
     finally:
         send.close()

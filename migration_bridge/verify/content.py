@@ -5,16 +5,22 @@ then a field-by-field comparison of a random sample. Salted and encrypted column
 compared by meaning in the sample (``Entity.by_meaning``); cached counters are left to
 the ``counters`` check (``--fix-counts`` must not turn into content differences).
 
+The target's side is read and hashed by a forked process (``TargetHashes``), on another
+core, while this one replays the source: every row is still hashed on both sides, each
+side from its own database.
+
 It also checks each text value read against the UTF-8 byte length the legacy database
 computes itself: a lossy connection fails here even when every read decodes the same way.
 """
 from __future__ import annotations
 
+import multiprocessing
 import random
 
 import sqlalchemy as sa
 
 from ..diff import canonical, canonical_row, compare_range, keyset_ranges, row_hash
+from ..errors import EXIT_INTERRUPTED, BridgeError, Interrupted, describe, quiet_child_signals
 from ..files import KeyLookup
 from ..idmap import legacy_view
 from ..mapping import Entity
@@ -116,49 +122,111 @@ def _audit_table(state: State, conn, path: RowPath, entity: Entity, columns: lis
             yield hashes
 
     view = legacy_view(state.profile, entity)
-    select_cols = [view.c[c] for c in columns]
     chunks = differing_chunks = rows_compared = seen = 0
     changed: list[int] = []
-    changed_columns: dict[int, list[str]] = {}
+    shown: dict[int, tuple] = {}  # canonical source values of the first rows that differ
     sampled: list[int] = []
-    for lo, hi, batch in keyset_ranges(source_batches()):
-        source_hashes = {i: v[0] for i, v in batch.items() if v is not None}
-        stmt = sa.select(*select_cols).order_by(view.c.id)
-        if lo is not None:
-            stmt = stmt.where(view.c.id >= lo)
-        if hi is not None:
-            stmt = stmt.where(view.c.id < hi)
-        canon_tgt: dict[int, tuple] = {}
-        target_hashes: dict[int, bytes] = {}
-        for row in conn.execute(stmt).mappings():
-            if row["id"] not in source_hashes:
-                continue  # a row the target must not hold: row_counts lists it
-            values = canonical_row(row, columns)
-            canon_tgt[row["id"]] = values
-            target_hashes[row["id"]] = row_hash(values)
-        diff = compare_range(lo, hi, source_hashes, target_hashes)
-        chunks += 1
-        if diff:
-            differing_chunks += 1
-        for i in diff.changed:
-            changed.append(i)
-            if len(changed_columns) < SHOW_IDS:
-                changed_columns[i] = [c for c, a, b in zip(columns, batch[i][1], canon_tgt[i]) if a != b]
-        # reservoir sample over the rows present on both sides
-        for i in source_hashes:
-            if i in target_hashes:
-                rows_compared += 1
-                seen += 1
-                if len(sampled) < state.options.sample:
-                    sampled.append(i)
-                else:
-                    j = sample_rng.randrange(seen)
-                    if j < state.options.sample:
-                        sampled[j] = i
+    target = TargetHashes(state.engine, sa.select(*[view.c[c] for c in columns]).order_by(view.c.id), columns,
+                          state.options.chunk_size)
+    try:
+        for lo, hi, batch in keyset_ranges(source_batches()):
+            source_hashes = {i: v[0] for i, v in batch.items() if v is not None}
+            # rows the target must not hold are left out: row_counts lists them
+            target_hashes = {i: h for i, h in target.below(hi).items() if i in source_hashes}
+            diff = compare_range(lo, hi, source_hashes, target_hashes)
+            chunks += 1
+            if diff:
+                differing_chunks += 1
+            for i in diff.changed:
+                changed.append(i)
+                if len(shown) < SHOW_IDS:
+                    shown[i] = batch[i][1]
+            # reservoir sample over the rows present on both sides
+            for i in source_hashes:
+                if i in target_hashes:
+                    rows_compared += 1
+                    seen += 1
+                    if len(sampled) < state.options.sample:
+                        sampled.append(i)
+                    else:
+                        j = sample_rng.randrange(seen)
+                        if j < state.options.sample:
+                            sampled[j] = i
+    finally:
+        target.close()
+    changed_columns = {}
+    if shown:
+        for row in conn.execute(sa.select(*[view.c[c] for c in columns]).where(view.c.id.in_(sorted(shown)))):
+            values = canonical_row(row._mapping, columns)
+            changed_columns[row.id] = [c for c, a, b in zip(columns, shown[row.id], values) if a != b]
     _settle_waiting(path, entity, rule_out)
     stats = {"rows_compared": rows_compared, "chunks": chunks, "chunks_differing": differing_chunks,
              "rows_differing": len(changed), "rows_misread": len(misread)}
     return stats, changed, changed_columns, misread, sampled
+
+
+class TargetHashes:
+    """The target's rows of one entity (``select``, in id order), hashed by a forked
+    process while this one replays the source: ``below(hi)`` gives the next ids under
+    ``hi`` with their row hashes. The pipe between them holds a batch or two, no more."""
+
+    def __init__(self, engine: sa.Engine, select: sa.Select, columns: list[str], batch: int):
+        fork = multiprocessing.get_context("fork")
+        self._receive, send = fork.Pipe(duplex=False)
+        self._process = fork.Process(target=_hash_target, args=(engine, select, columns, batch, send),
+                                     name="bridge-verify-target", daemon=True)
+        self._process.start()
+        send.close()
+        self._rows: list[tuple[int, bytes]] = []
+        self._at = 0
+        self._done = False
+
+    def below(self, hi: int | None) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        while True:
+            rows, at = self._rows, self._at
+            while at < len(rows) and (hi is None or rows[at][0] < hi):
+                out[rows[at][0]] = rows[at][1]
+                at += 1
+            self._at = at
+            if at < len(rows) or self._done:
+                return out
+            self._next_batch()
+
+    def _next_batch(self) -> None:
+        try:
+            kind, payload = self._receive.recv()
+        except EOFError:
+            self._process.join()
+            raise BridgeError(f"the process reading the target died (exit status {self._process.exitcode})") from None
+        if kind == "error":
+            code, line = payload
+            raise Interrupted() if code == EXIT_INTERRUPTED else BridgeError(line)
+        self._rows, self._at, self._done = payload or [], 0, kind == "done"
+
+    def close(self) -> None:
+        if self._done:  # it has said all: let it end by itself
+            self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._receive.close()
+
+
+def _hash_target(engine: sa.Engine, select: sa.Select, columns: list[str], batch: int, send) -> None:
+    """In the forked process: (id, row hash) batches in id order, then ("done", None)."""
+    quiet_child_signals()
+    try:
+        engine.dispose(close=False)  # the parent's pooled connections are not ours
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(select).mappings()
+            for rows in result.partitions():
+                send.send(("rows", [(row["id"], row_hash(canonical_row(row, columns))) for row in rows]))
+        send.send(("done", None))
+    except BaseException as exc:  # noqa: BLE001 - the parent raises it
+        send.send(("error", describe(exc)))
+    finally:
+        send.close()
 
 
 def _settle_waiting(path: RowPath, entity: Entity, rule_out) -> None:
