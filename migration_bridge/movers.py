@@ -47,26 +47,28 @@ class Run:
 
     def process_ids(self, entity: Entity, ctx, ids: list[int], stats: EntityStats, resolved: bool = False) -> None:
         """Read ``ids`` again from the source and take them down the row path, a batch at a
-        time; ``resolved``: they were waiting for their parent."""
-        for start in range(0, len(ids), self.options.batch_size):
-            chunk = ids[start:start + self.options.batch_size]
-            started = time.monotonic()
-            rows = self.source.rows_by_id(entity, chunk)
-            outcome = self.path.process(entity, rows, ctx)
-            self.store.commit(entity, outcome, stats, started, resolved=chunk if resolved else ())
+        time (each written while the next is read); ``resolved``: they were waiting for their parent."""
+        with BatchWriter() as writer:
+            for start in range(0, len(ids), self.options.batch_size):
+                chunk = ids[start:start + self.options.batch_size]
+                started = time.monotonic()
+                rows = self.source.rows_by_id(entity, chunk)
+                outcome = self.path.process(entity, rows, ctx)
+                self.store.commit(entity, outcome, stats, started, resolved=chunk if resolved else (), writer=writer)
 
     def retry_rejected(self, entity: Entity, ctx, stats: EntityStats) -> None:
         """Every run decides again on the rows earlier runs rejected: a parent loaded or
         fixed since brings them in, and entity by entity their subtrees follow."""
         ids = self.store.rejected_ids(entity)
-        for start in range(0, len(ids), self.options.batch_size):
-            chunk = ids[start:start + self.options.batch_size]
-            started = time.monotonic()
-            stats.rejected -= len(chunk)  # decided again below
-            rows = self.source.rows_by_id(entity, chunk)
-            stats.read -= len(chunk) - len(rows)  # deleted from the source since: their notes go too
-            outcome = self.path.process(entity, rows, ctx)
-            self.store.commit(entity, outcome, stats, started, replace_notes_for=chunk)
+        with BatchWriter() as writer:
+            for start in range(0, len(ids), self.options.batch_size):
+                chunk = ids[start:start + self.options.batch_size]
+                started = time.monotonic()
+                stats.rejected -= len(chunk)  # decided again below
+                rows = self.source.rows_by_id(entity, chunk)
+                stats.read -= len(chunk) - len(rows)  # deleted from the source since: their notes go too
+                outcome = self.path.process(entity, rows, ctx)
+                self.store.commit(entity, outcome, stats, started, replace_notes_for=chunk, writer=writer)
 
     def resolve_deferred(self, entity: Entity, ctx, stats: EntityStats) -> None:
         """Replies that waited for a parent later in id order: in once it is there,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -168,19 +169,29 @@ class SyncRows:
 
     def find_changes(self, run, entity: Entity, stats: SyncStats, changed: Mapping[str, set[int]]) -> EntityChanges:
         """Rows whose own values changed, found by per-chunk sums each database computes
-        (only the rows of differing chunks are then compared), then rows whose contexts changed."""
-        run.load_parent_ids(entity, itself=_reads_itself(entity))
+        (only the rows of differing chunks are then compared), then rows whose contexts changed.
+        The target is read in a thread of its own while the source is read: both databases
+        work at once."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sync-target") as target:
+            parents = target.submit(run.load_parent_ids, entity, _reads_itself(entity))
+            stored = target.submit(self.stored_sums, run, entity)
+            source = self.source_sums(run, entity)
+            spans = chunk_spans(differing_chunks(source, stored.result()), CHUNK_WIDTH, SPAN_IDS)
+            upsert, inserted, delete = [], set(), []
+            # the next span's recorded digests are read while this span's source is
+            stored_spans = [target.submit(self.stored_digests, run, entity, *span) for span in spans[:1]]
+            for k, (lo, hi, chunks) in enumerate(spans):
+                if k + 1 < len(spans):
+                    stored_spans.append(target.submit(self.stored_digests, run, entity, *spans[k + 1]))
+                diff = compare_range(lo, hi, self.source_digests(run, entity, lo, hi, chunks),
+                                     stored_spans[k].result())
+                stored_spans[k] = None
+                upsert.extend(diff.missing)
+                upsert.extend(diff.changed)
+                inserted.update(diff.missing)
+                delete.extend(diff.extra)
+            parents.result()
         ctx = run.path.entity_context(entity)
-        source = self.source_sums(run, entity)
-        upsert, inserted, delete = [], set(), []
-        for lo, hi, chunks in chunk_spans(differing_chunks(source, self.stored_sums(run, entity)), CHUNK_WIDTH,
-                                          SPAN_IDS):
-            diff = compare_range(lo, hi, self.source_digests(run, entity, lo, hi, chunks),
-                                self.stored_digests(run, entity, lo, hi, chunks))
-            upsert.extend(diff.missing)
-            upsert.extend(diff.changed)
-            inserted.update(diff.missing)
-            delete.extend(diff.extra)
         upsert.extend(self.context_changes(run, entity, ctx, changed, set(upsert) | set(delete)))
         stats.unchanged = sum(rows for rows, _ in source.values()) - len(upsert)
         return EntityChanges(sorted(upsert), inserted, delete)
