@@ -402,3 +402,31 @@ def test_unexpected_error_is_exit_3_one_line_and_traceback_on_request():
         text = command.stderr.getvalue()
         assert text.splitlines()[-1].startswith("error: unexpected error: ZeroDivisionError")
         assert ("Traceback" in text) == traceback and (len(text.splitlines()) == 1) != traceback
+
+
+def test_ctrl_c_ends_the_row_workers_with_their_coordinator(legacy, clean, make_database, tmp_path):
+    target = make_database("postgresql")
+    run_manage("export_to_flask", "--target", target.url, "--create-schema", *COMMON, *CHEAP, "--only", "districts",
+               "--report-dir", str(tmp_path / "schema"), env=legacy.env)
+    engine = target.engine(poolclass=sa.pool.NullPool)
+    with engine.connect() as locker:
+        # the workers' first write waits here, so both are caught at work
+        locker.execute(sa.text("LOCK TABLE student_media_interactions IN EXCLUSIVE MODE"))
+        proc = start_export(legacy, target.url, "--row-workers", "2", *CHEAP, tmp_path=tmp_path)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            with engine.connect() as conn:
+                cut = conn.execute(sa.select(sa.func.count()).select_from(bk.ranges)
+                                   .where(bk.ranges.c.entity == "student_media_interactions")).scalar()
+            if cut and len(group_members(proc.pid)) >= 3:  # the coordinator and its 2 row workers
+                break
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        result = finished(proc)
+        locker.rollback()
+    one_line(result, 130, "interrupted (SIGINT)", "run the same command again")
+    assert json.loads((tmp_path / "interrupted" / "report.json").read_text())["status"] == "failed"
+    time.sleep(1)
+    assert group_members(proc.pid) == []
+    converges(legacy, target, clean, tmp_path)
