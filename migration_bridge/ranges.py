@@ -11,6 +11,9 @@ same cut. Once every range is complete the coordinating process, alone again:
   reply wait); in id order, decisions and reasons are those of one process;
 - resolves the replies still waiting, marks the entity complete and forgets its ranges.
 
+Those two steps count as work of the last range (their counts go to its row with each
+batch), so a run killed while settling is resumed by settling what still waits.
+
 Entities cut into ranges: read from a model, with their legacy ids as target ids (the
 id map allocates in write order), no PIN to hash (the PIN pool already uses every core)
 and a target that takes several writers (not SQLite). The others are exported by the
@@ -18,10 +21,11 @@ coordinating process as before.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
-import os
 import multiprocessing.connection
+import os
 import time
 from dataclasses import dataclass
 
@@ -85,12 +89,12 @@ def with_range_counts(conn: sa.Connection, stats: dict[str, EntityStats]) -> dic
     c = bk.ranges.c
     totals = conn.execute(sa.select(c.entity, sa.func.sum(c.read), sa.func.sum(c.written), sa.func.sum(c.rejected),
                                     sa.func.sum(c.skipped)).group_by(c.entity))
-    for name, read, written, rejected, skipped in totals:
+    for name, read, written, rejected, skipped in totals:  # PostgreSQL sums bigints as numeric
         entity = stats.setdefault(name, EntityStats(name))
-        entity.read += read
-        entity.written += written
-        entity.rejected += rejected
-        entity.skipped += skipped
+        entity.read += int(read)
+        entity.written += int(written)
+        entity.rejected += int(rejected)
+        entity.skipped += int(skipped)
     return stats
 
 
@@ -114,24 +118,30 @@ def copy_in_ranges(run, entity: Entity, ctx, stats: EntityStats, parts: int) -> 
     ``stats`` with the ranges' counts added, the entity complete."""
     ranges = cut(run, entity, stats, parts)
     todo = [r for r in ranges if not r.done]
-    log.info("%s: %d row workers over ids %s", entity.name, len(todo), ", ".join(_bounds(r) for r in todo))
+    if todo:
+        log.info("%s: %d row workers over ids %s", entity.name, len(todo), ", ".join(_bounds(r) for r in todo))
+    else:
+        log.info("%s: every id range is in; the replies still waiting are settled", entity.name)
     progress = Progress(entity.name, run.source.count(entity), interactive=run.options.interactive,
                         initial=stats.read + sum(r.read for r in ranges))
     started = time.monotonic()
     try:
         if todo:
             _run_workers(run, entity, ctx, todo, progress)
-        ranges = recorded_ranges(run.engine, entity)
     finally:
         progress.close()
-    for r in ranges:
+    # the replies are settled as work of the last range: killed meanwhile, a re-run finds
+    # every range complete and settles what still waits, its counts kept in that range
+    last = recorded_ranges(run.engine, entity)[-1]
+    settling = BatchStore(run.engine, run.store.pins, run.source.count, run.store.idmap, checkpoints=bk.ranges)
+    _settle_waiting(dataclasses.replace(run, store=settling), entity, ctx, last)
+    for r in recorded_ranges(run.engine, entity):
         stats.read += r.read
         stats.written += r.written
         stats.rejected += r.rejected
         stats.skipped += r.skipped
-    stats.last_id = max([stats.last_id, *(r.last_id for r in ranges)])
+        stats.last_id = max(stats.last_id, r.last_id)
     stats.seconds += time.monotonic() - started
-    _settle_waiting(run, entity, ctx, stats)
     stats.done = True
     with run.engine.begin() as conn:
         dialects.upsert(conn, bk.checkpoints, [stats.as_checkpoint()])
@@ -177,7 +187,7 @@ def _run_workers(run, entity: Entity, ctx, todo: list[RangeStats], progress: Pro
             send.close()
             workers.append((process, receive, rng))
         running = {process: (receive, rng) for process, receive, rng in workers}
-        seen = _ranges_read(run.engine, entity)
+        seen = ranges_read(run.engine, entity)
         while running:
             ready = multiprocessing.connection.wait([r for r, _ in running.values()], timeout=POLL_SECONDS)
             for process in [p for p, (r, _) in running.items() if r in ready]:
@@ -191,7 +201,7 @@ def _run_workers(run, entity: Entity, ctx, todo: list[RangeStats], progress: Pro
                     raise Interrupted()
                 if code:
                     raise WorkerFailed(f"{entity.name}, ids {_bounds(rng)}: {line}", code)
-            read = _ranges_read(run.engine, entity)
+            read = ranges_read(run.engine, entity)
             progress.update(read - seen)
             seen = read
     finally:
@@ -203,10 +213,10 @@ def _run_workers(run, entity: Entity, ctx, todo: list[RangeStats], progress: Pro
             receive.close()
 
 
-def _ranges_read(engine: sa.Engine, entity: Entity) -> int:
+def ranges_read(engine: sa.Engine, entity: Entity) -> int:
     with engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.coalesce(sa.func.sum(bk.ranges.c.read), 0))
-                            .where(bk.ranges.c.entity == entity.name)).scalar_one()
+        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(bk.ranges.c.read), 0))
+                                .where(bk.ranges.c.entity == entity.name)).scalar_one())
 
 
 def _work(run, entity: Entity, ctx, rng: RangeStats, send) -> None:

@@ -153,3 +153,23 @@ def test_a_failing_worker_stops_the_run_with_its_own_line_and_a_rerun_converges(
     assert report["status"] == "complete"
     assert target_snapshot(engine) == target_snapshot(reference.engine())
     assert bookkeeping_snapshot(engine) == bookkeeping_snapshot(reference.engine())
+
+
+def test_the_ranges_counts_add_up_as_integers(target_db):
+    # PostgreSQL sums bigints as numeric: a Decimal once broke the progress line
+    from migration_bridge import ranges
+    from migration_bridge.load import EntityStats
+    from migration_bridge.profiles import get_profile
+
+    engine = target_db.engine()
+    bk.create_bookkeeping(engine)
+    with engine.begin() as conn:
+        conn.execute(bk.ranges.insert(), [
+            ranges.RangeStats("comments", 5, 4, 1, 0, last_id=9, lo=0, hi=9).as_checkpoint(),
+            ranges.RangeStats("comments", 3, 2, 0, 1, last_id=20, lo=9).as_checkpoint()])
+    read = ranges.ranges_read(engine, get_profile("plan").entity("comments"))
+    with engine.connect() as conn:
+        stats = ranges.with_range_counts(conn, {})["comments"]
+    assert (read, type(read)) == (8, int)
+    assert stats == EntityStats("comments", 8, 6, 1, 1)
+    assert {type(v) for v in (stats.read, stats.written, stats.rejected, stats.skipped)} == {int}
