@@ -38,17 +38,26 @@ runs = sa.Table(
     **_MYSQL,
 )
 
+
+def _progress_columns() -> list[sa.Column]:
+    """What a checkpoint records (``load.EntityStats.as_checkpoint``): the last source id
+    committed and the running counts."""
+    return [
+        sa.Column("last_id", sa.BigInteger, nullable=False, default=0),
+        sa.Column("read", sa.BigInteger, nullable=False, default=0),
+        sa.Column("written", sa.BigInteger, nullable=False, default=0),
+        sa.Column("rejected", sa.BigInteger, nullable=False, default=0),
+        sa.Column("skipped", sa.BigInteger, nullable=False, default=0),
+        sa.Column("seconds", sa.Float, nullable=False, default=0.0),
+        sa.Column("done", sa.Boolean, nullable=False, default=False),
+        sa.Column("updated_at", UtcDateTime),
+    ]
+
+
 checkpoints = sa.Table(
     "bridge_checkpoints", bookkeeping_metadata,
     sa.Column("entity", sa.String(50), primary_key=True),
-    sa.Column("last_id", sa.BigInteger, nullable=False, default=0),
-    sa.Column("read", sa.BigInteger, nullable=False, default=0),
-    sa.Column("written", sa.BigInteger, nullable=False, default=0),
-    sa.Column("rejected", sa.BigInteger, nullable=False, default=0),
-    sa.Column("skipped", sa.BigInteger, nullable=False, default=0),
-    sa.Column("seconds", sa.Float, nullable=False, default=0.0),
-    sa.Column("done", sa.Boolean, nullable=False, default=False),
-    sa.Column("updated_at", UtcDateTime),
+    *_progress_columns(),
     **_MYSQL,
 )
 
@@ -57,14 +66,7 @@ ranges = sa.Table(
     sa.Column("entity", sa.String(50), primary_key=True),
     sa.Column("lo", sa.BigInteger, primary_key=True, autoincrement=False),  # ids > lo ...
     sa.Column("hi", sa.BigInteger),  # ... and <= hi (NULL: no upper bound)
-    sa.Column("last_id", sa.BigInteger, nullable=False),
-    sa.Column("read", sa.BigInteger, nullable=False, default=0),
-    sa.Column("written", sa.BigInteger, nullable=False, default=0),
-    sa.Column("rejected", sa.BigInteger, nullable=False, default=0),
-    sa.Column("skipped", sa.BigInteger, nullable=False, default=0),
-    sa.Column("seconds", sa.Float, nullable=False, default=0.0),
-    sa.Column("done", sa.Boolean, nullable=False, default=False),
-    sa.Column("updated_at", UtcDateTime),
+    *_progress_columns(),
     **_MYSQL,
 )
 

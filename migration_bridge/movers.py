@@ -45,6 +45,22 @@ class Run:
                     self.path.loaded[name] = IdSet(i for (i,) in result)
                     self.path.gone[name] = bk.gone_rows(conn, name)
 
+    def copy_rows(self, entity: Entity, ctx, stats: EntityStats, before_id: int | None = None,
+                  after_batch=lambda rows: None) -> None:
+        """The entity's rows after ``stats.last_id`` (and before ``before_id``), down the row
+        path a batch at a time, each committed with ``stats`` as its checkpoint while the next
+        is read."""
+        with BatchWriter() as writer:
+            started = time.monotonic()  # consecutive intervals: reading, processing, waiting
+            for rows in self.source.entity_rows(entity, stats.last_id, self.options.batch_size, before_id=before_id):
+                outcome = self.path.process(entity, rows, ctx)
+                stats.read += len(rows)
+                stats.last_id = rows[-1]["id"]
+                started = self.store.commit(entity, outcome, stats, started, fresh=not self.options.restart,
+                                            writer=writer)
+                after_batch(rows)
+        stats.seconds += time.monotonic() - started
+
     def process_ids(self, entity: Entity, ctx, ids: list[int], stats: EntityStats, resolved: bool = False) -> None:
         """Read ``ids`` again from the source and take them down the row path, a batch at a
         time (each written while the next is read); ``resolved``: they were waiting for their parent."""
@@ -139,16 +155,7 @@ class CopyRows:
         progress = Progress(entity.name, run.source.count(entity),
                             interactive=run.options.interactive, initial=stats.read)
         try:
-            with BatchWriter() as writer:
-                started = time.monotonic()  # consecutive intervals: reading, processing, waiting
-                for rows in run.source.entity_rows(entity, stats.last_id, run.options.batch_size):
-                    outcome = run.path.process(entity, rows, ctx)
-                    stats.read += len(rows)
-                    stats.last_id = rows[-1]["id"]
-                    started = run.store.commit(entity, outcome, stats, started, fresh=not run.options.restart,
-                                               writer=writer)
-                    progress.update(len(rows))
-            stats.seconds += time.monotonic() - started
+            run.copy_rows(entity, ctx, stats, after_batch=lambda rows: progress.update(len(rows)))
             run.resolve_deferred(entity, ctx, stats)
             stats.done = True
             with run.engine.begin() as conn:

@@ -34,10 +34,11 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from . import dialects
 from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, BridgeError, Interrupted, describe, quiet_child_signals
-from .load import BatchStore, BatchWriter, EntityStats
+from .load import BatchStore, EntityStats
 from .mapping import Entity
 from .progress import Progress
 from .source import BEFORE_FIRST_ID
+from .target import waiting_replies
 
 log = logging.getLogger("migration_bridge")
 
@@ -133,8 +134,7 @@ def copy_in_ranges(run, entity: Entity, ctx, stats: EntityStats, parts: int) -> 
     # the replies are settled as work of the last range: killed meanwhile, a re-run finds
     # every range complete and settles what still waits, its counts kept in that range
     last = recorded_ranges(run.engine, entity)[-1]
-    settling = BatchStore(run.engine, run.store.pins, run.source.count, run.store.idmap, checkpoints=bk.ranges)
-    _settle_waiting(dataclasses.replace(run, store=settling), entity, ctx, last)
+    _settle_waiting(dataclasses.replace(run, store=range_store(run)), entity, ctx, last)
     for r in recorded_ranges(run.engine, entity):
         stats.read += r.read
         stats.written += r.written
@@ -149,11 +149,14 @@ def copy_in_ranges(run, entity: Entity, ctx, stats: EntityStats, parts: int) -> 
     return stats
 
 
+def range_store(run) -> BatchStore:
+    """The run's batch store, with checkpoints per range."""
+    return BatchStore(run.engine, run.store.pins, run.source.count, run.store.idmap, checkpoints=bk.ranges)
+
+
 def _settle_waiting(run, entity: Entity, ctx, stats: EntityStats) -> None:
     """What the workers wrote is read back (ids, rejects, waiting replies); every waiting
     reply is decided again in id order, then the rest wait as in one process."""
-    from .target import waiting_replies
-
     run.path.loaded.pop(entity.name, None)
     run.path.gone.pop(entity.name, None)
     run.load_parent_ids(entity)
@@ -224,22 +227,17 @@ def _work(run, entity: Entity, ctx, rng: RangeStats, send) -> None:
     sends (0, None) when complete, else (exit code, one line)."""
     coordinator = os.getppid()
     quiet_child_signals()
+
+    def check_coordinator(rows) -> None:
+        if os.getppid() != coordinator:  # killed: its workers stop too, after the batch in flight
+            raise Interrupted("the coordinating process is gone")
+
     try:
         run.engine.dispose(close=False)  # the parent's pooled connections are not ours
         run.path.range_start = rng.lo
-        store = BatchStore(run.engine, run.store.pins, run.source.count, run.store.idmap, checkpoints=bk.ranges)
-        before = rng.hi + 1 if rng.hi is not None else None
-        with BatchWriter() as writer:
-            started = time.monotonic()
-            for rows in run.source.entity_rows(entity, rng.last_id, run.options.batch_size, before_id=before):
-                if os.getppid() != coordinator:  # killed: its workers stop too, nothing half-written
-                    raise Interrupted("the coordinating process is gone")
-                outcome = run.path.process(entity, rows, ctx)
-                rng.read += len(rows)
-                rng.last_id = rows[-1]["id"]
-                started = store.commit(entity, outcome, rng, started, fresh=not run.options.restart,
-                                       writer=writer)
-        rng.seconds += time.monotonic() - started
+        own = dataclasses.replace(run, store=range_store(run))
+        own.copy_rows(entity, ctx, rng, before_id=rng.hi + 1 if rng.hi is not None else None,
+                      after_batch=check_coordinator)
         rng.done = True
         with run.engine.begin() as conn:
             dialects.upsert(conn, bk.ranges, [rng.as_checkpoint()])
