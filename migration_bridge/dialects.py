@@ -394,3 +394,43 @@ def chunk_start(id_expression, width: int):
     negative ids too, in integers on every dialect (no division), as a Django or an
     SQLAlchemy expression alike."""
     return id_expression - ((id_expression % width + width) % width)
+
+
+# --- verify: a row's text form, hashed by the target itself ---------------------------------
+
+_ISO_MICROSECONDS = 'YYYY-MM-DD"T"HH24:MI:SS.US'
+
+
+def text_kind(column_type) -> str | None:
+    """The kind of a column's text form (``diff.TEXT_FORMS``); None for the types whose
+    values are compared in Python (JSON: a database need not keep its text as written)."""
+    kind = column_type.impl if isinstance(column_type, sa.types.TypeDecorator) else column_type
+    if isinstance(kind, sa.Boolean):
+        return "bool"
+    if isinstance(kind, sa.Integer):
+        return "int"
+    if isinstance(kind, sa.DateTime):
+        return "datetime_tz" if kind.timezone else "datetime"
+    if isinstance(kind, sa.Enum):
+        return "enum"
+    if isinstance(kind, sa.String):
+        return "text"
+    return None
+
+
+def text_form_md5(dialect_name: str, columns: Sequence[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement | None:
+    """The md5 (hex) of a row's text form (``diff.text_form_md5``: each value as N or
+    V<length>:<text>) computed by the database; None where it is not (the row is then
+    read and hashed in Python)."""
+    if dialect_name != "postgresql":
+        return None
+    parts = []
+    for expression, kind in columns:
+        if kind == "datetime_tz":
+            text = sa.func.to_char(sa.func.timezone("UTC", expression), _ISO_MICROSECONDS)
+        elif kind == "datetime":  # naive values are UTC
+            text = sa.func.to_char(expression, _ISO_MICROSECONDS)
+        else:
+            text = sa.cast(expression, sa.Text)
+        parts.append(sa.func.coalesce(sa.literal("V") + sa.cast(sa.func.length(text), sa.Text) + ":" + text, "N"))
+    return sa.func.md5(sa.func.concat(*parts))

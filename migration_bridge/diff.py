@@ -81,6 +81,42 @@ def row_hash(canonical_values: tuple) -> bytes:
     return hashlib.blake2b(repr(canonical_values).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+# --- a row's text form (what the target can hash itself) --------------------------------
+
+def _text_of_datetime(value) -> str:
+    if type(value) is not dt.datetime:
+        return repr(value)
+    if value.tzinfo is not None:  # naive values are UTC, as in ``canonical``
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds")
+
+
+# kind (``dialects.text_kind``) -> the value's text as the database writes it out; a value
+# of another type gets its repr, which no database value's text equals
+TEXT_FORMS = {
+    "int": lambda v: str(v) if type(v) is int else repr(v),
+    "text": lambda v: v if type(v) is str else repr(v),
+    "bool": lambda v: "true" if v is True else "false" if v is False else repr(v),
+    "datetime": _text_of_datetime,
+    "datetime_tz": _text_of_datetime,
+    "enum": lambda v: v.name if isinstance(v, enum.Enum) else v if type(v) is str else repr(v),
+}
+
+
+def text_form_md5(values: Sequence[Any], forms: Sequence) -> str:
+    """md5 (hex) of the values' text form: each None as ``N``, each other value as
+    ``V<length>:<text>`` (``forms``: from TEXT_FORMS). The lengths keep any two rows'
+    forms apart; ``dialects.text_form_md5`` has the target compute the same."""
+    parts = []
+    for value, form in zip(values, forms):
+        if value is None:
+            parts.append("N")
+        else:
+            text = form(value)
+            parts.append(f"V{len(text)}:{text}")
+    return hashlib.md5("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 # --- ranges -----------------------------------------------------------------------
 
 @dataclass

@@ -97,17 +97,19 @@ class LegacySource:
         """The fields of ``fields`` the database stores as text (JSON excluded: it is parsed)."""
         return tuple(f for f, kind in self.field_types(model_name, fields).items() if kind in TEXT_FIELD_TYPES)
 
-    def extract_rows_with_text_bytes(self, entity, batch_size: int) -> Iterator[list[tuple[dict, int, int]]]:
+    def extract_rows_with_text_bytes(self, entity, batch_size: int, after_id: int = BEFORE_FIRST_ID,
+                                     before_id: int | None = None) -> Iterator[list[tuple[dict, int, int]]]:
         """Batches of (row, UTF-8 bytes of its text fields as the database counts them,
-        as this connection decoded them): unequal when the connection lost characters.
-        Derived rows were made in Python from rows read: they count as read losslessly."""
+        as this connection decoded them), ids after ``after_id`` (and before ``before_id``):
+        unequal when the connection lost characters. Derived rows were made in Python
+        from rows read: they count as read losslessly."""
         text = self.text_fields(entity.source_model, entity.source_fields) if entity.source_model else ()
         counted = {"_text_bytes": functools.reduce(operator.add, (dialects.Utf8Bytes(f) for f in text))} if text else {}
 
         def decoded(row) -> int:
             return sum(len(str(row[f]).encode("utf-8", "surrogatepass")) for f in text if row[f] is not None)
 
-        for rows in self.entity_rows(entity, BEFORE_FIRST_ID, batch_size, counted, digests=False):
+        for rows in self.entity_rows(entity, after_id, batch_size, counted, digests=False, before_id=before_id):
             yield [(row, decoded(row) if (in_db := row.pop("_text_bytes", None)) is None else int(in_db),
                     decoded(row)) for row in rows]
 

@@ -404,6 +404,39 @@ def test_unexpected_error_is_exit_3_one_line_and_traceback_on_request():
         assert ("Traceback" in text) == traceback and (len(text.splitlines()) == 1) != traceback
 
 
+def test_ctrl_c_ends_verify_and_its_workers(legacy, clean, tmp_path):
+    full_env = {**os.environ, **legacy.env}
+    full_env.pop("DJANGO_SETTINGS_MODULE", None)
+    # a chunk of one id: the content check's workers and their target readers live long
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "manage.py"), "verify_flask", "--target", clean[0].url,
+         "--workers", "2", "--chunk-size", "1", "--report", str(tmp_path / "verify.json")],
+        cwd=PROJECT_ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    engine = clean[0].engine(poolclass=sa.pool.NullPool)
+    with engine.connect() as locker:
+        deadline, locked_since = time.monotonic() + 120, None
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            if len(group_members(proc.pid)) < 5:  # verify, 2 workers, 2 target readers
+                locked_since = None
+            elif locked_since is None:
+                # the content check is under way: the last table's readers wait here
+                locker.execute(sa.text("LOCK TABLE student_media_interactions IN ACCESS EXCLUSIVE MODE"))
+                locked_since = time.monotonic()
+            elif time.monotonic() - locked_since > 1:
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        result = finished(proc)
+        locker.rollback()
+    one_line(result, 130, "interrupted (SIGINT)")
+    deadline = time.monotonic() + 10
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group_members(proc.pid) == []
+
+
 def test_ctrl_c_ends_the_row_workers_with_their_coordinator(legacy, clean, make_database, tmp_path):
     target = make_database("postgresql")
     run_manage("export_to_flask", "--target", target.url, "--create-schema", *COMMON, *CHEAP, "--only", "districts",

@@ -168,6 +168,103 @@ def test_ranges_cover_every_id_and_descent_finds_the_ids():
     assert not compare_range(0, 10, {1: b"x"}, {1: b"x"})
 
 
+def test_a_uniform_sample_merged_from_the_workers_samples():
+    import random
+
+    from migration_bridge.verify.content import merge_samples
+
+    rng = random.Random(1)
+    # a population of 900 ids and one of 100, each given by a sample of 10 of its ids
+    parts = [(list(range(10)), 900), (list(range(1000, 1010)), 100)]
+    picks = [merge_samples(parts, 10, rng) for _ in range(2000)]
+    assert all(len(p) == len(set(p)) == 10 for p in picks)
+    share = sum(i >= 1000 for p in picks for i in p) / (10 * 2000)
+    assert 0.08 < share < 0.12  # drawn in proportion to the populations, not to the samples
+    assert sorted(merge_samples([([1, 2], 2), ([7], 1)], 10, rng)) == [1, 2, 7]  # fewer rows than asked
+    assert merge_samples([([], 0), ([], 0)], 5, rng) == []
+
+
+def test_audit_bounds_cut_the_ids_into_ranges_of_at_least_a_chunk():
+    from migration_bridge.verify.content import audit_bounds
+    from migration_bridge.verify.state import IdList
+
+    ids = IdList(range(1, 1001))
+    assert audit_bounds(ids, 1, 100) == [(None, None)]
+    assert audit_bounds(ids, 4, 100) == [(None, 250), (250, 500), (500, 750), (750, None)]
+    assert audit_bounds(ids, 4, 400) == [(None, 500), (500, None)]  # a range holds a chunk or more
+    assert audit_bounds(IdList(), 4, 100) == [(None, None)]
+
+
+def test_text_form_keeps_values_apart():
+    import datetime as dt
+
+    from migration_bridge.diff import TEXT_FORMS, text_form_md5
+
+    text, integer, when = TEXT_FORMS["text"], TEXT_FORMS["int"], TEXT_FORMS["datetime_tz"]
+    assert text_form_md5(["ab", "c"], [text, text]) != text_form_md5(["a", "bc"], [text, text])
+    assert text_form_md5([None], [text]) != text_form_md5([""], [text]) != text_form_md5(["N"], [text])
+    assert text_form_md5([1], [integer]) != text_form_md5([True], [integer])  # a bool is not an int
+    assert text_form_md5(["1"], [integer]) != text_form_md5([1], [integer])
+    aware = dt.datetime(2025, 1, 6, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert text_form_md5([aware], [when]) == text_form_md5([dt.datetime(2025, 1, 6, 8, 0)], [when])
+    assert text_form_md5([aware], [when]) != text_form_md5([aware + dt.timedelta(microseconds=1)], [when])
+
+
+def test_the_target_computes_the_text_form_python_computes(target_db):
+    """The content check's row hash on PostgreSQL: md5 of each row's text form, computed by
+    the database from what it holds and in Python from the values written; equal for
+    every kind of value, and only there."""
+    import datetime as dt
+    import enum
+
+    from flask_models.models import UtcDateTime
+    from migration_bridge import dialects
+    from migration_bridge.diff import TEXT_FORMS, text_form_md5
+
+    class Kind(enum.Enum):
+        plain = 1
+        other = 2
+
+    metadata = sa.MetaData()
+    table = sa.Table("text_forms", metadata, sa.Column("id", sa.BigInteger, primary_key=True),
+                     sa.Column("n", sa.Integer), sa.Column("s", sa.String(50)), sa.Column("t", sa.Text),
+                     sa.Column("b", sa.Boolean), sa.Column("at", UtcDateTime), sa.Column("naive", sa.DateTime),
+                     sa.Column("kind", sa.Enum(Kind, name="text_form_kind")))
+    utc, plus2 = dt.timezone.utc, dt.timezone(dt.timedelta(hours=2))
+    rows = [
+        {"id": 1, "n": 0, "s": "", "t": "N", "b": False, "at": dt.datetime(2025, 3, 1, 12, 0, tzinfo=utc),
+         "naive": dt.datetime(2025, 3, 1, 12, 0), "kind": Kind.plain},
+        {"id": 2, "n": -2_147_483_648, "s": "V1:x|N", "t": "é😀\n'\"\t", "b": True,
+         "at": dt.datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=plus2), "naive": dt.datetime(1970, 1, 1),
+         "kind": Kind.other},
+        {"id": 3, "n": None, "s": None, "t": None, "b": None, "at": None, "naive": None, "kind": None},
+        {"id": 9_007_199_254_740_993, "n": 7, "s": " trailing ", "t": "", "b": False,
+         "at": dt.datetime(2024, 2, 29, 0, 0, 0, 1, tzinfo=utc), "naive": dt.datetime(2024, 2, 29, 0, 0, 0, 1),
+         "kind": Kind.plain},
+    ]
+    engine = target_db.engine()
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(table.insert(), rows)
+        kinds = [(c, dialects.text_kind(c.type)) for c in table.columns]
+        assert [k for _, k in kinds] == ["int", "int", "text", "text", "bool", "datetime_tz", "datetime", "enum"]
+        md5 = dialects.text_form_md5(engine.dialect.name, kinds)
+        if target_db.kind != "postgresql":
+            assert md5 is None  # hashed in Python there
+            return
+        with engine.connect() as conn:
+            in_db = dict(conn.execute(sa.select(table.c.id, md5)).all())
+        forms = [TEXT_FORMS[k] for _, k in kinds]
+        in_python = {r["id"]: text_form_md5([r[c.name] for c, _ in kinds], forms) for r in rows}
+        assert in_db == in_python
+        changed = {**rows[1], "t": rows[1]["t"] + " "}
+        assert text_form_md5([changed[c.name] for c, _ in kinds], forms) != in_db[2]
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
 # --- a clean migration ----------------------------------------------------------------
 
 def test_clean_migration_passes(golden, make_database, tmp_path):
@@ -262,6 +359,48 @@ def test_altered_field_outside_the_sample_fails_content(golden, target, tmp_path
     item = content["offending"]["media: rows differ"]
     assert item["ids"] == [media_id] and item["columns"] == {str(media_id): ["title"]}
     assert content["figures"]["media"]["chunks_differing"] == 1
+
+
+def test_workers_find_what_one_process_finds(golden, target, make_database, tmp_path):
+    """The content check cut into id ranges over 3 processes, replies crossing the cuts,
+    against one process: the same rows expected, left out and found different."""
+    (reply_id,) = target.sql("SELECT max(id) FROM comments WHERE parent_id IS NOT NULL")[0]
+    target.sql("UPDATE comments SET text = text || '!' WHERE id = :id", id=reply_id)
+    (interaction_id,) = target.sql("SELECT min(id) FROM student_media_interactions")[0]
+    target.sql("DELETE FROM student_media_interactions WHERE id = :id", id=interaction_id)
+    # in the legacy database, another reply's parent is now missing: one process rules it
+    # out on the spot; a worker sees a parent below its range, and lets it wait
+    legacy = make_database.clone(golden.seeded.db)
+    engine = legacy.engine()
+    try:
+        with engine.begin() as conn:
+            if legacy.kind == "mariadb":
+                conn.execute(sa.text("SET foreign_key_checks = 0"))
+            orphan = conn.execute(sa.text("SELECT max(id) FROM video_app_comment WHERE parent_id IS NOT NULL "
+                                          "AND id < :id"), {"id": reply_id}).scalar_one()
+            conn.execute(sa.text("UPDATE video_app_comment SET parent_id = -5 WHERE id = :id"), {"id": orphan})
+    finally:
+        engine.dispose()
+    env = {**target.env, "LEGACY_DATABASE_URL": legacy.django_url}
+    _, alone = verify(target.url, env, tmp_path, ACCEPT, "--workers", "1", "--chunk-size", "50")
+    _, cut = verify(target.url, env, tmp_path, ACCEPT, "--workers", "3", "--chunk-size", "50")
+    assert any(c["root"]["id"] == orphan and "not found" in c["root"]["reason"] for c in cut["root_causes"])
+
+    figures = check(cut, "content")["figures"]
+    assert {f["processes"] for f in check(alone, "content")["figures"].values()} == {1}
+    assert figures["comments"]["processes"] == 3
+    assert figures["comments"]["replies_decided_again"] > 0  # replies did cross the cuts
+    assert failed(alone) == failed(cut) >= {"content", "row_counts"}
+    assert check(alone, "counters") == check(cut, "counters")
+    for name in ("row_counts", "foreign_keys", "observer_scope", "teacher_dashboards"):
+        assert check(alone, name) == check(cut, name), name
+    assert alone["root_causes"] == cut["root_causes"]
+    content = {k: check(alone, "content")["offending"][k] for k in ("comments: rows differ",)}
+    assert content["comments: rows differ"]["ids"] == [reply_id]
+    assert check(cut, "content")["offending"] == check(alone, "content")["offending"]
+    for name, one in check(alone, "content")["figures"].items():
+        for key in ("rows_compared", "rows_differing", "rows_misread", "excluded_from_checksum"):
+            assert figures[name][key] == one[key], (name, key)
 
 
 def test_wrong_counter_fails_counters_and_fix_counts_repairs(target, tmp_path):

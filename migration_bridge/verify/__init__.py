@@ -71,6 +71,8 @@ def preflight(options: VerifyOptions, conf: BridgeSettings, source: LegacySource
         raise BridgeError("--tolerance must be a fraction >= 0 and < 1 (0.001 = 0.1%)")
     if options.chunk_size < 1:
         raise BridgeError("--chunk-size must be >= 1")
+    if options.workers < 1:
+        raise BridgeError("--workers must be >= 1")
     if options.flask_url:
         parts = urllib.parse.urlsplit(options.flask_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:

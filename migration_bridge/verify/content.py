@@ -5,26 +5,38 @@ then a field-by-field comparison of a random sample. Salted and encrypted column
 compared by meaning in the sample (``Entity.by_meaning``); cached counters are left to
 the ``counters`` check (``--fix-counts`` must not turn into content differences).
 
-The target's side is read and hashed by a forked process (``TargetHashes``), on another
-core, while this one replays the source: every row is still hashed on both sides, each
-side from its own database.
+A table of more than a chunk is cut into id ranges, one per worker (``--workers``,
+default the machine's cores), each replayed by a forked process against the decisions of
+the tables before it; a reply whose parent lies in an earlier range waits, and once
+every range is in, the waiting replies are decided again here, in id order, as one
+process decides them. Each range's target rows are read and hashed by a process of
+their own (``TargetHashes``). On PostgreSQL the target computes the hash itself: the md5
+of the row's text form (``RowHashing``), which the replay computes from the transformed
+source row. Every row is still hashed on both sides, each side from its own database,
+and nothing the export recorded is read.
 
 It also checks each text value read against the UTF-8 byte length the legacy database
 computes itself: a lossy connection fails here even when every read decodes the same way.
 """
 from __future__ import annotations
 
-import multiprocessing
+import multiprocessing.connection
+import os
 import random
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
-from ..diff import canonical, canonical_row, compare_range, keyset_ranges, row_hash
-from ..errors import EXIT_INTERRUPTED, BridgeError, Interrupted, describe, quiet_child_signals
+from .. import dialects
+from ..diff import TEXT_FORMS, canonical, canonical_row, compare_range, keyset_ranges, row_hash, text_form_md5
+from ..errors import Interrupted
 from ..files import KeyLookup
+from ..forked import Helper
 from ..idmap import legacy_view
 from ..mapping import Entity
 from ..rowpath import WAIT, RowPath, base_context, file_urls, media_password_cipher
+from ..source import BEFORE_FIRST_ID
 from ..transforms import Reject, Skip
 from .state import SHOW_IDS, CheckResult, IdList, State, offending
 
@@ -91,24 +103,118 @@ def check_content(state: State) -> CheckResult:
 def _audit_table(state: State, conn, path: RowPath, entity: Entity, columns: list[str],
                  sample_rng: random.Random):
     """One pass over the source table: decide every row, check its text was read
-    losslessly, and compare the rows the target must hold with the target, chunk by chunk."""
+    losslessly, and compare the rows the target must hold with the target, chunk by chunk;
+    by one process per id range (``audit_bounds``) when the table is large enough."""
     name = entity.name
     state.expected[name] = IdList()
     state.gone[name] = {}
     reasons = state.gone_reason[name] = {}
-    misread: list[int] = []
     ctx = path.entity_context(entity)
 
     def rule_out(source_id: int, result) -> None:
         path.rule_out(entity, source_id, result)
         reasons[source_id] = result.reason
 
+    bounds = audit_bounds(state.source_ids[name], state.options.workers, state.options.chunk_size)
+    waited: dict[int, int] = {}
+    if len(bounds) == 1:
+        audits = [_audit_range(state, path, entity, columns, ctx, rule_out, None, None, sample_rng)]
+        sampled = audits[0].sample
+    else:
+        audits = _audit_in_workers(state, path, entity, columns, ctx, rule_out, bounds, sample_rng)
+        for audit in audits:
+            state.expected[name].extend(audit.accepted)
+            state.gone[name].update(audit.gone)
+            reasons.update(audit.reasons)
+            waited.update(audit.pending)
+        sampled = merge_samples([(a.sample, a.seen) for a in audits], state.options.sample, sample_rng)
+        # what a reply waited for in a worker is known now: those ruled out were, in one
+        # process, decided on the spot and never compared
+        ruled_out = _decide_again(state, path, entity, ctx, sorted(waited), rule_out)
+        for audit in audits:
+            audit.forget(ruled_out)
+        sampled = [i for i in sampled if i not in ruled_out]
+    changed = [i for a in audits for i in a.changed]
+    shown = {i: v for a in audits for i, v in a.shown.items()}
+    shown = {i: shown[i] for i in changed[:SHOW_IDS]}
+    changed_columns = {}
+    if shown:
+        view = legacy_view(state.profile, entity)
+        for row in conn.execute(sa.select(*[view.c[c] for c in columns]).where(view.c.id.in_(sorted(shown)))):
+            values = canonical_row(row._mapping, columns)
+            changed_columns[row.id] = [c for c, a, b in zip(columns, shown[row.id], values) if a != b]
+    _settle_waiting(path, entity, rule_out)
+    misread = [i for a in audits for i in a.misread]
+    stats = {"rows_compared": sum(a.rows_compared for a in audits), "chunks": sum(a.chunks for a in audits),
+             "chunks_differing": sum(a.chunks_differing for a in audits),
+             "rows_differing": len(changed), "rows_misread": len(misread), "processes": len(bounds),
+             "replies_decided_again": len(waited)}
+    return stats, changed, changed_columns, misread, sampled
+
+
+def audit_bounds(ids: IdList, workers: int, chunk_size: int) -> list[tuple[int | None, int | None]]:
+    """The ranges ``(lo, hi]`` (None: unbounded) the source ids are cut into, about as
+    many ids each, one per worker but never less than a chunk's worth."""
+    parts = max(1, min(workers, len(ids) // max(chunk_size, 1)))
+    points = [ids.items[len(ids) * k // parts - 1] for k in range(1, parts)]
+    return list(zip([None, *points], [*points, None]))
+
+
+def merge_samples(parts: list[tuple[list[int], int]], size: int, rng: random.Random) -> list[int]:
+    """A uniform sample of ``size`` ids from disjoint populations, each given as
+    (a uniform sample of up to ``size`` of its ids, its size): each pick is drawn from a
+    population in proportion to what it has left."""
+    pools = [list(sample) for sample, _ in parts]
+    for pool in pools:
+        rng.shuffle(pool)  # a reservoir's order is not random
+    left = [seen for _, seen in parts]
+    out: list[int] = []
+    while len(out) < size and any(left):
+        k = rng.choices(range(len(pools)), weights=left)[0]
+        out.append(pools[k].pop())
+        left[k] -= 1
+    return out
+
+
+@dataclass
+class RangeAudit:
+    """What the content pass found over one id range; from a worker, with its decisions."""
+
+    chunks: int = 0
+    chunks_differing: int = 0
+    rows_compared: int = 0
+    changed: list[int] = field(default_factory=list)
+    shown: dict[int, tuple] = field(default_factory=dict)  # canonical source values of the first that differ
+    misread: list[int] = field(default_factory=list)
+    sample: list[int] = field(default_factory=list)  # a reservoir of the rows compared
+    seen: int = 0  # rows the reservoir was drawn from
+    waiting_compared: set[int] = field(default_factory=set)  # waiting replies the target holds
+    accepted: Any = ()
+    gone: dict[int, Any] = field(default_factory=dict)
+    reasons: dict[int, str] = field(default_factory=dict)
+    pending: dict[int, int] = field(default_factory=dict)
+
+    def forget(self, ids: set[int]) -> None:
+        """Rows that were compared while waiting, and turned out to be left out."""
+        self.rows_compared -= len(self.waiting_compared & ids)
+        self.changed = [i for i in self.changed if i not in ids]
+
+
+def _audit_range(state: State, path: RowPath, entity: Entity, columns: list[str], ctx, rule_out,
+                 lo: int | None, hi: int | None, sample_rng: random.Random, after_batch=None) -> RangeAudit:
+    """The source rows in ``(lo, hi]`` decided (into ``path``) and compared with the target's."""
+    name = entity.name
+    audit = RangeAudit()
+    path.range_start = lo
+
     def source_batches():
         # every id read is kept (None = the target must not hold it) so the ranges
-        # follow the source; the rest carry (row hash, canonical values)
-        for batch in state.source.extract_rows_with_text_bytes(entity, state.options.chunk_size):
+        # follow the source; the rest carry (row hash, transformed row)
+        for batch in state.source.extract_rows_with_text_bytes(
+                entity, state.options.chunk_size, after_id=BEFORE_FIRST_ID if lo is None else lo,
+                before_id=None if hi is None else hi + 1):
             rows = [row for row, _, _ in batch]
-            misread.extend(row["id"] for row, in_db, decoded in batch if in_db != decoded)
+            audit.misread.extend(row["id"] for row, in_db, decoded in batch if in_db != decoded)
             hashes: dict[int, tuple | None] = {r["id"]: None for r in rows}
             for src, result in path.transform(entity, path.batch_context(entity, ctx, rows), rows):
                 problem = path.decide(entity, src, result)
@@ -117,52 +223,145 @@ def _audit_table(state: State, conn, path: RowPath, entity: Entity, columns: lis
                     continue
                 if problem is None:
                     path.accept(entity, src["id"])
-                values = canonical_row(result.row, columns)
-                hashes[src["id"]] = (row_hash(values), values)
+                hashes[src["id"]] = (hashing.source(result.row), result.row)
             yield hashes
+            if after_batch is not None:
+                after_batch()
 
     view = legacy_view(state.profile, entity)
-    chunks = differing_chunks = rows_compared = seen = 0
-    changed: list[int] = []
-    shown: dict[int, tuple] = {}  # canonical source values of the first rows that differ
-    sampled: list[int] = []
-    target = TargetHashes(state.engine, sa.select(*[view.c[c] for c in columns]).order_by(view.c.id), columns,
-                          state.options.chunk_size)
+    hashing = RowHashing(view, columns, state.engine.dialect.name)
+    select = hashing.select
+    if lo is not None:
+        select = select.where(view.c.id > lo)
+    if hi is not None:
+        select = select.where(view.c.id <= hi)
+    waiting = path.pending.setdefault(name, {})
+    target = TargetHashes(state.engine, select, hashing, state.options.chunk_size)
     try:
-        for lo, hi, batch in keyset_ranges(source_batches()):
+        for chunk_lo, chunk_hi, batch in keyset_ranges(source_batches()):
             source_hashes = {i: v[0] for i, v in batch.items() if v is not None}
             # rows the target must not hold are left out: row_counts lists them
-            target_hashes = {i: h for i, h in target.below(hi).items() if i in source_hashes}
-            diff = compare_range(lo, hi, source_hashes, target_hashes)
-            chunks += 1
+            target_hashes = {i: h for i, h in target.below(chunk_hi).items() if i in source_hashes}
+            diff = compare_range(chunk_lo, chunk_hi, source_hashes, target_hashes)
+            audit.chunks += 1
             if diff:
-                differing_chunks += 1
+                audit.chunks_differing += 1
             for i in diff.changed:
-                changed.append(i)
-                if len(shown) < SHOW_IDS:
-                    shown[i] = batch[i][1]
+                audit.changed.append(i)
+                if len(audit.shown) < SHOW_IDS:
+                    audit.shown[i] = canonical_row(batch[i][1], columns)
             # reservoir sample over the rows present on both sides
             for i in source_hashes:
                 if i in target_hashes:
-                    rows_compared += 1
-                    seen += 1
-                    if len(sampled) < state.options.sample:
-                        sampled.append(i)
+                    audit.rows_compared += 1
+                    audit.seen += 1
+                    if i in waiting:
+                        audit.waiting_compared.add(i)
+                    if len(audit.sample) < state.options.sample:
+                        audit.sample.append(i)
                     else:
-                        j = sample_rng.randrange(seen)
+                        j = sample_rng.randrange(audit.seen)
                         if j < state.options.sample:
-                            sampled[j] = i
+                            audit.sample[j] = i
     finally:
         target.close()
-    changed_columns = {}
-    if shown:
-        for row in conn.execute(sa.select(*[view.c[c] for c in columns]).where(view.c.id.in_(sorted(shown)))):
-            values = canonical_row(row._mapping, columns)
-            changed_columns[row.id] = [c for c, a, b in zip(columns, shown[row.id], values) if a != b]
-    _settle_waiting(path, entity, rule_out)
-    stats = {"rows_compared": rows_compared, "chunks": chunks, "chunks_differing": differing_chunks,
-             "rows_differing": len(changed), "rows_misread": len(misread)}
-    return stats, changed, changed_columns, misread, sampled
+    path.range_start = None
+    return audit
+
+
+def _audit_in_workers(state: State, path: RowPath, entity: Entity, columns: list[str], ctx, rule_out,
+                      bounds: list[tuple[int | None, int | None]], sample_rng: random.Random) -> list[RangeAudit]:
+    """``_audit_range`` of each range in a forked process of its own (each with its own
+    target reader), their audits in range order."""
+    from django.db import connections
+
+    connections.close_all()  # a forked worker opens its own, never shares the parent's sockets
+    state.engine.dispose()
+    workers = [Helper(_audit_in_worker, (state, path, entity, columns, ctx, rule_out, lo, hi,
+                                         random.Random(sample_rng.getrandbits(64))),
+                      f"the verify worker of {entity.name}, ids ({lo}, {hi}]", daemon=False)
+               for lo, hi in bounds]
+    audits: dict[int, RangeAudit] = {}
+    try:
+        running = {w.connection: k for k, w in enumerate(workers)}
+        while running:
+            for ready in multiprocessing.connection.wait(list(running)):
+                k = running.pop(ready)
+                audits[k] = workers[k].receive()[1]
+    finally:
+        for k, worker in enumerate(workers):
+            worker.stop(finished=k in audits)
+    return [audits[k] for k in range(len(workers))]
+
+
+def _audit_in_worker(state: State, path: RowPath, entity: Entity, columns: list[str], ctx, rule_out, lo, hi,
+                     sample_rng: random.Random, send) -> None:
+    parent = os.getppid()
+
+    def check_parent() -> None:
+        if os.getppid() != parent:  # verify_flask was killed: stop too
+            raise Interrupted("verify_flask is gone")
+
+    state.engine.dispose(close=False)  # the parent's pooled connections are not ours
+    audit = _audit_range(state, path, entity, columns, ctx, rule_out, lo, hi, sample_rng, after_batch=check_parent)
+    audit.accepted = state.expected[entity.name].items
+    audit.gone, audit.reasons = state.gone[entity.name], state.gone_reason[entity.name]
+    audit.pending = path.pending.get(entity.name, {})
+    send.send(("done", audit))
+
+
+def _decide_again(state: State, path: RowPath, entity: Entity, ctx, ids: list[int], rule_out) -> set[int]:
+    """The replies that waited in a worker, decided again in id order now that every
+    range is in (as one process decided them); returns those ruled out."""
+    path.pending[entity.name] = {}
+    ruled_out: set[int] = set()
+    for start in range(0, len(ids), state.options.chunk_size):
+        rows = state.source.rows_by_id(entity, ids[start:start + state.options.chunk_size], digests=False)
+        for src, result in path.transform(entity, path.batch_context(entity, ctx, rows), rows):
+            problem = path.decide(entity, src, result)
+            if problem is None:
+                path.accept(entity, src["id"])
+            elif problem != WAIT:
+                rule_out(src["id"], problem)
+                ruled_out.add(src["id"])
+    return ruled_out
+
+
+class RowHashing:
+    """How one entity's rows are hashed alike on both sides. Where the target computes it
+    (``dialects.text_form_md5``), the columns of a known kind go into the md5 of their text
+    form, computed by the target from what it holds and here from the transformed source
+    row; the rest (JSON) are read and hashed as canonical values, as every column is on
+    the other targets."""
+
+    def __init__(self, view, columns: list[str], dialect_name: str):
+        kinds = {c: dialects.text_kind(view.c[c].type) for c in columns}
+        self.texted = [c for c in columns if kinds[c]]
+        md5 = dialects.text_form_md5(dialect_name, [(view.c[c], kinds[c]) for c in self.texted])
+        if md5 is None or not self.texted:
+            md5, self.texted = None, []
+        self.forms = [TEXT_FORMS[kinds[c]] for c in self.texted]
+        self.rest = [c for c in columns if c not in self.texted]
+        self.select = sa.select(view.c.id, *([md5.label(TEXT_MD5)] if md5 is not None else []),
+                                *[view.c[c] for c in self.rest if c != "id"]).order_by(view.c.id)
+
+    def source(self, row) -> bytes | str:
+        """The hash of a transformed source row."""
+        if not self.texted:
+            return row_hash(canonical_row(row, self.rest))
+        return self._combined(text_form_md5([row.get(c) for c in self.texted], self.forms), row)
+
+    def target(self, row) -> bytes | str:
+        """The hash of a target row read by ``select``."""
+        if not self.texted:
+            return row_hash(canonical_row(row, self.rest))
+        return self._combined(row[TEXT_MD5], row)
+
+    def _combined(self, md5: str, row) -> bytes | str:
+        return row_hash((md5, *canonical_row(row, self.rest))) if self.rest else md5
+
+
+TEXT_MD5 = "_bridge_text_md5"
 
 
 class TargetHashes:
@@ -170,13 +369,8 @@ class TargetHashes:
     process while this one replays the source: ``below(hi)`` gives the next ids under
     ``hi`` with their row hashes. The pipe between them holds a batch or two, no more."""
 
-    def __init__(self, engine: sa.Engine, select: sa.Select, columns: list[str], batch: int):
-        fork = multiprocessing.get_context("fork")
-        self._receive, send = fork.Pipe(duplex=False)
-        self._process = fork.Process(target=_hash_target, args=(engine, select, columns, batch, send),
-                                     name="bridge-verify-target", daemon=True)
-        self._process.start()
-        send.close()
+    def __init__(self, engine: sa.Engine, select: sa.Select, hashing: RowHashing, batch: int):
+        self._reader = Helper(_hash_target, (engine, select, hashing, batch), "the process reading the target")
         self._rows: list[tuple[int, bytes]] = []
         self._at = 0
         self._done = False
@@ -191,42 +385,21 @@ class TargetHashes:
             self._at = at
             if at < len(rows) or self._done:
                 return out
-            self._next_batch()
-
-    def _next_batch(self) -> None:
-        try:
-            kind, payload = self._receive.recv()
-        except EOFError:
-            self._process.join()
-            raise BridgeError(f"the process reading the target died (exit status {self._process.exitcode})") from None
-        if kind == "error":
-            code, line = payload
-            raise Interrupted() if code == EXIT_INTERRUPTED else BridgeError(line)
-        self._rows, self._at, self._done = payload or [], 0, kind == "done"
+            kind, payload = self._reader.receive()
+            self._rows, self._at, self._done = payload or [], 0, kind == "done"
 
     def close(self) -> None:
-        if self._done:  # it has said all: let it end by itself
-            self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.terminate()
-        self._process.join()
-        self._receive.close()
+        self._reader.stop(finished=self._done)
 
 
-def _hash_target(engine: sa.Engine, select: sa.Select, columns: list[str], batch: int, send) -> None:
+def _hash_target(engine: sa.Engine, select: sa.Select, hashing: RowHashing, batch: int, send) -> None:
     """In the forked process: (id, row hash) batches in id order, then ("done", None)."""
-    quiet_child_signals()
-    try:
-        engine.dispose(close=False)  # the parent's pooled connections are not ours
-        with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=batch).execute(select).mappings()
-            for rows in result.partitions():
-                send.send(("rows", [(row["id"], row_hash(canonical_row(row, columns))) for row in rows]))
-        send.send(("done", None))
-    except BaseException as exc:  # noqa: BLE001 - the parent raises it
-        send.send(("error", describe(exc)))
-    finally:
-        send.close()
+    engine.dispose(close=False)  # the parent's pooled connections are not ours
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch).execute(select).mappings()
+        for rows in result.partitions():
+            send.send(("rows", [(row["id"], hashing.target(row)) for row in rows]))
+    send.send(("done", None))
 
 
 def _settle_waiting(path: RowPath, entity: Entity, rule_out) -> None:

@@ -4,6 +4,7 @@ must hold, from the source)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import urllib.parse
 from array import array
@@ -56,6 +57,8 @@ class VerifyOptions:
                                           "variable MIGRATION_BRIDGE_FLASK_COOKIE)", metavar="NAME=VALUE")
     fix_counts: bool = flag(False, "rewrite wrong cached counters in the target")
     chunk_size: int = flag(DEFAULT_CHUNK_SIZE, "ids per checksum chunk (default: %(default)s)")
+    workers: int = flag(os.cpu_count() or 1, "processes the content check replays the source in, each over an "
+                                             "id range of a table (default: the machine's cores, %(default)s)")
     seed: int | None = flag(None, "seed of the random samples (default: random, in the report)", type=int)
     accept_missing_source_files: bool = flag(
         False, "files missing in the legacy storage too are listed but do not count against the hit ratio")
@@ -134,6 +137,11 @@ class IdList:
     def add(self, i: int) -> None:
         self.items.append(i)
         self.members.add(i)
+
+    def extend(self, ids: Iterable[int]) -> None:
+        """Ids above the last one, ascending."""
+        self.items.extend(ids)
+        self.members.update(ids)
 
     def __contains__(self, i) -> bool:
         return i in self.members

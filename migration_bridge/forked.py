@@ -1,0 +1,85 @@
+"""Forked helper processes that report over a pipe: how they start, fail and stop, in one
+place. The helper runs ``work(*args, send)``; what it sends is the caller's business, but
+a failure always arrives as ``("error", (exit code, one line))`` and is raised by
+``Helper.receive`` as the same error the helper would have ended a run with.
+
+A helper ignores Ctrl-C (its parent handles it and stops it), holds only its own end of
+the pipe (a gone parent is a broken pipe, not a blocked write) and, on Linux, is ended
+with its parent however that ends: a helper waiting for a lock would otherwise outlive it.
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+from typing import Any, Callable
+
+from .errors import EXIT_INTERRUPTED, BridgeError, Interrupted, describe, quiet_child_signals
+
+
+class Helper:
+    def __init__(self, work: Callable[..., None], args: tuple, name: str, daemon: bool = True):
+        """``daemon=False`` for a helper that starts helpers of its own."""
+        fork = multiprocessing.get_context("fork")
+        self._receive, send = fork.Pipe(duplex=False)
+        self.name = name
+        self.process = fork.Process(target=_main, args=(work, args, self._receive, send, os.getpid()), name=name,
+                                    daemon=daemon)
+        self.process.start()
+        send.close()
+
+    @property
+    def connection(self):
+        """For ``multiprocessing.connection.wait``."""
+        return self._receive
+
+    def receive(self) -> tuple[str, Any]:
+        """The next ``(kind, payload)`` the helper sent; its failure raised."""
+        try:
+            kind, payload = self._receive.recv()
+        except EOFError:
+            self.process.join()
+            raise BridgeError(f"{self.name} died (exit status {self.process.exitcode})") from None
+        if kind == "error":
+            code, line = payload
+            raise Interrupted() if code == EXIT_INTERRUPTED else BridgeError(line)
+        return kind, payload
+
+    def stop(self, finished: bool = False) -> None:
+        """Ended (``finished``: it has sent all, let it exit by itself) and joined."""
+        if finished:
+            self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self._receive.close()
+
+
+def _main(work: Callable[..., None], args: tuple, receive, send, parent: int) -> None:
+    quiet_child_signals()
+    receive.close()  # the parent's end: with it closed here, a gone parent is a broken pipe
+    try:
+        _end_with(parent)
+        work(*args, send)
+    except BaseException as exc:  # noqa: BLE001 - the parent raises it
+        try:
+            send.send(("error", describe(exc)))
+        except OSError:  # the parent is gone
+            pass
+    finally:
+        send.close()
+
+
+def _end_with(parent: int) -> None:
+    """SIGTERM when the parent ends (Linux's PR_SET_PDEATHSIG); elsewhere, nothing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it ended before this helper could ask
+        raise Interrupted("the parent process is gone")
+
+
+_PR_SET_PDEATHSIG = 1
