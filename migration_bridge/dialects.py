@@ -398,9 +398,6 @@ def chunk_start(id_expression, width: int):
 
 # --- verify: a row's text form, hashed by the target itself ---------------------------------
 
-_ISO_MICROSECONDS = 'YYYY-MM-DD"T"HH24:MI:SS.US'
-
-
 def text_kind(column_type) -> str | None:
     """The kind of a column's text form (``diff.TEXT_FORMS``); None for the types whose
     values are compared in Python (JSON: a database need not keep its text as written)."""
@@ -410,7 +407,7 @@ def text_kind(column_type) -> str | None:
     if isinstance(kind, sa.Integer):
         return "int"
     if isinstance(kind, sa.DateTime):
-        return "datetime_tz" if kind.timezone else "datetime"
+        return "datetime"
     if isinstance(kind, sa.Enum):
         return "enum"
     if isinstance(kind, sa.String):
@@ -426,11 +423,8 @@ def text_form_md5(dialect_name: str, columns: Sequence[tuple[sa.ColumnElement, s
         return None
     parts = []
     for expression, kind in columns:
-        if kind == "datetime_tz":
-            text = sa.func.to_char(sa.func.timezone("UTC", expression), _ISO_MICROSECONDS)
-        elif kind == "datetime":  # naive values are UTC
-            text = sa.func.to_char(expression, _ISO_MICROSECONDS)
-        else:
-            text = sa.cast(expression, sa.Text)
+        if kind == "datetime":  # microseconds since 1970 in UTC; a naive value's nominal ones
+            expression = sa.cast(sa.extract("epoch", expression) * 1_000_000, sa.BigInteger)
+        text = sa.cast(expression, sa.Text)
         parts.append(sa.func.coalesce(sa.literal("V") + sa.cast(sa.func.length(text), sa.Text) + ":" + text, "N"))
     return sa.func.md5(sa.func.concat(*parts))

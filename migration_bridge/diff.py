@@ -83,23 +83,26 @@ def row_hash(canonical_values: tuple) -> bytes:
 
 # --- a row's text form (what the target can hash itself) --------------------------------
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
 def _text_of_datetime(value) -> str:
+    """Microseconds since 1970 in UTC (naive values are UTC, as in ``canonical``)."""
     if type(value) is not dt.datetime:
         return repr(value)
-    if value.tzinfo is not None:  # naive values are UTC, as in ``canonical``
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return value.isoformat(timespec="microseconds")
+    return str((value - (_EPOCH if value.tzinfo is not None else _EPOCH_NAIVE)) // _MICROSECOND)
 
 
-# kind (``dialects.text_kind``) -> the value's text as the database writes it out; a value
-# of another type gets its repr, which no database value's text equals
+# kind (``dialects.text_kind``) -> the value's text as the database writes it out (a
+# value of a type the column cannot hold gets a text no value of the column has)
 TEXT_FORMS = {
-    "int": lambda v: str(v) if type(v) is int else repr(v),
-    "text": lambda v: v if type(v) is str else repr(v),
+    "int": str,
+    "text": str,
     "bool": lambda v: "true" if v is True else "false" if v is False else repr(v),
     "datetime": _text_of_datetime,
-    "datetime_tz": _text_of_datetime,
-    "enum": lambda v: v.name if isinstance(v, enum.Enum) else v if type(v) is str else repr(v),
+    "enum": lambda v: v.name if isinstance(v, enum.Enum) else str(v),
 }
 
 

@@ -24,6 +24,7 @@ class Helper:
         fork = multiprocessing.get_context("fork")
         self._receive, send = fork.Pipe(duplex=False)
         self.name = name
+        self.finished = False  # it sent ("done", ...): all it had to say
         self.process = fork.Process(target=_main, args=(work, args, self._receive, send, os.getpid()), name=name,
                                     daemon=daemon)
         self.process.start()
@@ -44,11 +45,12 @@ class Helper:
         if kind == "error":
             code, line = payload
             raise Interrupted() if code == EXIT_INTERRUPTED else BridgeError(line)
+        self.finished = kind == "done"
         return kind, payload
 
-    def stop(self, finished: bool = False) -> None:
-        """Ended (``finished``: it has sent all, let it exit by itself) and joined."""
-        if finished:
+    def stop(self) -> None:
+        """Ended and joined: once it has said "done" it exits by itself, else it is terminated."""
+        if self.finished:
             self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.terminate()

@@ -319,7 +319,7 @@ def test_progress_without_a_terminal_every_few_seconds(legacy, clean, make_datab
     full_env.pop("DJANGO_SETTINGS_MODULE", None)
     proc = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "manage.py"), "export_to_flask", "--target", target.url,
-         "--create-schema", *COMMON, "--workers", "1", "--pin-hash-method", "pbkdf2:sha256:300000",
+         "--create-schema", *COMMON, "--workers", "1", "--pin-hash-method", "pbkdf2:sha256:1000000",
          "--report-dir", str(tmp_path / "r")],
         cwd=PROJECT_ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     arrivals: list[tuple[float, str]] = []
@@ -333,7 +333,7 @@ def test_progress_without_a_terminal_every_few_seconds(legacy, clean, make_datab
     assert proc.returncode == 0 and not "".join(errors).strip(), errors
     gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:])]
     assert max(gaps) <= 10, [(round(g, 1), line) for g, (_, line) in zip(gaps, arrivals[1:])]
-    # periodic lines (not only at the ends of batches): the PIN hashing of one batch lasts > 5 s
+    # periodic lines (not only at the ends of batches): the PIN hashing of one batch lasts > 10 s
     pin_lines = [line for _, line in arrivals if line.startswith("students: PIN hashing:")]
     # (the first line may come before any hash is done on a loaded machine: then it has no ETA yet)
     assert len(pin_lines) >= 2 and any("hashes/s" in line and "left" in line for line in pin_lines), pin_lines

@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import math
 import random
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from ..report import jsonable, reports_base, root_cause_lines, run_header, stamp
 from ..source import LegacySource
 from .access import check_access
 from .content import check_content
-from .counters import check_counters, fix_counters, wrong_counters
+from .counters import check_counters, count_in_background, fix_counters, wrong_counters
 from .files import check_files
 from .integrity import check_foreign_keys, check_row_counts, root_causes
 from .pages import check_flask_pages, check_http_reachable, check_page_settings
@@ -140,11 +141,15 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
                   key_scheme=recorded.get("key_scheme") or conf.FILE_KEY_SCHEME)
     source_frozen = _freeze_state()
     watch = waits.watch(engine, options.lock_timeout)
+    counting = None
     try:
+        started_load = time.monotonic()
+        counting = count_in_background(engine, profile)
         state.load()
+        load_seconds = time.monotonic() - started_load
         checks = [_run_check(name, method) for name, method in (
             ("source_connection", lambda: check_source_connection(state)),
-            ("counters", lambda: check_counters(state)),  # before content: fixes are counters only
+            ("counters", lambda: check_counters(state, counting)),  # before content: fixes are counters only
             ("content", lambda: check_content(state)),  # decides, from the source, what the target must hold
             ("row_counts", lambda: check_row_counts(state)),
             ("foreign_keys", lambda: check_foreign_keys(state)),
@@ -156,6 +161,8 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
         order = list(CHECK_TITLES)
         checks.sort(key=lambda c: order.index(c.name))
     finally:
+        if counting is not None:
+            counting.stop()
         watch.stop()
         stores[1].close()
         engine.dispose()
@@ -165,6 +172,7 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
         "target_schema": profile.name,
         "source_frozen": source_frozen,
         "sample_seed": seed,
+        "load_seconds": round(load_seconds, 3),  # both sides' ids and the export's notes, before the checks
         "passed": all(c.passed is not False for c in checks),
         "root_causes": root_causes(state),
         "checks": [c.as_dict() for c in checks],
@@ -175,6 +183,13 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
 
 
 def _run_check(name: str, method) -> CheckResult:
+    started = time.monotonic()
+    result = _check_result(name, method)
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def _check_result(name: str, method) -> CheckResult:
     try:
         return method()
     except BridgeError:

@@ -289,8 +289,8 @@ def _audit_in_workers(state: State, path: RowPath, entity: Entity, columns: list
                 k = running.pop(ready)
                 audits[k] = workers[k].receive()[1]
     finally:
-        for k, worker in enumerate(workers):
-            worker.stop(finished=k in audits)
+        for worker in workers:
+            worker.stop()
     return [audits[k] for k in range(len(workers))]
 
 
@@ -345,20 +345,18 @@ class RowHashing:
         self.select = sa.select(view.c.id, *([md5.label(TEXT_MD5)] if md5 is not None else []),
                                 *[view.c[c] for c in self.rest if c != "id"]).order_by(view.c.id)
 
-    def source(self, row) -> bytes | str:
+    def source(self, row: dict) -> bytes | str:
         """The hash of a transformed source row."""
         if not self.texted:
             return row_hash(canonical_row(row, self.rest))
-        return self._combined(text_form_md5([row.get(c) for c in self.texted], self.forms), row)
-
-    def target(self, row) -> bytes | str:
-        """The hash of a target row read by ``select``."""
-        if not self.texted:
-            return row_hash(canonical_row(row, self.rest))
-        return self._combined(row[TEXT_MD5], row)
-
-    def _combined(self, md5: str, row) -> bytes | str:
+        md5 = text_form_md5([row.get(c) for c in self.texted], self.forms)
         return row_hash((md5, *canonical_row(row, self.rest))) if self.rest else md5
+
+    def target(self, row: sa.Row) -> bytes | str:
+        """The hash of a target row read by ``select`` (id, md5 when the target computes it, the rest)."""
+        if not self.texted:
+            return row_hash(canonical_row(row._mapping, self.rest))
+        return row_hash((row[1], *canonical_row(row._mapping, self.rest))) if self.rest else row[1]
 
 
 TEXT_MD5 = "_bridge_text_md5"
@@ -389,16 +387,16 @@ class TargetHashes:
             self._rows, self._at, self._done = payload or [], 0, kind == "done"
 
     def close(self) -> None:
-        self._reader.stop(finished=self._done)
+        self._reader.stop()
 
 
 def _hash_target(engine: sa.Engine, select: sa.Select, hashing: RowHashing, batch: int, send) -> None:
     """In the forked process: (id, row hash) batches in id order, then ("done", None)."""
     engine.dispose(close=False)  # the parent's pooled connections are not ours
     with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=batch).execute(select).mappings()
+        result = conn.execution_options(stream_results=True, yield_per=batch).execute(select)
         for rows in result.partitions():
-            send.send(("rows", [(row["id"], hashing.target(row)) for row in rows]))
+            send.send(("rows", [(row[0], hashing.target(row)) for row in rows]))
     send.send(("done", None))
 
 

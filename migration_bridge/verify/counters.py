@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from ..errors import BridgeError
+from ..forked import Helper
 from ..mapping import Profile
 from .state import SHOW_IDS, CheckResult, State, offending
 
@@ -54,10 +56,24 @@ def fix_counters(conn, wrong: dict[str, dict[int, dict[str, int]]], profile: Pro
                 conn.execute(update, params[start:start + batch])
 
 
-def check_counters(state: State) -> CheckResult:
+def count_in_background(engine: sa.Engine, profile: Profile) -> Helper:
+    """``wrong_counters`` summed by the target in a forked process while verify reads
+    both sides' ids; its answer is ``check_counters``'s ``found``."""
+    return Helper(_count, (engine, profile), "the process summing the target's counters")
+
+
+def _count(engine: sa.Engine, profile: Profile, send) -> None:
+    engine.dispose(close=False)  # the parent's pooled connections are not ours
+    with engine.connect() as conn:
+        send.send(("done", wrong_counters(conn, profile)))
+
+
+def check_counters(state: State, found: Helper) -> CheckResult:
     counted = [e for e in state.profile.entities if e.counters]
-    with state.engine.connect() as conn:
-        wrong = wrong_counters(conn, state.profile)
+    try:
+        wrong = found.receive()[1]
+    except BridgeError as exc:  # the target refused the sums: this check fails, the others run
+        return CheckResult("counters", False, f"could not run: {exc}")
     figures = {f"{e.name}_checked": len(state.target_ids[e.name]) for e in counted}
     figures.update({f"{e.name}_wrong": len(wrong.get(e.name, {})) for e in counted})
     off, fixed = {}, None

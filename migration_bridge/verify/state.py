@@ -19,6 +19,7 @@ from .. import dialects
 from ..cli import flag
 from ..conf import BridgeSettings
 from ..diff import DEFAULT_CHUNK_SIZE
+from ..forked import Helper
 from ..idmap import IdMap, legacy_ids_query
 from ..idset import IdSet
 from ..mapping import Profile
@@ -81,6 +82,7 @@ class CheckResult:
     summary: str
     figures: dict = field(default_factory=dict)
     offending: dict = field(default_factory=dict)  # label -> {"count", "ids", ...}
+    seconds: float | None = None  # how long it ran
 
     @property
     def status(self) -> str:
@@ -89,7 +91,7 @@ class CheckResult:
     def as_dict(self) -> dict:
         return {"name": self.name, "title": CHECK_TITLES[self.name], "status": self.status,
                 "passed": self.passed, "summary": self.summary, "figures": self.figures,
-                "offending": self.offending}
+                "offending": self.offending, "seconds": self.seconds}
 
 
 @dataclass
@@ -189,19 +191,34 @@ class State:
         return IdSet(i for i in self.expected[name] if i in target)
 
     def load(self) -> None:
+        """The ids on both sides and what the export noted: the target's read by a forked
+        process while this one reads the source's."""
         self.idmap = IdMap(self.profile, self.engine)
-        for entity in self.profile.entities:
-            self.source_ids[entity.name] = IdList(self.source.ids(entity))
         with self.engine.connect() as conn:
-            for entity in self.profile.entities:
-                result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                    legacy_ids_query(self.profile, entity))
-                self.target_ids[entity.name] = IdList(i for (i,) in result)
             self.checkpoints = {row.entity: row for row in conn.execute(sa.select(bk.checkpoints))}
-            self.export_notes = {entity.name: {} for entity in self.profile.entities}
+        target = Helper(_read_target, (self.engine, self.profile), "the process reading the target's ids")
+        try:
+            for entity in self.profile.entities:
+                self.source_ids[entity.name] = IdList(self.source.ids(entity))
+            self.target_ids, self.export_notes = target.receive()[1]
+        finally:
+            target.stop()
+
+
+def _read_target(engine: sa.Engine, profile: Profile, send) -> None:
+    """In the forked process: ("done", (ids per entity, the export's rejects and skips))."""
+    engine.dispose(close=False)  # the parent's pooled connections are not ours
+    ids: dict[str, IdList] = {}
+    notes: dict[str, dict[int, tuple[str, str]]] = {entity.name: {} for entity in profile.entities}
+    with engine.connect() as conn:
+        for entity in profile.entities:
             result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                sa.select(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind, bk.notes.c.detail)
-                .where(bk.notes.c.kind.in_(("reject", "skip"))))
-            for entity_name, source_id, kind, detail in result:
-                if entity_name in self.export_notes:
-                    self.export_notes[entity_name][source_id] = (kind, (detail or {}).get("reason", ""))
+                legacy_ids_query(profile, entity))
+            ids[entity.name] = IdList(i for (i,) in result)
+        result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+            sa.select(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind, bk.notes.c.detail)
+            .where(bk.notes.c.kind.in_(("reject", "skip"))))
+        for entity_name, source_id, kind, detail in result:
+            if entity_name in notes:
+                notes[entity_name][source_id] = (kind, (detail or {}).get("reason", ""))
+    send.send(("done", (ids, notes)))
