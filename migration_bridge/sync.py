@@ -45,6 +45,7 @@ RELEASED_LENGTH = 30
 # ids per chunk of the per-chunk sums: narrow, so that a change spread over the whole table
 # (1% of the rows) leaves most chunks equal; the sums travel as one row per chunk
 CHUNK_WIDTH = 16
+FIND_THREADS = 2  # entities whose changes are looked for at once
 SPAN_IDS = 65_536  # ids one query over differing chunks covers: what it returns stays small
 DIGEST_BATCH = 20_000  # rows per query when a differing run of chunks is read row by row
 
@@ -136,10 +137,21 @@ class SyncRows:
         by_name = {s.name: s for s in self.sync_stats}
         changes: dict[str, EntityChanges] = {}
         changed: dict[str, set[int]] = {}  # what a later entity's context recheck looks at
-        for entity in run.entities:
-            with _timed(by_name[entity.name]):
-                found = changes[entity.name] = self.find_changes(run, entity, by_name[entity.name], changed)
-                changed[entity.name] = set(found.upsert) | set(found.delete)
+        # each entity's own changes are found by FIND_THREADS threads at once (the legacy
+        # database digests two tables on two cores), its context changes then, in order
+        with ThreadPoolExecutor(max_workers=FIND_THREADS, thread_name_prefix="bridge-sync-find") as finder:
+            # the largest tables first, so that no large one is left to run alone at the end
+            largest_first = sorted(run.entities, key=lambda e: -(stats[e.name].read if e.name in stats else 0))
+            own = {e.name: finder.submit(self.own_changes, run, e, by_name[e.name]) for e in largest_first}
+            try:
+                for entity in run.entities:
+                    found = changes[entity.name] = own[entity.name].result()
+                    with _timed(by_name[entity.name]):
+                        self.add_context_changes(run, entity, found, by_name[entity.name], changed)
+                    changed[entity.name] = set(found.upsert) | set(found.delete)
+            finally:
+                for future in own.values():
+                    future.cancel()
         # Deletes children first; a row still referenced (a derived school whose teachers
         # move to another one, a module no session will use) waits until the updates moved
         # the references away, then goes.
@@ -167,11 +179,21 @@ class SyncRows:
 
     # --- 1. what changed ---------------------------------------------------------------
 
-    def find_changes(self, run, entity: Entity, stats: SyncStats, changed: Mapping[str, set[int]]) -> EntityChanges:
+    def own_changes(self, run, entity: Entity, stats: SyncStats) -> EntityChanges:
         """Rows whose own values changed, found by per-chunk sums each database computes
-        (only the rows of differing chunks are then compared), then rows whose contexts changed.
-        The target is read in a thread of its own while the source is read: both databases
-        work at once."""
+        (only the rows of differing chunks are then compared). The target is read in a
+        thread of its own while the source is read: both databases work at once. Runs in
+        a thread of ``move``'s: it reads, and changes nothing of ``run`` but the parent ids
+        it loads."""
+        try:
+            with _timed(stats):
+                return self._own_changes(run, entity, stats)
+        finally:
+            from django.db import connections
+
+            connections.close_all()  # this thread's legacy connection
+
+    def _own_changes(self, run, entity: Entity, stats: SyncStats) -> EntityChanges:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sync-target") as target:
             parents = target.submit(run.load_parent_ids, entity, _reads_itself(entity))
             stored = target.submit(self.stored_sums, run, entity)
@@ -191,10 +213,17 @@ class SyncRows:
                 inserted.update(diff.missing)
                 delete.extend(diff.extra)
             parents.result()
-        ctx = run.path.entity_context(entity)
-        upsert.extend(self.context_changes(run, entity, ctx, changed, set(upsert) | set(delete)))
         stats.unchanged = sum(rows for rows, _ in source.values()) - len(upsert)
         return EntityChanges(sorted(upsert), inserted, delete)
+
+    def add_context_changes(self, run, entity: Entity, found: EntityChanges, stats: SyncStats,
+                            changed: Mapping[str, set[int]]) -> None:
+        """Rows whose contexts give them something else now, added to ``found``."""
+        ctx = run.path.entity_context(entity)
+        more = self.context_changes(run, entity, ctx, changed, set(found.upsert) | set(found.delete))
+        if more:
+            found.upsert = sorted({*found.upsert, *more})
+            stats.unchanged -= len(more)
 
     def source_sums(self, run, entity: Entity) -> dict[int, list[int]]:
         """Chunk start -> [rows, digest sum] of the source: the database's sums, plus the
