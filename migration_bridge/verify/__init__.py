@@ -6,6 +6,10 @@ The legacy side is read through ``LegacySource`` (the Django ORM), the storages 
 path's own rules (``rowpath``), replayed against the ids *verify* expects: the export's
 bookkeeping only explains differences, it never decides them.
 
+Work that can run beside other work does, in forked processes (``forked.Helper``): the
+target's ids and its counter sums are read while the source's ids are, and the content
+check replays each large table in id ranges, one process per range (``--workers``).
+
 The checks, one module each, over a shared ``State``:
 
 1. ``source_connection`` the legacy connection reads full UTF-8 (here);

@@ -136,7 +136,7 @@ def _audit_table(state: State, conn, path: RowPath, entity: Entity, columns: lis
         sampled = [i for i in sampled if i not in ruled_out]
     changed = [i for a in audits for i in a.changed]
     shown = {i: v for a in audits for i, v in a.shown.items()}
-    shown = {i: shown[i] for i in changed[:SHOW_IDS]}
+    shown = {i: shown[i] for i in changed[:SHOW_IDS] if i in shown}
     changed_columns = {}
     if shown:
         view = legacy_view(state.profile, entity)
