@@ -415,16 +415,21 @@ def text_kind(column_type) -> str | None:
     return None
 
 
-def text_form_md5(dialect_name: str, columns: Sequence[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement | None:
+def text_form_md5(dialect, columns: Sequence[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement | None:
     """The md5 (hex) of a row's text form (``diff.text_form_md5``: each value as N or
     V<length>:<text>) computed by the database; None where it is not (the row is then
     read and hashed in Python)."""
-    if dialect_name != "postgresql":
+    if dialect.name != "postgresql":
         return None
+    exact_epoch = (dialect.server_version_info or (0,)) >= (14,)  # EXTRACT gives numeric, not float
     parts = []
     for expression, kind in columns:
-        if kind == "datetime":  # microseconds since 1970 in UTC; a naive value's nominal ones
+        if kind == "datetime" and exact_epoch:  # microseconds since 1970 in UTC (a naive value's nominal ones)
             expression = sa.cast(sa.extract("epoch", expression) * 1_000_000, sa.BigInteger)
+        elif kind == "datetime":  # whole seconds and microseconds apart: a float holds each exactly
+            seconds = sa.cast(sa.extract("epoch", sa.func.date_trunc("second", expression)), sa.BigInteger)
+            micros = sa.cast(sa.extract("microseconds", expression), sa.BigInteger) % 1_000_000
+            expression = seconds * 1_000_000 + micros
         text = sa.cast(expression, sa.Text)
         parts.append(sa.func.coalesce(sa.literal("V") + sa.cast(sa.func.length(text), sa.Text) + ":" + text, "N"))
     return sa.func.md5(sa.func.concat(*parts))

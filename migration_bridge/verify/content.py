@@ -20,6 +20,7 @@ computes itself: a lossy connection fails here even when every read decodes the 
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing.connection
 import os
 import random
@@ -229,7 +230,7 @@ def _audit_range(state: State, path: RowPath, entity: Entity, columns: list[str]
                 after_batch()
 
     view = legacy_view(state.profile, entity)
-    hashing = RowHashing(view, columns, state.engine.dialect.name)
+    hashing = RowHashing(view, columns, state.engine.dialect)
     select = hashing.select
     if lo is not None:
         select = select.where(view.c.id > lo)
@@ -277,12 +278,13 @@ def _audit_in_workers(state: State, path: RowPath, entity: Entity, columns: list
 
     connections.close_all()  # a forked worker opens its own, never shares the parent's sockets
     state.engine.dispose()
-    workers = [Helper(_audit_in_worker, (state, path, entity, columns, ctx, rule_out, lo, hi,
-                                         random.Random(sample_rng.getrandbits(64))),
-                      f"the verify worker of {entity.name}, ids ({lo}, {hi}]", daemon=False)
-               for lo, hi in bounds]
+    workers: list[Helper] = []
     audits: dict[int, RangeAudit] = {}
     try:
+        for lo, hi in bounds:  # started inside the try: interrupted meanwhile, the started ones stop
+            workers.append(Helper(_audit_in_worker, (state, path, entity, columns, ctx, rule_out, lo, hi,
+                                                     random.Random(sample_rng.getrandbits(64))),
+                                  f"the verify worker of {entity.name}, ids ({lo}, {hi}]", daemon=False))
         running = {w.connection: k for k, w in enumerate(workers)}
         while running:
             for ready in multiprocessing.connection.wait(list(running)):
@@ -312,8 +314,10 @@ def _audit_in_worker(state: State, path: RowPath, entity: Entity, columns: list[
 
 def _decide_again(state: State, path: RowPath, entity: Entity, ctx, ids: list[int], rule_out) -> set[int]:
     """The replies that waited in a worker, decided again in id order now that every
-    range is in (as one process decided them); returns those ruled out."""
-    path.pending[entity.name] = {}
+    range is in, as one process decided them; returns those ruled out on the spot (one
+    process never compared them)."""
+    column = entity.self_foreign_key
+    pending = path.pending[entity.name] = {}
     ruled_out: set[int] = set()
     for start in range(0, len(ids), state.options.chunk_size):
         rows = state.source.rows_by_id(entity, ids[start:start + state.options.chunk_size], digests=False)
@@ -322,6 +326,13 @@ def _decide_again(state: State, path: RowPath, entity: Entity, ctx, ids: list[in
             if problem is None:
                 path.accept(entity, src["id"])
             elif problem != WAIT:
+                parent = None if isinstance(result, (Reject, Skip)) else result.row.get(column)
+                if parent is not None and (parent > src["id"] or parent in pending) and path.decide(
+                        entity, src, dataclasses.replace(result, row={**result.row, column: None})) is None:
+                    # its parent came later (or waits): in one process it waited and was
+                    # compared; settling rules it out with the same root
+                    pending[src["id"]] = parent
+                    continue
                 rule_out(src["id"], problem)
                 ruled_out.add(src["id"])
     return ruled_out
@@ -334,10 +345,10 @@ class RowHashing:
     row; the rest (JSON) are read and hashed as canonical values, as every column is on
     the other targets."""
 
-    def __init__(self, view, columns: list[str], dialect_name: str):
+    def __init__(self, view, columns: list[str], dialect):
         kinds = {c: dialects.text_kind(view.c[c].type) for c in columns}
         self.texted = [c for c in columns if kinds[c]]
-        md5 = dialects.text_form_md5(dialect_name, [(view.c[c], kinds[c]) for c in self.texted])
+        md5 = dialects.text_form_md5(dialect, [(view.c[c], kinds[c]) for c in self.texted])
         if md5 is None or not self.texted:
             md5, self.texted = None, []
         self.forms = [TEXT_FORMS[kinds[c]] for c in self.texted]
