@@ -1,5 +1,6 @@
 """Forked helper processes that report over a pipe: how they start, fail and stop, in one
-place. The helper runs ``work(*args, send)``; what it sends is the caller's business, but
+place. The helper runs ``work(*args, send)`` with connections of its own to the target
+(never the parent's pooled ones); what it sends is the caller's business, but
 a failure always arrives as ``("error", (exit code, one line))`` and is raised by
 ``Helper.receive`` as the same error the helper would have ended a run with.
 
@@ -15,17 +16,20 @@ import os
 import signal
 from typing import Any, Callable
 
+import sqlalchemy as sa
+
 from .errors import EXIT_INTERRUPTED, BridgeError, Interrupted, describe, quiet_child_signals
 
 
 class Helper:
-    def __init__(self, work: Callable[..., None], args: tuple, name: str, daemon: bool = True):
-        """``daemon=False`` for a helper that starts helpers of its own."""
+    def __init__(self, work: Callable[..., None], args: tuple, name: str, engine: sa.Engine, daemon: bool = True):
+        """``engine``: the target engine the work uses; ``daemon=False`` for a helper that
+        starts helpers of its own."""
         fork = multiprocessing.get_context("fork")
         self._receive, send = fork.Pipe(duplex=False)
         self.name = name
         self.finished = False  # it sent ("done", ...): all it had to say
-        self.process = fork.Process(target=_main, args=(work, args, self._receive, send, os.getpid()), name=name,
+        self.process = fork.Process(target=_main, args=(work, args, engine, self._receive, send, os.getpid()), name=name,
                                     daemon=daemon)
         self.process.start()
         send.close()
@@ -58,11 +62,12 @@ class Helper:
         self._receive.close()
 
 
-def _main(work: Callable[..., None], args: tuple, receive, send, parent: int) -> None:
+def _main(work: Callable[..., None], args: tuple, engine: sa.Engine, receive, send, parent: int) -> None:
     quiet_child_signals()
     receive.close()  # the parent's end: with it closed here, a gone parent is a broken pipe
     try:
         _end_with(parent)
+        engine.dispose(close=False)  # the parent's pooled connections are not ours
         work(*args, send)
     except BaseException as exc:  # noqa: BLE001 - the parent raises it
         try:

@@ -284,7 +284,8 @@ def _audit_in_workers(state: State, path: RowPath, entity: Entity, columns: list
         for lo, hi in bounds:  # started inside the try: interrupted meanwhile, the started ones stop
             workers.append(Helper(_audit_in_worker, (state, path, entity, columns, ctx, rule_out, lo, hi,
                                                      random.Random(sample_rng.getrandbits(64))),
-                                  f"the verify worker of {entity.name}, ids ({lo}, {hi}]", daemon=False))
+                                  f"the verify worker of {entity.name}, ids ({lo}, {hi}]", state.engine,
+                                  daemon=False))
         running = {w.connection: k for k, w in enumerate(workers)}
         while running:
             for ready in multiprocessing.connection.wait(list(running)):
@@ -304,7 +305,6 @@ def _audit_in_worker(state: State, path: RowPath, entity: Entity, columns: list[
         if os.getppid() != parent:  # verify_flask was killed: stop too
             raise Interrupted("verify_flask is gone")
 
-    state.engine.dispose(close=False)  # the parent's pooled connections are not ours
     audit = _audit_range(state, path, entity, columns, ctx, rule_out, lo, hi, sample_rng, after_batch=check_parent)
     audit.accepted = state.expected[entity.name].items
     audit.gone, audit.reasons = state.gone[entity.name], state.gone_reason[entity.name]
@@ -379,7 +379,8 @@ class TargetHashes:
     ``hi`` with their row hashes. The pipe between them holds a batch or two, no more."""
 
     def __init__(self, engine: sa.Engine, select: sa.Select, hashing: RowHashing, batch: int):
-        self._reader = Helper(_hash_target, (engine, select, hashing, batch), "the process reading the target")
+        self._reader = Helper(_hash_target, (engine, select, hashing, batch), "the process reading the target",
+                              engine)
         self._rows: list[tuple[int, bytes]] = []
         self._at = 0
         self._done = False
@@ -403,7 +404,6 @@ class TargetHashes:
 
 def _hash_target(engine: sa.Engine, select: sa.Select, hashing: RowHashing, batch: int, send) -> None:
     """In the forked process: (id, row hash) batches in id order, then ("done", None)."""
-    engine.dispose(close=False)  # the parent's pooled connections are not ours
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(select)
         for rows in result.partitions():

@@ -59,11 +59,10 @@ def fix_counters(conn, wrong: dict[str, dict[int, dict[str, int]]], profile: Pro
 def count_in_background(engine: sa.Engine, profile: Profile) -> Helper:
     """``wrong_counters`` summed by the target in a forked process while verify reads
     both sides' ids; its answer is ``check_counters``'s ``found``."""
-    return Helper(_count, (engine, profile), "the process summing the target's counters")
+    return Helper(_count, (engine, profile), "the process summing the target's counters", engine)
 
 
 def _count(engine: sa.Engine, profile: Profile, send) -> None:
-    engine.dispose(close=False)  # the parent's pooled connections are not ours
     with engine.connect() as conn:
         send.send(("done", wrong_counters(conn, profile)))
 

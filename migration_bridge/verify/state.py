@@ -196,7 +196,8 @@ class State:
         self.idmap = IdMap(self.profile, self.engine)
         with self.engine.connect() as conn:
             self.checkpoints = {row.entity: row for row in conn.execute(sa.select(bk.checkpoints))}
-        target = Helper(_read_target, (self.engine, self.profile), "the process reading the target's ids")
+        target = Helper(_read_target, (self.engine, self.profile), "the process reading the target's ids",
+                        self.engine)
         try:
             for entity in self.profile.entities:
                 self.source_ids[entity.name] = IdList(self.source.ids(entity))
@@ -207,7 +208,6 @@ class State:
 
 def _read_target(engine: sa.Engine, profile: Profile, send) -> None:
     """In the forked process: ("done", (ids per entity, the export's rejects and skips))."""
-    engine.dispose(close=False)  # the parent's pooled connections are not ours
     ids: dict[str, IdList] = {}
     notes: dict[str, dict[int, tuple[str, str]]] = {entity.name: {} for entity in profile.entities}
     with engine.connect() as conn:
