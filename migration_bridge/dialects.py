@@ -10,7 +10,8 @@
 - URL normalisation and masking.
 - The legacy side: the connection's charset forced to utf8mb4 and read back,
   ``Utf8Bytes``, text length in bytes counted by the database itself, and ``RowDigest``,
-  a row's digest computed by the database itself (what ``--sync`` sums per chunk).
+  a row's digest computed by the database itself, and ``ChunkRowDigests``, a chunk's
+  digests gathered by the database (what ``--sync`` sums and compares per chunk).
 - ``chunk_start``: the first id of the fixed-width chunk an id falls in, the same
   integer on every dialect, for the per-chunk sums on both sides.
 """
@@ -23,7 +24,7 @@ import os
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
-from django.db.models import BigIntegerField, F, Func
+from django.db.models import Aggregate, BigIntegerField, F, Func, TextField
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -278,6 +279,10 @@ def prepare_source_connection(connection) -> None:
     force_source_utf8(connection)
     if connection.vendor == "sqlite" and connection.connection is not None:
         connection.connection.create_function("bridge_digest48", 1, _digest48, deterministic=True)
+        connection.connection.create_function("bridge_digest48_hex", 1, _digest48_hex, deterministic=True)
+    if connection.vendor == "mysql" and connection.connection is not None:
+        with connection.connection.cursor() as cursor:  # ChunkRowDigests: the server's default may be 1,024 bytes
+            cursor.execute("SET SESSION group_concat_max_len = 1048576")
 
 
 def force_source_utf8(connection) -> None:
@@ -287,9 +292,13 @@ def force_source_utf8(connection) -> None:
         connection.connection.set_character_set("utf8mb4")
 
 
-def _digest48(text) -> int:
+def _digest48_hex(text) -> str:
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
-    return int(hashlib.md5(data).hexdigest()[:12], 16)
+    return hashlib.md5(data).hexdigest()[:12]
+
+
+def _digest48(text) -> int:
+    return int(_digest48_hex(text), 16)
 
 
 def source_connection_facts(connection) -> dict:
@@ -369,24 +378,60 @@ class _SecretState(Func):
 class RowDigest(Func):
     """A 48-bit digest of ``fields`` (``text_fields`` among them length-prefixed) and of
     the state of ``secret_fields``, computed by the legacy database: the first 12 hex
-    digits of an MD5, as an integer. The same row digests the same as long as its stored
-    values do, on one database; digests are never compared across databases."""
+    digits of an MD5, as an integer (``as_hex``: as those 12 digits). The same row digests
+    the same as long as its stored values do, on one database; digests are never compared
+    across databases."""
 
     output_field = BigIntegerField()
     arg_joiner = ", "
     template = "('x' || LEFT(MD5(CONCAT_WS('|', %(expressions)s)), 12))::bit(48)::bigint"
+    hex_template = "LEFT(MD5(CONCAT_WS('|', %(expressions)s)), 12)"
 
-    def __init__(self, fields: Sequence[str], secret_fields: Sequence[str] = (), text_fields: Sequence[str] = ()):
+    def __init__(self, fields: Sequence[str], secret_fields: Sequence[str] = (), text_fields: Sequence[str] = (),
+                 as_hex: bool = False):
         super().__init__(*(_DigestPart(F(f), f in text_fields) for f in fields),
-                         *(_SecretState(F(f)) for f in secret_fields))
+                         *(_SecretState(F(f)) for f in secret_fields),
+                         output_field=TextField() if as_hex else BigIntegerField())
+        self.as_hex = as_hex
+
+    def as_sql(self, compiler, connection, template=None, **extra):
+        return super().as_sql(compiler, connection,
+                              template=template or (self.hex_template if self.as_hex else self.template), **extra)
 
     def as_mysql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template=(
+        return self.as_sql(compiler, connection, template=self.hex_template if self.as_hex else (
             "CAST(CONV(LEFT(MD5(CONCAT_WS('|', %(expressions)s)), 12), 16, 10) AS UNSIGNED)"), **extra)
 
     def as_sqlite(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="bridge_digest48(%(expressions)s)",
+        function = "bridge_digest48_hex" if self.as_hex else "bridge_digest48"
+        return self.as_sql(compiler, connection, template=f"{function}(%(expressions)s)",
                            arg_joiner=" || '|' || ", **extra)
+
+
+class ChunkRowDigests(Aggregate):
+    """Per chunk of ``width`` ids (the GROUP BY), the database digests of its rows as one
+    text, in no particular order: per row one hex digit, its id's place in the chunk, then
+    the 12 hex digits of ``RowDigest`` (``diff.chunk_row_digests`` reads it back). One
+    scan gives both the chunk's sum and, where the sum differs, its rows' digests."""
+
+    output_field = TextField()
+    template = "STRING_AGG(TO_HEX(%(place)s) || %(digest)s, '')"
+
+    def __init__(self, id_expression, width: int, digest: RowDigest):
+        if not 1 < width <= 16:
+            raise ValueError("a chunk's places are one hex digit: width 2..16")
+        super().__init__(id_expression - chunk_start(id_expression, width), digest)
+
+    def as_sql(self, compiler, connection, template=None, **extra):
+        (place, place_params), (digest, digest_params) = (compiler.compile(e) for e in self.source_expressions)
+        return (template or self.template) % {"place": place, "digest": digest}, (*place_params, *digest_params)
+
+    def as_mysql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="GROUP_CONCAT(HEX(%(place)s), %(digest)s SEPARATOR '')")
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection,
+                           template="GROUP_CONCAT(SUBSTR('0123456789abcdef', %(place)s + 1, 1) || %(digest)s, '')")
 
 
 def chunk_start(id_expression, width: int):

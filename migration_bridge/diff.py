@@ -171,6 +171,23 @@ def compare_range(lo: int | None, hi: int | None, source: Mapping[int, Any], tar
 
 # --- per-chunk sums (what --sync asks each database for) ----------------------------
 
+DIGEST_HEX = 12  # hex digits of a row's database digest in a chunk's text (dialects.ChunkRowDigests)
+_ROW_TEXT = 1 + DIGEST_HEX  # its place in the chunk, then its digest
+
+
+def chunk_digest_sum(text: str) -> int:
+    """The sum of the row digests in a chunk's text."""
+    return sum(int(text[i:i + DIGEST_HEX], 16) for i in range(1, len(text), _ROW_TEXT))
+
+
+def chunk_row_digests(start: int, rows: int, text: str) -> dict[int, int]:
+    """Id -> database digest of the ``rows`` rows in the text of the chunk at ``start``;
+    a text cut short (a server limit on aggregated text) is refused, never half read."""
+    if len(text) != rows * _ROW_TEXT:
+        raise ValueError(f"the digests of chunk {start} are {len(text)} characters long, not {rows * _ROW_TEXT}")
+    return {start + int(text[i], 16): int(text[i + 1:i + _ROW_TEXT], 16) for i in range(0, len(text), _ROW_TEXT)}
+
+
 def differing_chunks(source: Mapping[int, Sequence[int]], target: Mapping[int, Sequence[int]]) -> list[int]:
     """Chunk starts whose (rows, digest sum) differ between the sides, or that one side
     lacks: only their rows need comparing."""
@@ -191,3 +208,17 @@ def chunk_spans(starts: Sequence[int], width: int, span: int) -> list[tuple[int,
         if start is not None:
             group.append(start)
     return spans
+
+
+def id_parts(bounds: tuple[int, int] | None, rows: int, part_rows: int, width: int,
+             ) -> list[tuple[int | None, int | None]]:
+    """``(lo, hi)`` id ranges (lo <= id < hi; None: no bound) covering the whole id line in
+    about ``rows / part_rows`` parts of even id width between ``bounds`` (the lowest and
+    highest id), cut on ``width``-wide chunk boundaries."""
+    if bounds is None or rows <= part_rows:
+        return [(None, None)]
+    low, high = bounds
+    parts = -(-rows // part_rows)
+    cuts = sorted({(low + (high - low) * k // parts) // width * width for k in range(1, parts)})
+    edges = [None, *cuts, None]
+    return list(zip(edges, edges[1:]))

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Mapping
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Max, Min, Q
 from django.db.models.functions import Length
 from django.db.backends.signals import connection_created
 from django.db.utils import Error as DjangoDatabaseError
@@ -184,16 +184,14 @@ class LegacySource:
 
     def extract_rows(
         self, model_name: str, fields: tuple[str, ...], after_id: int, batch_size: int,
-        annotations: dict | None = None, before_id: int | None = None, where: tuple | None = None,
+        annotations: dict | None = None, before_id: int | None = None,
     ) -> Iterator[list[dict]]:
         """Batches of rows in primary-key order by keyset pagination (no OFFSET), with
         ``annotations`` (name -> expression computed by the database) as extra keys;
-        ``before_id``: up to that id, excluded; ``where``: (the id's chunk, a filter on it)."""
+        ``before_id``: up to that id, excluded."""
         qs = self.objects(model_name).order_by("pk")
         if before_id is not None:
             qs = qs.filter(pk__lt=before_id)
-        if where is not None:
-            qs = qs.alias(_chunk=where[0]).filter(where[1])
         columns = fields
         if annotations:
             qs, columns = qs.annotate(**annotations), (*fields, *annotations)
@@ -207,49 +205,49 @@ class LegacySource:
 
     # --- what --sync compares: digests computed by the database ----------------------------
 
-    def row_digest(self, entity) -> dialects.RowDigest:
+    def row_digest(self, entity, as_hex: bool = False) -> dialects.RowDigest:
         """The database's digest of one of the entity's model rows."""
         fields = entity.secret_free_fields
         kinds = self.field_types(entity.source_model, fields)
         delimited = tuple(f for f in fields if kinds[f] not in PLAIN_FIELD_TYPES)
-        return dialects.RowDigest(fields, entity.secret_fields, delimited)
+        return dialects.RowDigest(fields, entity.secret_fields, delimited, as_hex=as_hex)
 
     def _digest_annotation(self, entity) -> dict:
         if not (self.row_digests and entity.source_model):
             return {}
         return {ROW_DIGEST: self.row_digest(entity)}
 
-    def digest_sums(self, entity, width: int) -> dict[int, list[int]]:
-        """Chunk start -> [rows, sum of their database digests] over the entity's model
-        rows, chunks ``width`` ids wide: one GROUP BY the database computes."""
+    def chunk_digests(self, entity, width: int, lo: int | None = None, hi: int | None = None,
+                      ) -> Iterator[tuple[int, int, str]]:
+        """(chunk start, rows, their digests as ``dialects.ChunkRowDigests`` gathers them)
+        of the entity's model rows with lo <= id < hi (None: no bound), chunks ``width`` ids
+        wide: one GROUP BY the database computes, each row digested once."""
         if not entity.source_model:
-            return {}
-        sums = (self.objects(entity.source_model).order_by().annotate(_chunk=self._chunk(width)).values("_chunk")
-                .annotate(_rows=Count("pk"), _sum=Sum(self.row_digest(entity)))
-                .values_list("_chunk", "_rows", "_sum"))
-        return {int(start): [rows, int(total)] for start, rows, total in sums}
+            return iter(())
+        digest = self.row_digest(entity, as_hex=True)
+        return (_id_range(self.objects(entity.source_model), lo, hi).order_by()
+                .annotate(_chunk=self._chunk(width)).values("_chunk")
+                .annotate(_rows=Count("pk"), _digests=dialects.ChunkRowDigests(F("pk"), width, digest))
+                .values_list("_chunk", "_rows", "_digests").iterator(chunk_size=20_000))
 
-    def digests_in(self, entity, lo: int, hi: int, chunks: list[int] | None, width: int,
-                   batch_size: int) -> Iterator[list[dict]]:
-        """Batches of {id, ROW_DIGEST, secret fields} of the model rows with lo <= id < hi
-        (in those ``width``-wide ``chunks`` only, when given): the database digests only these."""
+    def id_bounds(self, entity) -> tuple[int, int] | None:
+        """The lowest and the highest id of the entity's model rows (None: it has none)."""
         if not entity.source_model:
-            return
-        where = Q(_chunk__in=chunks) if chunks is not None else None
-        yield from self.extract_rows(entity.source_model, ("id", *entity.secret_fields), lo - 1, batch_size,
-                                     {ROW_DIGEST: self.row_digest(entity)}, before_id=hi,
-                                     where=(self._chunk(width), where) if where is not None else None)
+            return None
+        bounds = self.objects(entity.source_model).aggregate(lo=Min("pk"), hi=Max("pk"))
+        return None if bounds["lo"] is None else (bounds["lo"], bounds["hi"])
 
     @staticmethod
     def _chunk(width: int):
         return ExpressionWrapper(dialects.chunk_start(F("pk"), width), output_field=BigIntegerField())
 
-    def secret_values(self, entity) -> Iterator[tuple]:
-        """(id, *secret fields) of the model rows with any secret set (not NULL, not empty)."""
+    def secret_values(self, entity, lo: int | None = None, hi: int | None = None) -> Iterator[tuple]:
+        """(id, *secret fields) of the model rows with lo <= id < hi (None: no bound) and
+        any secret set (not NULL, not empty)."""
         if not (entity.source_model and entity.secret_fields):
             return iter(())
         lengths = {f"_length_{f}": Length(f) for f in entity.secret_fields}
-        qs = (self.objects(entity.source_model).alias(**lengths)
+        qs = (_id_range(self.objects(entity.source_model), lo, hi).alias(**lengths)
               .filter(functools.reduce(operator.or_, (Q(**{f"{name}__gt": 0}) for name in lengths))))
         return qs.order_by("pk").values_list("id", *entity.secret_fields).iterator(chunk_size=20_000)
 
@@ -285,3 +283,10 @@ class LegacySource:
                            for start in range(0, len(ids), batch_size))
             for rows in batches:
                 yield [ref for row in rows for ref in filerefs.refs_of(entity, row, urls)]
+
+
+def _id_range(qs, lo: int | None, hi: int | None):
+    """``qs`` narrowed to lo <= id < hi (None: no bound)."""
+    if lo is not None:
+        qs = qs.filter(pk__gte=lo)
+    return qs if hi is None else qs.filter(pk__lt=hi)

@@ -4,9 +4,11 @@ After a complete export (typically a pre-copy while the legacy app was live), a 
 moves only what changed since: rows added, changed and deleted, then their files. It
 needs no ``updated_at``. The export recorded, per source row, a digest the legacy
 database computed plus a keyed part for the row's secrets (``fingerprint.py``). A sync
-asks each database for per-chunk counts and sums of those digests (``CHUNK_WIDTH`` ids a
-chunk: one GROUP BY over the table on each side), has the rows of the differing chunks
-alone digested and read row by row, and recomputes contexts only
+asks the target for per-chunk counts and sums of the recorded digests (``CHUNK_WIDTH``
+ids a chunk) and the legacy database for each chunk's row digests gathered into one
+text (one GROUP BY over the table on each side, every row digested once). Chunks whose
+sums agree are done; the others are compared row by row, from the text already read and
+the target's recorded digests of those chunks alone. Contexts are recomputed only
 for the rows a context can have changed (``Context.recheck``). No row is pulled through
 the ORM to find that it did not change. Secrets are read (id and secret only) and keyed
 here, since their digest may not be computed where the key would show. Then work
@@ -31,9 +33,9 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from .dialects import chunk_start
-from .diff import chunk_spans, compare_range, differing_chunks
+from .diff import chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range, differing_chunks, id_parts
 from .errors import BridgeError
-from .fingerprint import FINGERPRINT_VERSION, ROW_DIGEST, keyed_digest, row_digest, secret_part
+from .fingerprint import FINGERPRINT_VERSION, keyed_digest, secret_part
 from .idmap import id_map
 from .idset import IdSet
 from .load import EntityStats
@@ -45,9 +47,10 @@ RELEASED_LENGTH = 30
 # ids per chunk of the per-chunk sums: narrow, so that a change spread over the whole table
 # (1% of the rows) leaves most chunks equal; the sums travel as one row per chunk
 CHUNK_WIDTH = 16
-FIND_THREADS = 2  # entities whose changes are looked for at once
-SPAN_IDS = 65_536  # ids one query over differing chunks covers: what it returns stays small
-DIGEST_BATCH = 20_000  # rows per query when a differing run of chunks is read row by row
+FIND_THREADS = 2  # id ranges whose changes are looked for at once
+# rows of about one id range: a large table is cut, so that both threads stay busy to the end
+PART_ROWS = 250_000
+SPAN_IDS = 65_536  # ids one query of the target's digests of differing chunks covers
 
 
 @dataclass
@@ -79,6 +82,15 @@ class EntityChanges:
     upsert: list[int]  # in the source, new or changed since the row was loaded
     inserted: set[int]  # the new ones among them
     delete: list[int]  # gone from the source
+    unchanged: int = 0
+    seconds: float = 0.0  # spent finding them
+
+    @classmethod
+    def merged(cls, parts: list[EntityChanges]) -> EntityChanges:
+        """One entity's changes from those of its id ranges."""
+        return cls(sorted(i for p in parts for i in p.upsert), {i for p in parts for i in p.inserted},
+                   sorted(i for p in parts for i in p.delete), sum(p.unchanged for p in parts),
+                   sum(p.seconds for p in parts))
 
 
 class SyncRows:
@@ -137,20 +149,28 @@ class SyncRows:
         by_name = {s.name: s for s in self.sync_stats}
         changes: dict[str, EntityChanges] = {}
         changed: dict[str, set[int]] = {}  # what a later entity's context recheck looks at
-        # each entity's own changes are found by FIND_THREADS threads at once (the legacy
-        # database digests two tables on two cores), its context changes then, in order
+        # each entity's own changes are found in id ranges by FIND_THREADS threads at once
+        # (the legacy database digests on two cores), its context changes then, in order
         with ThreadPoolExecutor(max_workers=FIND_THREADS, thread_name_prefix="bridge-sync-find") as finder:
-            # the largest tables first, so that no large one is left to run alone at the end
-            largest_first = sorted(run.entities, key=lambda e: -(stats[e.name].read if e.name in stats else 0))
-            own = {e.name: finder.submit(self.own_changes, run, e, by_name[e.name]) for e in largest_first}
+            work = []  # (rows, entity, lo, hi)
+            for entity in run.entities:
+                rows = stats[entity.name].read if entity.name in stats else 0
+                parts = id_parts(run.source.id_bounds(entity), rows, PART_ROWS, CHUNK_WIDTH)
+                work.extend((rows / len(parts), entity, lo, hi) for lo, hi in parts)
+            own: dict[str, list] = {e.name: [] for e in run.entities}
+            # the largest first, so that no large one is left to run alone at the end
+            for _, entity, lo, hi in sorted(work, key=lambda w: -w[0]):
+                own[entity.name].append(finder.submit(self.own_changes, run, entity, lo, hi))
             try:
                 for entity in run.entities:
-                    found = changes[entity.name] = own[entity.name].result()
+                    found = changes[entity.name] = EntityChanges.merged([f.result() for f in own[entity.name]])
+                    by_name[entity.name].seconds += found.seconds
+                    by_name[entity.name].unchanged = found.unchanged
                     with _timed(by_name[entity.name]):
                         self.add_context_changes(run, entity, found, by_name[entity.name], changed)
                     changed[entity.name] = set(found.upsert) | set(found.delete)
             finally:
-                for future in own.values():
+                for future in (f for futures in own.values() for f in futures):
                     future.cancel()
         # Deletes children first; a row still referenced (a derived school whose teachers
         # move to another one, a module no session will use) waits until the updates moved
@@ -179,42 +199,46 @@ class SyncRows:
 
     # --- 1. what changed ---------------------------------------------------------------
 
-    def own_changes(self, run, entity: Entity, stats: SyncStats) -> EntityChanges:
-        """Rows whose own values changed, found by per-chunk sums each database computes
-        (only the rows of differing chunks are then compared). The target is read in a
-        thread of its own while the source is read: both databases work at once. Runs in
-        a thread of ``move``'s: it reads, and changes nothing of ``run`` but the parent ids
-        it loads."""
+    def own_changes(self, run, entity: Entity, lo: int | None, hi: int | None) -> EntityChanges:
+        """Rows with lo <= id < hi (None: no bound) whose own values changed, found by
+        per-chunk sums each database computes (only the rows of differing chunks are then
+        compared). The target is read in a thread of its own while the source is read: both
+        databases work at once. Runs in a thread of ``move``'s: it reads, and changes
+        nothing of ``run`` but the parent ids it loads (with the range open below)."""
+        started = time.monotonic()
         try:
-            with _timed(stats):
-                return self._own_changes(run, entity, stats)
+            found = self._own_changes(run, entity, lo, hi)
+            found.seconds = time.monotonic() - started
+            return found
         finally:
             from django.db import connections
 
             connections.close_all()  # this thread's legacy connection
 
-    def _own_changes(self, run, entity: Entity, stats: SyncStats) -> EntityChanges:
+    def _own_changes(self, run, entity: Entity, lo: int | None, hi: int | None) -> EntityChanges:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sync-target") as target:
-            parents = target.submit(run.load_parent_ids, entity, _reads_itself(entity))
-            stored = target.submit(self.stored_sums, run, entity)
-            source = self.source_sums(run, entity)
+            parents = target.submit(run.load_parent_ids, entity, _reads_itself(entity)) if lo is None else None
+            stored = target.submit(self.stored_sums, run, entity, lo, hi)
+            source, differing_rows = self.source_chunks(run, entity, lo, hi, stored)
             spans = chunk_spans(differing_chunks(source, stored.result()), CHUNK_WIDTH, SPAN_IDS)
             upsert, inserted, delete = [], set(), []
-            # the next span's recorded digests are read while this span's source is
+            # the next span's recorded digests are read while this span is compared
             stored_spans = [target.submit(self.stored_digests, run, entity, *span) for span in spans[:1]]
-            for k, (lo, hi, chunks) in enumerate(spans):
+            for k, (span_lo, span_hi, chunks) in enumerate(spans):
                 if k + 1 < len(spans):
                     stored_spans.append(target.submit(self.stored_digests, run, entity, *spans[k + 1]))
-                diff = compare_range(lo, hi, self.source_digests(run, entity, lo, hi, chunks),
-                                     stored_spans[k].result())
+                mine = {i: digest for start in (chunks or range(span_lo, span_hi, CHUNK_WIDTH))
+                        for i, digest in differing_rows.pop(start, {}).items()}
+                diff = compare_range(span_lo, span_hi, mine, stored_spans[k].result())
                 stored_spans[k] = None
                 upsert.extend(diff.missing)
                 upsert.extend(diff.changed)
                 inserted.update(diff.missing)
                 delete.extend(diff.extra)
-            parents.result()
-        stats.unchanged = sum(rows for rows, _ in source.values()) - len(upsert)
-        return EntityChanges(sorted(upsert), inserted, delete)
+            if parents is not None:
+                parents.result()
+        unchanged = sum(rows for rows, _ in source.values()) - len(upsert)
+        return EntityChanges(upsert, inserted, delete, unchanged)
 
     def add_context_changes(self, run, entity: Entity, found: EntityChanges, stats: SyncStats,
                             changed: Mapping[str, set[int]]) -> None:
@@ -225,45 +249,68 @@ class SyncRows:
             found.upsert = sorted({*found.upsert, *more})
             stats.unchanged -= len(more)
 
-    def source_sums(self, run, entity: Entity) -> dict[int, list[int]]:
-        """Chunk start -> [rows, digest sum] of the source: the database's sums, plus the
-        keyed secret parts and the derived rows, added here."""
+    def source_chunks(self, run, entity: Entity, lo: int | None, hi: int | None, stored,
+                      ) -> tuple[dict[int, list[int]], dict[int, dict[int, int]]]:
+        """Chunk start -> [rows, digest sum] of the source rows with lo <= id < hi, and the
+        row digests (id -> digest) of the chunks whose sums differ from the ``stored`` ones
+        (a future): the database's digests, plus the keyed secret parts and the derived
+        rows, added here. The source's GROUP BY runs while the target sums its side."""
         key = run.path.fingerprint_key
-        sums = run.source.digest_sums(entity, CHUNK_WIDTH)
-
-        def add(source_id: int, digest: int, rows: int) -> None:
-            entry = sums.setdefault(chunk_start(source_id, CHUNK_WIDTH), [0, 0])
-            entry[0] += rows
-            entry[1] += digest
-
-        for source_id, *secrets in run.source.secret_values(entity):
-            add(source_id, secret_part(key, tuple(secrets)), 0)
+        added: dict[int, int] = {}  # id -> what is added to the database's digest of the row
+        derived: dict[int, int] = {}  # id -> digest of a row made in Python
+        for source_id, *secrets in run.source.secret_values(entity, lo, hi):
+            added[source_id] = secret_part(key, tuple(secrets))
         for row in run.source.derived_rows(entity):
-            add(row["id"], keyed_digest(key, tuple(row.values())), 1)
-        return sums
+            if (lo is None or row["id"] >= lo) and (hi is None or row["id"] < hi):
+                derived[row["id"]] = keyed_digest(key, tuple(row.values()))
+        extra: dict[int, list[int]] = {}  # chunk start -> what they add to its [rows, sum]
+        for ids, rows in ((added, 0), (derived, 1)):
+            for i, digest in ids.items():
+                entry = extra.setdefault(chunk_start(i, CHUNK_WIDTH), [0, 0])
+                entry[0] += rows
+                entry[1] += digest
 
-    def stored_sums(self, run, entity: Entity) -> dict[int, list[int]]:
+        def rows_of(start: int, rows: int, text: str) -> dict[int, int]:
+            try:
+                digests = chunk_row_digests(start, rows, text)
+            except ValueError as exc:
+                raise BridgeError(f"{entity.name}: the legacy database cut its digest text short ({exc})") from None
+            return {i: d + added.get(i, 0) for i, d in digests.items()}
+
+        sums: dict[int, list[int]] = {}
+        texts: dict[int, tuple[int, str]] = {}  # the differing chunks' database digests
+        stored_sums = None
+        for start, rows, text in run.source.chunk_digests(entity, CHUNK_WIDTH, lo, hi):
+            if stored_sums is None:  # the source's GROUP BY is done: the target's is, most likely
+                stored_sums = stored.result()
+            more = extra.get(start, (0, 0))
+            sums[start] = mine = [rows + more[0], chunk_digest_sum(text) + more[1]]
+            if stored_sums.get(start) != mine:
+                texts[start] = (rows, text)
+        for start, more in extra.items():
+            sums.setdefault(start, list(more))
+        differing: dict[int, dict[int, int]] = {}
+        for start in differing_chunks(sums, stored.result()):
+            mine = rows_of(start, *texts[start]) if start in texts else {}
+            mine.update((i, d) for i in range(start, start + CHUNK_WIDTH) if (d := derived.get(i)) is not None)
+            differing[start] = mine
+        return sums, differing
+
+    def stored_sums(self, run, entity: Entity, lo: int | None, hi: int | None) -> dict[int, list[int]]:
         fp = bk.fingerprints
         start = self._stored_chunk().label("start")
         query = (sa.select(start, sa.func.count(), sa.func.sum(fp.c.row_digest))
                  .where(fp.c.entity == entity.name).group_by(start))
+        if lo is not None:
+            query = query.where(fp.c.source_id >= lo)
+        if hi is not None:
+            query = query.where(fp.c.source_id < hi)
         with run.engine.connect() as conn:
             return {int(lo): [rows, int(total)] for lo, rows, total in conn.execute(query)}
 
     @staticmethod
     def _stored_chunk():
         return chunk_start(bk.fingerprints.c.source_id, sa.literal_column(str(CHUNK_WIDTH), sa.BigInteger))
-
-    def source_digests(self, run, entity: Entity, lo: int, hi: int, chunks: list[int] | None) -> dict[int, int]:
-        key = run.path.fingerprint_key
-        digests = {row["id"]: row_digest(key, row[ROW_DIGEST], tuple(row[f] for f in entity.secret_fields), ())
-                   for rows in run.source.digests_in(entity, lo, hi, chunks, CHUNK_WIDTH, DIGEST_BATCH)
-                   for row in rows}
-        wanted = None if chunks is None else set(chunks)
-        for row in run.source.derived_rows(entity):
-            if lo <= row["id"] < hi and (wanted is None or chunk_start(row["id"], CHUNK_WIDTH) in wanted):
-                digests[row["id"]] = keyed_digest(key, tuple(row.values()))
-        return digests
 
     def stored_digests(self, run, entity: Entity, lo: int, hi: int, chunks: list[int] | None) -> dict[int, int]:
         fp = bk.fingerprints

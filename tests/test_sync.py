@@ -28,7 +28,8 @@ from werkzeug.security import check_password_hash
 import flask_models as fm
 from migration_bridge import bookkeeping as bk
 from migration_bridge.dialects import chunk_start
-from migration_bridge.diff import chunk_spans, compare_range, differing_chunks
+from migration_bridge.diff import (chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range,
+                                   differing_chunks, id_parts)
 from migration_bridge.fingerprint import (DIGEST_BITS, context_digest, fingerprint_key, keyed_digest, row_digest,
                                           secret_part)
 
@@ -108,6 +109,26 @@ def test_only_differing_chunks_are_read_and_adjacent_ones_in_one_range():
     assert chunk_spans([0, 96], 32, 1024) == [(0, 128, [0, 96])]
     diff = compare_range(1024, 3072, {1025: 7, 1030: 8, 2050: 9}, {1025: 7, 1030: 1, 2051: 9})
     assert (diff.missing, diff.extra, diff.changed) == ([2050], [2051], [1030])
+
+
+def test_a_chunks_gathered_digests_read_back_by_id_and_summed():
+    text = "3" + "00000000000a" + "F" + "ffffffffffff" + "0" + "000000000001"  # any order, either case
+    assert chunk_row_digests(32, 3, text) == {35: 10, 47: 2**48 - 1, 32: 1}
+    assert chunk_digest_sum(text) == 10 + 2**48 - 1 + 1
+    assert chunk_row_digests(0, 0, "") == {} and chunk_digest_sum("") == 0
+    with pytest.raises(ValueError, match="not 39"):  # a text the server cut short is never half read
+        chunk_row_digests(32, 3, text[:30])
+
+
+def test_a_large_table_is_cut_into_whole_chunks_covering_every_id():
+    parts = id_parts((1, 1_000_000), 1_000_000, 250_000, 16)
+    assert len(parts) == 4 and parts[0][0] is None and parts[-1][1] is None
+    assert all(hi == next_lo for (_, hi), (next_lo, _) in zip(parts, parts[1:]))  # no gap, no overlap
+    assert all(lo % 16 == 0 for lo, _ in parts[1:])  # a chunk lies in one part
+    assert id_parts((-100, 50), 600, 250, 16) == [(None, -64), (-64, 0), (0, None)]
+    assert id_parts((1, 10**9), 1000, 250_000, 16) == [(None, None)]  # few rows: one part
+    assert id_parts(None, 0, 250_000, 16) == [(None, None)]  # no rows: still one part (deletes)
+    assert id_parts((5, 5), 10**6, 250_000, 16) == [(None, 0), (0, None)]
 
 
 def test_chunks_are_floor_aligned_for_negative_ids_too():
@@ -329,25 +350,26 @@ DATABASE_DIGESTS = """
 import json
 from django.db import transaction
 from legacy_app.video_app.models import Student
+from migration_bridge.diff import chunk_digest_sum, chunk_row_digests
 from migration_bridge.fingerprint import ROW_DIGEST
 from migration_bridge.profiles import get_profile
 from migration_bridge.source import LegacySource
 from migration_bridge.sync import CHUNK_WIDTH
 source = LegacySource("video_app")
+source.row_digests = True
 entity = get_profile("plan").entity("students")
 def digest(pk):
-    (rows,) = source.digests_in(entity, pk, pk + 1, None, CHUNK_WIDTH, 10)
-    return rows[0][ROW_DIGEST]
-sums = {}
-for rows in source.digests_in(entity, -2**62, 2**62, None, CHUNK_WIDTH, 500):
-    for row in rows:
-        entry = sums.setdefault(str(row["id"] - row["id"] % CHUNK_WIDTH), [0, 0])
-        entry[0] += 1
-        entry[1] += row[ROW_DIGEST]
-out = {"summed_here": sums, "summed_there": {str(k): v for k, v in source.digest_sums(entity, CHUNK_WIDTH).items()}}
-every_other = sorted(int(k) for k in sums)[::2]
-out["some_chunks"] = sorted(row["id"] - row["id"] % CHUNK_WIDTH for rows in source.digests_in(
-    entity, every_other[0], every_other[-1] + CHUNK_WIDTH, every_other, CHUNK_WIDTH, 7) for row in rows)
+    (row,) = source.rows_by_id(entity, [pk])
+    return row[ROW_DIGEST]
+read_by_export = {row["id"]: row[ROW_DIGEST] for rows in source.entity_rows(entity, -2**62, 500) for row in rows}
+chunks = list(source.chunk_digests(entity, CHUNK_WIDTH))
+gathered = {}
+for start, rows, text in chunks:
+    gathered.update(chunk_row_digests(start, rows, text))
+out = {"read_by_export": sorted(read_by_export.items()), "gathered": sorted(gathered.items()),
+       "sums_agree": all(chunk_digest_sum(text) == sum(chunk_row_digests(start, rows, text).values())
+                         for start, rows, text in chunks),
+       "starts": sorted({start for start, _, _ in chunks}) == sorted({i - i % CHUNK_WIDTH for i in gathered})}
 pk = Student.objects.order_by("pk").values_list("pk", flat=True)[0]
 with transaction.atomic():
     seen = [digest(pk)]
@@ -363,14 +385,13 @@ print(json.dumps(out))
 
 @pytest.mark.parametrize("pair", SOURCE_TARGET_PAIRS)
 def test_the_database_digest_sums_and_tells_values_apart(exported_pair, pair):
-    """The legacy database's per-chunk sums equal the sums of its per-row digests; a row's
-    digest tells NULL, empty and a value apart and does not mix fields up; a PIN's value
-    is not in it (only whether one is set)."""
+    """The digests the legacy database gathers per chunk are, row for row, those the
+    export reads with the rows (and records); a row's digest tells NULL, empty and a value
+    apart and does not mix fields up; a PIN's value is not in it (only whether one is set)."""
     seeded = exported_pair(pair).seeded
     out = json.loads(run_manage("shell", "-c", DATABASE_DIGESTS, env=seeded.env).stdout.strip().splitlines()[-1])
-    assert out["summed_there"] == out["summed_here"] and len(out["summed_here"]) > 0
-    every_other = sorted(int(k) for k in out["summed_here"])[::2]  # the rows of those chunks, and only they
-    assert out["some_chunks"] == sorted(c for c in every_other for _ in range(out["summed_here"][str(c)][0]))
+    assert out["gathered"] == out["read_by_export"] and len(out["gathered"]) > 100
+    assert out["sums_agree"] and out["starts"]
     original, null, empty, x, x_bar, moved_bar, other_pin, no_pin = out["seen"]
     assert len({original, null, empty, x, x_bar, moved_bar, no_pin}) == 7
     assert other_pin == moved_bar  # a changed PIN changes nothing the database digests...
