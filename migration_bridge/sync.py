@@ -40,6 +40,7 @@ from .idmap import id_map
 from .idset import IdSet
 from .load import EntityStats
 from .mapping import Entity
+from .transforms import Reject, Skip
 
 
 # a released value is "~released-<id>": columns too short for any id keep their value
@@ -103,6 +104,8 @@ class SyncRows:
 
     def __init__(self):
         self.sync_stats: list[SyncStats] = []
+        self.redecided: dict[str, set[int]] = {}  # entity -> source ids this sync decided again or deleted
+        self.retry_every_reject = True
 
     def check(self, options) -> None:
         if options.reset or options.restart or options.dry_run or options.files_only or options.row_workers > 1:
@@ -136,10 +139,7 @@ class SyncRows:
         """The file step looks at the references of the rows this sync wrote only, when
         the run before copied the files of everything it wrote; else (it failed, was
         killed, or skipped files) at every row's."""
-        runs = bk.runs
-        with run.engine.connect() as conn:
-            before = conn.execute(sa.select(runs.c.status, runs.c.options).order_by(runs.c.id.desc())
-                                  .limit(1).offset(1)).first()
+        before = _run_before(run)
         if before is None or before.status != "complete" or (before.options or {}).get("skip_files", True):
             return None
         return dict(run.store.written_ids)
@@ -190,6 +190,7 @@ class SyncRows:
         for entity in run.entities:  # before any update: a value may move from one row to another
             with _timed(by_name[entity.name]):
                 self.release_unique_values(run, entity, changes[entity.name].upsert)
+        self.retry_every_reject = not _rejects_settled(run)
         for entity in run.entities:
             with _timed(by_name[entity.name]):
                 self.apply_upserts(run, entity, changes[entity.name], by_name[entity.name])
@@ -413,9 +414,10 @@ class SyncRows:
         run.load_parent_ids(entity, itself=_reads_itself(entity))
         partial = entity.name not in run.path.loaded  # its rows will be known by the ones written only
         ctx = run.path.entity_context(entity)
-        # rows rejected before are decided again even when unchanged: their parent may be in now
-        retried = set(run.store.rejected_ids(entity)) - set(changes.upsert)
+        rejected = sorted(set(run.store.rejected_ids(entity)) - set(changes.upsert))
+        retried = set(rejected) if self.retry_every_reject else self.affected_rejects(run, entity, ctx, rejected, changes)
         upsert = sorted(set(changes.upsert) | retried)
+        self.redecided[entity.name] = set(upsert) | set(changes.delete)
         inserted = changes.inserted | retried
         scratch = EntityStats(entity.name)  # the export's checkpoint counters stay as they are
         run.store.written_ids[entity.name] = accepted = IdSet()
@@ -427,6 +429,59 @@ class SyncRows:
         stats.rejected = scratch.rejected + scratch.skipped
         if partial:  # an entity after this one reads all of its ids from the target
             run.path.loaded.pop(entity.name, None)
+
+
+    def affected_rejects(self, run, entity: Entity, ctx, ids: list[int], changes: EntityChanges) -> set[int]:
+        """Among rows rejected before and unchanged since (``ids``), those whose decision
+        this sync can change: the ones pointing at a parent it decided again or deleted (it
+        may be in now, or out for another reason), and replies to those or to a reply it
+        decided again. A row rejected for its own values stays as it is. Holds when the
+        rejects are settled (``_rejects_settled``); otherwise every one is decided again."""
+        touched = {parent: self.redecided.get(parent, set()) for parent in entity.foreign_keys.values()}
+        column = entity.self_foreign_key
+        own = set(changes.upsert) | set(changes.delete)
+        out: set[int] = set()
+        replying: dict[int, int] = {}  # reply -> its parent, for the replies not taken yet
+        for start in range(0, len(ids), run.options.batch_size):
+            rows = run.source.rows_by_id(entity, ids[start:start + run.options.batch_size], digests=False)
+            batch_ctx = run.path.batch_context(entity, ctx, rows)
+            for src in rows:
+                result = entity.transform(src, batch_ctx)
+                if isinstance(result, (Reject, Skip)):
+                    continue
+                if any(result.row.get(c) in touched[parent] for c, parent in entity.foreign_keys.items()):
+                    out.add(src["id"])
+                elif column and result.row.get(column) is not None:
+                    replying[src["id"]] = result.row[column]
+        while taken := [i for i, parent in replying.items() if parent in own or parent in out]:
+            out.update(taken)
+            for i in taken:
+                del replying[i]
+        return out
+
+
+def _run_before(run):
+    """The status and options of the run before this one (None: there is none)."""
+    runs = bk.runs
+    with run.engine.connect() as conn:
+        return conn.execute(sa.select(runs.c.status, runs.c.options).order_by(runs.c.id.desc())
+                            .limit(1).offset(1)).first()
+
+
+def _rejects_settled(run) -> bool:
+    """Whether every reject in the target was decided against its parents as they are now:
+    the last run before this one that decided rows completed, over every entity. After a
+    run killed or failed part-way, or one limited by --only/--exclude, a parent may have
+    come in after its children were turned away."""
+    runs = bk.runs
+    with run.engine.connect() as conn:
+        earlier = conn.execute(sa.select(runs.c.status, runs.c.options).order_by(runs.c.id.desc()).offset(1))
+        for status, options in earlier:
+            options = options or {}
+            if options.get("files_only") or options.get("dry_run"):
+                continue
+            return status == "complete" and not options.get("only") and not options.get("exclude")
+    return False
 
 
 def _reads_itself(entity: Entity) -> bool:

@@ -178,9 +178,31 @@ def test_fixed_parent_brings_its_subtree_on_sync(migration):
     rejected_students = {i for (entity, i), r in migration.rejects().items()
                          if entity == "students" and r["root"]["entity"] == "sessions" and r["root"]["id"] == session}
     assert rejected_students
+    rejected = {entity: sum(1 for e, _ in migration.rejects() if e == entity) for entity in ("students", "media")}
     migration.legacy(f"UPDATE video_app_session SET module = '4' WHERE id = {session}")
     migration.export("--sync")
     assert session in migration.target_ids("sessions")
+    assert rejected_students <= migration.target_ids("students")
+    # the rejects under other roots are not decided again: their parents are as they were
+    decided_again = migration.report()["sync"]
+    assert all(decided_again[entity]["rejected"] < rejected[entity] for entity in rejected), decided_again
+    proc, verdict = migration.verify("--fix-counts")
+    assert verdict["passed"], proc.stdout
+
+
+def test_a_sync_after_a_limited_run_decides_every_reject_again(migration):
+    """--only brought the fixed session in, not its students: the next sync cannot tell
+    from this sync's changes alone (the session is unchanged since), so it decides every
+    reject again."""
+    session = first_rejected_session(migration)
+    migration.export()
+    rejected_students = {i for (entity, i), r in migration.rejects().items()
+                         if entity == "students" and r["root"]["entity"] == "sessions" and r["root"]["id"] == session}
+    migration.legacy(f"UPDATE video_app_session SET module = '4' WHERE id = {session}")
+    migration.export("--sync", "--only", "sessions")
+    assert session in migration.target_ids("sessions")
+    assert not rejected_students & migration.target_ids("students")
+    migration.export("--sync")
     assert rejected_students <= migration.target_ids("students")
     proc, verdict = migration.verify("--fix-counts")
     assert verdict["passed"], proc.stdout
