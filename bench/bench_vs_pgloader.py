@@ -283,12 +283,28 @@ def run_verify(seeded: dict, rows: int) -> Contender:
 
 # --- the 1% change ---------------------------------------------------------------------------
 
-def change_ids(cur, table: str, fraction: float) -> list[int]:
-    cur.execute(f"SELECT id FROM `{table}` ORDER BY id")
-    ids = [i for (i,) in cur.fetchall()]
-    k = max(1, round(len(ids) * fraction))
-    step = len(ids) / k
-    return [ids[int(i * step + step / 2)] for i in range(k)]
+def change_ids(db: str, table: str, fraction: float) -> list[int]:
+    """``fraction`` of the table's ids, spread evenly; streamed, so that this process stays
+    small (a child's wait4 ru_maxrss counts the RSS its parent had when it was started)."""
+    import MySQLdb.cursors
+
+    conn = mysql_conn(db, cursorclass=MySQLdb.cursors.SSCursor)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+        (n,) = cur.fetchone()
+        k = max(1, round(n * fraction))
+        step = n / k
+        wanted = iter([int(i * step + step / 2) for i in range(k)])
+        chosen, next_index = [], next(wanted)
+        cur.execute(f"SELECT id FROM `{table}` ORDER BY id")
+        for index, (i,) in enumerate(cur):
+            if index == next_index:
+                chosen.append(i)
+                next_index = next(wanted, -1)
+        return chosen
+    finally:
+        conn.close()
 
 
 def apply_change(db: str, fraction: float, undo: bool = False) -> dict:
@@ -302,7 +318,7 @@ def apply_change(db: str, fraction: float, undo: bool = False) -> dict:
             cur.execute(f"CREATE TABLE `{CHANGE_MARKER}` (fraction DOUBLE NOT NULL)")
             cur.execute(f"INSERT INTO `{CHANGE_MARKER}` VALUES (%s)", (fraction,))
         for table, (column, do_sql, undo_sql) in CHANGES.items():
-            ids = change_ids(cur, table, fraction)
+            ids = change_ids(db, table, fraction)
             changed = 0
             for start in range(0, len(ids), 10000):
                 chunk = ids[start:start + 10000]
