@@ -430,7 +430,6 @@ class SyncRows:
         if partial:  # an entity after this one reads all of its ids from the target
             run.path.loaded.pop(entity.name, None)
 
-
     def affected_rejects(self, run, entity: Entity, ctx, ids: list[int], changes: EntityChanges) -> set[int]:
         """Among rows rejected before and unchanged since (``ids``), those whose decision
         this sync can change: the ones pointing at a parent it decided again or deleted (it
