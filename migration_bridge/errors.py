@@ -16,6 +16,7 @@ code   meaning
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 
@@ -42,13 +43,33 @@ class Interrupted(KeyboardInterrupt):
         self.signal_name = signal_name
 
 
+_STOP_SIGNALS = ("SIGINT", "SIGTERM")
+
+
 def quiet_child_signals() -> None:
     """In a forked helper process: its parent handles Ctrl-C and stops it with SIGTERM,
-    which ends it at once (its open transaction rolls back), with nothing printed."""
+    which ends it at once (its open transaction rolls back), with nothing printed. Then
+    lets through the signals ``signals_held_for_fork`` held."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {getattr(signal, name) for name in _STOP_SIGNALS})
+
+
+@contextlib.contextmanager
+def signals_held_for_fork():
+    """Around starting a forked helper: Ctrl-C and SIGTERM wait (in the parent, for the
+    moment of the fork) until the child has its own handling (``quiet_child_signals``).
+    Else one arriving just after the fork runs the parent's handler in the child, in the
+    middle of its at-fork hooks, and can leave a lock there held for good."""
+    import signal
+
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {getattr(signal, name) for name in _STOP_SIGNALS})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 # --- secrets never reach a message ------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from .errors import EXIT_INTERRUPTED, BridgeError, Interrupted, describe, quiet_child_signals
+from .errors import EXIT_INTERRUPTED, BridgeError, Interrupted, describe, quiet_child_signals, signals_held_for_fork
 
 
 class Helper:
@@ -31,7 +31,8 @@ class Helper:
         self.finished = False  # it sent ("done", ...): all it had to say
         self.process = fork.Process(target=_main, args=(work, args, engine, self._receive, send, os.getpid()), name=name,
                                     daemon=daemon)
-        self.process.start()
+        with signals_held_for_fork():
+            self.process.start()
         send.close()
 
     @property

@@ -33,7 +33,8 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from . import dialects
-from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, BridgeError, Interrupted, describe, quiet_child_signals
+from .errors import (EXIT_INTERRUPTED, EXIT_UNEXPECTED, BridgeError, Interrupted, describe, quiet_child_signals,
+                     signals_held_for_fork)
 from .load import BatchStore, EntityStats
 from .mapping import Entity
 from .progress import Progress
@@ -186,7 +187,8 @@ def _run_workers(run, entity: Entity, ctx, todo: list[RangeStats], progress: Pro
             receive, send = fork.Pipe(duplex=False)
             process = fork.Process(target=_work, args=(run, entity, ctx, rng, send),
                                    name=f"bridge-rows-{entity.name}-{rng.lo}", daemon=True)
-            process.start()
+            with signals_held_for_fork():
+                process.start()
             send.close()
             workers.append((process, receive, rng))
         running = {process: (receive, rng) for process, receive, rng in workers}

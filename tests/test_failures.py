@@ -463,3 +463,42 @@ def test_ctrl_c_ends_the_row_workers_with_their_coordinator(legacy, clean, make_
     time.sleep(1)
     assert group_members(proc.pid) == []
     converges(legacy, target, clean, tmp_path)
+
+
+# A Ctrl-C that reaches a helper while it is being forked: the parent's handler must not
+# run in the child (it would raise inside the child's at-fork hooks, where a lock can stay
+# held, and the helper hang). The at-fork hook here is slow, so that the signal lands in it.
+FORK_RACE = """
+import multiprocessing, os, signal, sys, time
+from migration_bridge.errors import quiet_child_signals, signals_held_for_fork
+
+def handler(signum, frame):
+    os.write(2, b"parent handler ran in the child\\n")
+    raise KeyboardInterrupt
+
+def child():
+    quiet_child_signals()
+
+signal.signal(signal.SIGINT, handler)
+os.register_at_fork(after_in_child=lambda: time.sleep(0.05))
+fork = multiprocessing.get_context("fork")
+for _ in range(30):
+    process = fork.Process(target=child, daemon=True)
+    if sys.argv[1] == "held":
+        with signals_held_for_fork():
+            process.start()
+    else:
+        process.start()
+    os.kill(process.pid, signal.SIGINT)
+    process.join(5)
+"""
+
+
+def test_a_signal_at_fork_time_never_runs_the_parents_handler_in_the_child():
+    def runs_in_child(mode: str) -> int:
+        proc = subprocess.run([sys.executable, "-c", FORK_RACE, mode], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, timeout=60)
+        return proc.stderr.count("parent handler ran in the child")
+
+    assert runs_in_child("plain") > 0  # the race is caught here...
+    assert runs_in_child("held") == 0  # ...and helpers are started with the signals held
