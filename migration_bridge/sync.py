@@ -434,8 +434,10 @@ class SyncRows:
         """Among rows rejected before and unchanged since (``ids``), those whose decision
         this sync can change: the ones pointing at a parent it decided again or deleted (it
         may be in now, or out for another reason), and replies to those or to a reply it
-        decided again. A row rejected for its own values stays as it is. Holds when the
-        rejects are settled (``_rejects_settled``); otherwise every one is decided again."""
+        decided again. A row its transform rejects stays as it is: that depends on its own
+        values and its contexts, and a row whose contexts changed is among the changed rows
+        already (``add_context_changes``). Holds when the rejects are settled
+        (``_rejects_settled``); otherwise every one is decided again."""
         touched = {parent: self.redecided.get(parent, set()) for parent in entity.foreign_keys.values()}
         column = entity.self_foreign_key
         own = set(changes.upsert) | set(changes.delete)

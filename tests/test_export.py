@@ -239,6 +239,8 @@ def test_no_plain_pin_anywhere(migrated):
                                   else [json.loads(line) for line in open(path)]) & secrets), path
     zero_padded = {p for p in pins if p.startswith("0")}  # cannot be mistaken for a count
     output = proc.stdout + proc.stderr
+    for name in (legacy.db.name, target.name):  # random names, in URLs and report paths: may hold any digits
+        output = output.replace(name, "<database>")
     assert not {p for p in zero_padded if p in output}
 
 
