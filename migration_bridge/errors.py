@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import re
+import signal
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -43,18 +44,16 @@ class Interrupted(KeyboardInterrupt):
         self.signal_name = signal_name
 
 
-_STOP_SIGNALS = ("SIGINT", "SIGTERM")
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def quiet_child_signals() -> None:
     """In a forked helper process: its parent handles Ctrl-C and stops it with SIGTERM,
     which ends it at once (its open transaction rolls back), with nothing printed. Then
     lets through the signals ``signals_held_for_fork`` held."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {getattr(signal, name) for name in _STOP_SIGNALS})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 @contextlib.contextmanager
@@ -63,9 +62,7 @@ def signals_held_for_fork():
     moment of the fork) until the child has its own handling (``quiet_child_signals``).
     Else one arriving just after the fork runs the parent's handler in the child, in the
     middle of its at-fork hooks, and can leave a lock there held for good."""
-    import signal
-
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {getattr(signal, name) for name in _STOP_SIGNALS})
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
         yield
     finally:

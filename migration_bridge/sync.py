@@ -461,12 +461,16 @@ class SyncRows:
         return out
 
 
+def _earlier_runs(conn):
+    """(status, options) of the runs before this one, the latest first."""
+    runs = bk.runs
+    return conn.execute(sa.select(runs.c.status, runs.c.options).order_by(runs.c.id.desc()).offset(1))
+
+
 def _run_before(run):
     """The status and options of the run before this one (None: there is none)."""
-    runs = bk.runs
     with run.engine.connect() as conn:
-        return conn.execute(sa.select(runs.c.status, runs.c.options).order_by(runs.c.id.desc())
-                            .limit(1).offset(1)).first()
+        return _earlier_runs(conn).first()
 
 
 def _rejects_settled(run) -> bool:
@@ -474,10 +478,8 @@ def _rejects_settled(run) -> bool:
     the last run before this one that decided rows completed, over every entity. After a
     run killed or failed part-way, or one limited by --only/--exclude, a parent may have
     come in after its children were turned away."""
-    runs = bk.runs
     with run.engine.connect() as conn:
-        earlier = conn.execute(sa.select(runs.c.status, runs.c.options).order_by(runs.c.id.desc()).offset(1))
-        for status, options in earlier:
+        for status, options in _earlier_runs(conn):
             options = options or {}
             if options.get("files_only") or options.get("dry_run"):
                 continue
