@@ -3,8 +3,8 @@
 Per row, two values (``bridge_row_digests``):
 
 - ``row_digest``, a 48-bit integer: the **database's own** digest of the row's
-  non-secret fields (``dialects.RowDigest``: MD5 over the fields, computed by the legacy
-  database, so a sync can ask the database for per-chunk sums instead of pulling every
+  non-secret fields (``dialects.RowDigest``: MD5 or SHA1 over the fields, computed by the
+  legacy database, so a sync can ask the database for per-chunk sums instead of pulling every
   row through Python), **plus** a keyed digest of its secret fields computed here
   (``secret_part``). The key never reaches the legacy database, its query log or the
   target: without it, a stored digest cannot be matched to a PIN by trying all 100,000
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 
-# 3: database-computed row digests with keyed secret parts, contexts apart (was: one keyed
-# BLAKE2b per row over everything, computed in Python)
-FINGERPRINT_VERSION = "3"
+# 4: MySQL/MariaDB digest rows with SHA1 (3: MD5; 2: one keyed BLAKE2b per row over
+# everything, computed in Python)
+FINGERPRINT_VERSION = "4"
 # the key of a model row's database digest, on rows read by export and sync (source.py)
 ROW_DIGEST = "_row_digest"
 DIGEST_BITS = 48  # per row (plus a 48-bit secret part): a chunk's sum fits any SQL BIGINT

@@ -43,6 +43,35 @@ class IdSet:
         for i in ids:
             self.add(i)
 
+    @classmethod
+    def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> IdSet:
+        """The ids of the ``(first, last)`` ranges (both included)."""
+        ids = cls()
+        for first, last in ranges:
+            ids.add_range(first, last)
+        return ids
+
+    def add_range(self, first: int, last: int) -> None:
+        """Add every id from ``first`` to ``last`` (included): byte by byte, not bit by bit,
+        inside the bitmap (a table's ids, read as a few ranges of consecutive ids)."""
+        low, high = max(first, 0), min(last, _BITMAP_LIMIT - 1)
+        for i in (*range(first, min(last + 1, 0)), *range(max(first, _BITMAP_LIMIT), last + 1)):
+            self.add(i)
+        if low > high:
+            return
+        full_from, full_to = -(-low // 8), (high + 1) // 8  # the bytes wholly inside
+        if full_from >= full_to:  # within one or two bytes
+            for i in range(low, high + 1):
+                self.add(i)
+            return
+        for i in (*range(low, full_from * 8), *range(full_to * 8, high + 1)):
+            self.add(i)
+        if full_to > len(self._bits):
+            self._bits.extend(bytes(full_to - len(self._bits)))
+        held = int.from_bytes(self._bits[full_from:full_to], "little").bit_count()
+        self._bits[full_from:full_to] = b"\xff" * (full_to - full_from)
+        self._len += (full_to - full_from) * 8 - held
+
     def __contains__(self, i) -> bool:
         if i is None:
             return False

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from . import dialects, ranges
-from .idmap import legacy_ids_query
+from .idmap import legacy_id_ranges_query
 from .idset import IdSet
 from .load import BatchStore, BatchWriter, EntityStats
 from .mapping import Entity, Profile
@@ -39,10 +39,11 @@ class Run:
         this entity's rows or contexts read (and, with ``itself``, its own)."""
         for name in entity.parents | ({entity.name} if itself else set()):
             if name not in self.path.loaded:
-                ids = legacy_ids_query(self.profile, self.profile.entity(name))
+                ranges = legacy_id_ranges_query(self.profile, self.profile.entity(name))
                 with self.engine.connect() as conn:
-                    result = conn.execution_options(stream_results=True, yield_per=50_000).execute(ids)
-                    self.path.loaded[name] = IdSet(i for (i,) in result)
+                    dialects.prepare_aggregate_reads(conn)
+                    result = conn.execution_options(stream_results=True, yield_per=50_000).execute(ranges)
+                    self.path.loaded[name] = IdSet.from_ranges(result)
                     self.path.gone[name] = bk.gone_rows(conn, name)
 
     def copy_rows(self, entity: Entity, ctx, stats: EntityStats, before_id: int | None = None,

@@ -32,7 +32,7 @@ from typing import Mapping
 import sqlalchemy as sa
 
 from . import bookkeeping as bk
-from .dialects import chunk_start
+from .dialects import chunk_start, prepare_aggregate_reads
 from .diff import chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range, differing_chunks, id_parts
 from .errors import BridgeError
 from .fingerprint import FINGERPRINT_VERSION, keyed_digest, secret_part
@@ -48,7 +48,7 @@ RELEASED_LENGTH = 30
 # ids per chunk of the per-chunk sums: narrow, so that a change spread over the whole table
 # (1% of the rows) leaves most chunks equal; the sums travel as one row per chunk
 CHUNK_WIDTH = 16
-FIND_THREADS = 2  # id ranges whose changes are looked for at once
+FIND_THREADS = 3  # id ranges whose changes are looked for at once (a third fills the waits of two)
 # rows of about one id range: a large table is cut, so that both threads stay busy to the end
 PART_ROWS = 250_000
 SPAN_IDS = 65_536  # ids one query of the target's digests of differing chunks covers
@@ -300,13 +300,15 @@ class SyncRows:
     def stored_sums(self, run, entity: Entity, lo: int | None, hi: int | None) -> dict[int, list[int]]:
         fp = bk.fingerprints
         start = self._stored_chunk().label("start")
-        query = (sa.select(start, sa.func.count(), sa.func.sum(fp.c.row_digest))
-                 .where(fp.c.entity == entity.name).group_by(start))
+        # a chunk's sum fits a BIGINT (fingerprint.DIGEST_BITS): no NUMERIC to convert
+        total = sa.cast(sa.func.sum(fp.c.row_digest), sa.BigInteger)
+        query = (sa.select(start, sa.func.count(), total).where(fp.c.entity == entity.name).group_by(start))
         if lo is not None:
             query = query.where(fp.c.source_id >= lo)
         if hi is not None:
             query = query.where(fp.c.source_id < hi)
         with run.engine.connect() as conn:
+            prepare_aggregate_reads(conn)
             return {int(lo): [rows, int(total)] for lo, rows, total in conn.execute(query)}
 
     @staticmethod
@@ -320,6 +322,7 @@ class SyncRows:
         if chunks is not None:
             query = query.where(self._stored_chunk().in_(chunks))
         with run.engine.connect() as conn:
+            prepare_aggregate_reads(conn)
             return dict(conn.execute(query).all())
 
     def context_changes(self, run, entity: Entity, ctx, changed: Mapping[str, set[int]], known: set[int],

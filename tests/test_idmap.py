@@ -6,7 +6,9 @@ import sqlalchemy as sa
 import pytest
 
 from migration_bridge import dialects
-from migration_bridge.idmap import IdMap, create_id_map, id_map, legacy_view, unmapped_rows
+from migration_bridge.idmap import (IdMap, create_id_map, id_map, legacy_id_ranges_query, legacy_ids_query,
+                                    legacy_view, unmapped_rows)
+from migration_bridge.idset import IdSet
 from migration_bridge.mapping import LEGACY_ID, LEGACY_ID_IF_FREE, NEW_ID, Entity, Profile
 
 metadata = sa.MetaData()
@@ -141,4 +143,22 @@ def test_an_upsert_clashing_on_another_unique_key_never_overwrites_that_row(targ
     with engine.connect() as conn:
         assert [tuple(r) for r in conn.execute(sa.select(accounts).order_by(accounts.c.id))] == [
             (1, "ann", "Ann B."), (2, "bob", "Bob"), (3, "cy", "Cy")]
+    engine.dispose()
+
+
+def test_id_ranges_read_back_exactly_the_legacy_ids(target_db):
+    """A parent's ids are read as runs of consecutive ids (the database finds the runs):
+    gaps, single ids and negative ids come back as they are, mapped or not."""
+    engine = target_db.engine()
+    metadata.create_all(engine)
+    create_id_map(engine)
+    idmap = IdMap(PROFILE, engine, lambda entity: 40)
+    write(engine, idmap, "teachers", [{"id": i, "name": f"t{i}"} for i in (-3, -2, 0, 1, 2, 5, 9, 10, 11, 40)])
+    pupils = [3, 4, 5, 8, 20, 21]
+    write(engine, idmap, "pupils", [{"id": i, "name": f"p{i}", "teacher_id": 1, "pin": None} for i in pupils])
+    write(engine, idmap, "posts", [{"id": i, "pupil_id": 3, "text": "t"} for i in (*range(100, 300), 302)])
+    with engine.connect() as conn:
+        for entity in PROFILE.entities:
+            ids = IdSet.from_ranges(conn.execute(legacy_id_ranges_query(PROFILE, entity)))
+            assert sorted(ids) == sorted(conn.execute(legacy_ids_query(PROFILE, entity)).scalars()), entity.name
     engine.dispose()
