@@ -23,6 +23,9 @@ class BridgeSettings:
     MEDIA_PASSWORD_KEY: str = ""
     REPORT_DIR: str = ""
     BATCH_SIZE: int = 2000
+    # --sync: rows of one id range searched for changes; a larger table is cut, the ranges
+    # searched side by side
+    SYNC_PART_ROWS: int = 250_000
     # keys the row fingerprints --sync compares; default: derived from SECRET_KEY
     FINGERPRINT_KEY: str = ""
     DEFAULT_TARGET_URL: str = "sqlite:///var/flask.sqlite3"
@@ -54,6 +57,7 @@ def bridge_settings() -> BridgeSettings:
             )
         values[key] = value
     conf = BridgeSettings(**values)
-    if conf.BATCH_SIZE < 1:
-        raise BridgeError("bad settings: MIGRATION_BRIDGE['BATCH_SIZE'] must be >= 1")
+    for key in ("BATCH_SIZE", "SYNC_PART_ROWS"):
+        if getattr(conf, key) < 1:
+            raise BridgeError(f"bad settings: MIGRATION_BRIDGE[{key!r}] must be >= 1")
     return conf

@@ -405,5 +405,5 @@ def default_report_dir(conf: BridgeSettings, started: dt.datetime) -> str:
 
 
 def run_export(options: ExportOptions, conf: BridgeSettings) -> ExportResult:
-    mover = SyncRows() if options.sync else CopyRows()
+    mover = SyncRows(conf.SYNC_PART_ROWS) if options.sync else CopyRows()
     return ExportRun(options, conf, LegacySource(conf.LEGACY_APP), mover).run()

@@ -49,8 +49,6 @@ RELEASED_LENGTH = 30
 # (1% of the rows) leaves most chunks equal; the sums travel as one row per chunk
 CHUNK_WIDTH = 16
 FIND_THREADS = 3  # id ranges whose changes are looked for at once (a third fills the waits of two)
-# rows of about one id range: a large table is cut, so that both threads stay busy to the end
-PART_ROWS = 250_000
 SPAN_IDS = 65_536  # ids one query of the target's digests of differing chunks covers
 
 
@@ -62,11 +60,13 @@ class SyncStats:
     deleted: int = 0
     unchanged: int = 0
     rejected: int = 0
+    ranges: int = 0  # id ranges searched for changes
     seconds: float = 0.0
 
     def as_report(self) -> dict:
         return {"inserted": self.inserted, "updated": self.updated, "deleted": self.deleted,
-                "unchanged": self.unchanged, "rejected": self.rejected, "seconds": round(self.seconds, 3)}
+                "unchanged": self.unchanged, "rejected": self.rejected, "ranges": self.ranges,
+                "seconds": round(self.seconds, 3)}
 
 
 @contextlib.contextmanager
@@ -102,7 +102,9 @@ class SyncRows:
     store_options = {"checkpoints": None, "replace_notes": True, "track_written": True}
     nothing_to_do = None
 
-    def __init__(self):
+    def __init__(self, part_rows: int):
+        # rows of about one id range: a large table is cut, so that every thread stays busy to the end
+        self.part_rows = part_rows
         self.sync_stats: list[SyncStats] = []
         self.redecided: dict[str, set[int]] = {}  # entity -> source ids this sync decided again or deleted
         self.retry_every_reject = True
@@ -155,7 +157,8 @@ class SyncRows:
             work = []  # (rows, entity, lo, hi)
             for entity in run.entities:
                 rows = stats[entity.name].read if entity.name in stats else 0
-                parts = id_parts(run.source.id_bounds(entity), rows, PART_ROWS, CHUNK_WIDTH)
+                parts = id_parts(run.source.id_bounds(entity), rows, self.part_rows, CHUNK_WIDTH)
+                by_name[entity.name].ranges = len(parts)
                 work.extend((rows / len(parts), entity, lo, hi) for lo, hi in parts)
             own: dict[str, list] = {e.name: [] for e in run.entities}
             # the largest first, so that no large one is left to run alone at the end
