@@ -17,10 +17,12 @@
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
 import os
+import re
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
@@ -292,6 +294,47 @@ def prepare_source_connection(connection) -> None:
     if connection.vendor == "mysql" and connection.connection is not None:
         with connection.connection.cursor() as cursor:  # ChunkRowDigests: the server's default may be 1,024 bytes
             cursor.execute("SET SESSION group_concat_max_len = 1048576")
+        use_fast_datetimes(connection.connection.converter)
+
+
+def use_fast_datetimes(converter: dict) -> None:
+    """MySQLdb parses DATETIME and TIMESTAMP values in Python, a tenth of the cost of reading
+    a row; ``mysql_datetime_parser`` gives the same values ten times faster. A project's
+    own parser is left as it is."""
+    from MySQLdb.constants import FIELD_TYPE
+    from MySQLdb.times import DateTime_or_None
+
+    for kind in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
+        if converter.get(kind) is DateTime_or_None:
+            converter[kind] = mysql_datetime_parser(DateTime_or_None)
+
+
+# the only form MySQL/MariaDB send a DATETIME in (fractions: the column's 0 to 6 digits)
+_MYSQL_DATETIME = r"[0-9]{4}-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9](?:\.[0-9]{1,6})?"
+
+
+def mysql_datetime_parser(driver_parser):
+    """A parser returning what ``driver_parser`` (MySQLdb's ``DateTime_or_None``) returns:
+    by ``fromisoformat`` where the text has MySQL's own form, by the driver's otherwise
+    (zero dates, impossible dates). MySQLdb passes text; bytes are taken too."""
+    text_form, bytes_form = re.compile(_MYSQL_DATETIME).fullmatch, re.compile(_MYSQL_DATETIME.encode()).fullmatch
+    parse = dt.datetime.fromisoformat
+
+    def mysql_datetime(value):
+        if type(value) is str:
+            if text_form(value):
+                try:
+                    return parse(value)
+                except ValueError:
+                    pass
+        elif isinstance(value, bytes) and bytes_form(value):
+            try:
+                return parse(value.decode("ascii"))
+            except ValueError:
+                pass
+        return driver_parser(value)
+
+    return mysql_datetime
 
 
 def force_source_utf8(connection) -> None:

@@ -167,12 +167,13 @@ def legacy_ids_query(profile: Profile, entity: Entity, ordered: bool = True) -> 
 
 
 def legacy_id_ranges_query(profile: Profile, entity: Entity) -> sa.Select:
-    """``(first, last)`` of each run of consecutive legacy ids of the entity's target rows:
-    the database reads a million ids, Python a few ranges (``IdSet.from_ranges``)."""
+    """``(first, last)`` of each run of consecutive legacy ids of the entity's target rows,
+    ascending: the database reads a million ids, Python a few ranges (``IdSet.from_ranges``)."""
     ids = legacy_ids_query(profile, entity, ordered=False).subquery()
     # consecutive ids share their id minus their rank
     run = sa.select(ids.c.id, (ids.c.id - sa.func.row_number().over(order_by=ids.c.id)).label("run")).subquery()
-    return sa.select(sa.func.min(run.c.id), sa.func.max(run.c.id)).group_by(run.c.run)
+    first = sa.func.min(run.c.id)
+    return sa.select(first, sa.func.max(run.c.id)).group_by(run.c.run).order_by(first)
 
 
 def legacy_view(profile: Profile, entity: Entity) -> sa.Subquery:

@@ -40,8 +40,17 @@ class IdSet:
             self._bits[byte] &= ~(1 << bit)
 
     def update(self, ids: Iterable[int]) -> None:
+        """Add ``ids``, in any order; runs of consecutive ids go in byte by byte."""
+        first = last = None
         for i in ids:
-            self.add(i)
+            if last is not None and i == last + 1:
+                last = i
+                continue
+            if first is not None:
+                self.add_range(first, last)
+            first = last = i
+        if first is not None:
+            self.add_range(first, last)
 
     @classmethod
     def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> IdSet:
@@ -54,6 +63,9 @@ class IdSet:
     def add_range(self, first: int, last: int) -> None:
         """Add every id from ``first`` to ``last`` (included): byte by byte, not bit by bit,
         inside the bitmap (a table's ids, read as a few ranges of consecutive ids)."""
+        if first == last:
+            self.add(first)
+            return
         low, high = max(first, 0), min(last, _BITMAP_LIMIT - 1)
         for i in (*range(first, min(last + 1, 0)), *range(max(first, _BITMAP_LIMIT), last + 1)):
             self.add(i)

@@ -37,3 +37,13 @@ def test_from_ranges_builds_a_million_ids_without_visiting_each():
     ids = IdSet.from_ranges([(1, 1_000_000), (1_000_005, 2_000_000)])
     assert len(ids) == 1_999_996
     assert 1_000_000 in ids and 1_000_001 not in ids and 1_000_005 in ids and 2_000_001 not in ids
+
+
+def test_an_id_list_from_ranges_holds_the_ids_in_order():
+    from migration_bridge.verify.state import IdList
+
+    ranges = [(-4, -2), (0, 0), (5, 9), (HUGE, HUGE + 1)]
+    ids = [i for first, last in ranges for i in range(first, last + 1)]
+    built = IdList.from_ranges(ranges)
+    assert list(built) == ids == list(IdList(ids))
+    assert all(i in built for i in ids) and 1 not in built and len(built) == len(ids)

@@ -20,7 +20,7 @@ from ..cli import flag
 from ..conf import BridgeSettings
 from ..diff import DEFAULT_CHUNK_SIZE
 from ..forked import Helper
-from ..idmap import IdMap, legacy_ids_query
+from ..idmap import IdMap, legacy_id_ranges_query
 from ..idset import IdSet
 from ..mapping import Profile
 from ..source import LegacySource
@@ -131,10 +131,17 @@ class IdList:
     """Ids in ascending order (compact) with a bitmap for membership."""
 
     def __init__(self, ids: Iterable[int] = ()):
-        self.items = array("q")
-        self.members = IdSet()
-        for i in ids:
-            self.add(i)
+        self.items = array("q", ids)
+        self.members = IdSet(self.items)
+
+    @classmethod
+    def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> IdList:
+        """The ids of ascending ``(first, last)`` ranges (both included)."""
+        ids = cls()
+        for first, last in ranges:
+            ids.items.extend(range(first, last + 1))
+            ids.members.add_range(first, last)
+        return ids
 
     def add(self, i: int) -> None:
         self.items.append(i)
@@ -142,8 +149,9 @@ class IdList:
 
     def extend(self, ids: Iterable[int]) -> None:
         """Ids above the last one, ascending."""
+        start = len(self.items)
         self.items.extend(ids)
-        self.members.update(ids)
+        self.members.update(self.items[start:])
 
     def __contains__(self, i) -> bool:
         return i in self.members
@@ -212,9 +220,7 @@ def _read_target(engine: sa.Engine, profile: Profile, send) -> None:
     notes: dict[str, dict[int, tuple[str, str]]] = {entity.name: {} for entity in profile.entities}
     with engine.connect() as conn:
         for entity in profile.entities:
-            result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                legacy_ids_query(profile, entity))
-            ids[entity.name] = IdList(i for (i,) in result)
+            ids[entity.name] = IdList.from_ranges(conn.execute(legacy_id_ranges_query(profile, entity)))
         result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
             sa.select(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind, bk.notes.c.detail)
             .where(bk.notes.c.kind.in_(("reject", "skip"))))
