@@ -1,7 +1,9 @@
 """DATETIME values read from MySQL/MariaDB: the bridge's parser (``dialects.use_fast_datetimes``)
 gives exactly what MySQLdb's own gives, for every text the server can send and for any
 other text too (zero dates, impossible dates, stray bytes)."""
+import contextlib
 import datetime as dt
+from types import SimpleNamespace
 
 import MySQLdb
 import pytest
@@ -79,3 +81,46 @@ def test_mariadb_sends_what_both_parsers_agree_on():
             conn.close()
     assert rows[0] == rows[1] == (dt.datetime(2024, 5, 1, 12, 3, 4, 500000), dt.datetime(2024, 5, 1, 12, 3, 4),
                                   dt.datetime(1999, 12, 31, 23, 59, 59, 123000), dt.datetime(2038, 1, 19, 3, 14, 7), None)
+
+
+class _FakeMySQLConnection:
+    """What the connect hook touches of a Django MySQL connection."""
+
+    class _Driver:
+        def __init__(self):
+            self.converter = {FIELD_TYPE.DATETIME: DateTime_or_None, FIELD_TYPE.TIMESTAMP: DateTime_or_None}
+
+        def set_character_set(self, charset):
+            pass
+
+        def cursor(self):
+            return contextlib.nullcontext(SimpleNamespace(execute=lambda sql: None))
+
+    alias, vendor = "default", "mysql"
+
+    def __init__(self):
+        self.connection = self._Driver()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_export_parses_fast_and_verify_with_the_drivers_parser(fast):
+    """verify_flask reads with MySQLdb's own parser: its proof does not rest on the export's."""
+    from migration_bridge.source import LegacySource
+
+    source = LegacySource("video_app", fast_datetimes=fast)
+    connection = _FakeMySQLConnection()
+    source._on_connect(sender=None, connection=connection)
+    assert (connection.connection.converter[FIELD_TYPE.DATETIME] is DateTime_or_None) is not fast
+    LegacySource("video_app")  # the export's again, for the tests after this one
+
+
+def test_verify_flask_asks_for_the_drivers_parser(monkeypatch):
+    import migration_bridge.verify as verify
+    from migration_bridge import cli
+
+    made = []
+    monkeypatch.setattr(verify, "LegacySource", lambda label, **kwargs: made.append(kwargs) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        verify.run_verify(SimpleNamespace(lock_timeout=cli.current.get("lock_timeout")),
+                          SimpleNamespace(LEGACY_APP="video_app"))
+    assert made == [{"fast_datetimes": False}]
