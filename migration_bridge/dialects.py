@@ -318,21 +318,16 @@ def mysql_datetime_parser(driver_parser):
     """A parser returning what ``driver_parser`` (MySQLdb's ``DateTime_or_None``) returns:
     by ``fromisoformat`` where the text has MySQL's own form, by the driver's otherwise
     (zero dates, impossible dates). MySQLdb passes text; bytes are taken too."""
-    text_form, bytes_form = re.compile(_MYSQL_DATETIME).fullmatch, re.compile(_MYSQL_DATETIME.encode()).fullmatch
-    parse = dt.datetime.fromisoformat
+    mysql_form, parse = re.compile(_MYSQL_DATETIME).fullmatch, dt.datetime.fromisoformat
 
     def mysql_datetime(value):
-        if type(value) is str:
-            if text_form(value):
-                try:
-                    return parse(value)
-                except ValueError:
-                    pass
-        elif isinstance(value, bytes) and bytes_form(value):
+        # latin-1 maps each byte to one character: bytes match as their text would
+        text = value if type(value) is str else value.decode("latin-1") if isinstance(value, bytes) else None
+        if text is not None and mysql_form(text):
             try:
-                return parse(value.decode("ascii"))
+                return parse(text)
             except ValueError:
-                pass
+                pass  # an impossible date (month 0, 24:00): the driver's answer
         return driver_parser(value)
 
     return mysql_datetime

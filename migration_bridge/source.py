@@ -61,7 +61,7 @@ class LegacySource:
 
     def _on_connect(self, sender, connection, **kwargs) -> None:
         if connection.alias == self.alias:
-            dialects.prepare_source_connection(connection, _FAST_DATETIMES.get(self.alias, True))
+            dialects.prepare_source_connection(connection, _FAST_DATETIMES[self.alias])
 
     def model(self, name: str):
         try:

@@ -220,7 +220,9 @@ def _read_target(engine: sa.Engine, profile: Profile, send) -> None:
     notes: dict[str, dict[int, tuple[str, str]]] = {entity.name: {} for entity in profile.entities}
     with engine.connect() as conn:
         for entity in profile.entities:
-            ids[entity.name] = IdList.from_ranges(conn.execute(legacy_id_ranges_query(profile, entity)))
+            ranges = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+                legacy_id_ranges_query(profile, entity))
+            ids[entity.name] = IdList.from_ranges(ranges)
         result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
             sa.select(bk.notes.c.entity, bk.notes.c.source_id, bk.notes.c.kind, bk.notes.c.detail)
             .where(bk.notes.c.kind.in_(("reject", "skip"))))
