@@ -510,10 +510,9 @@ def text_kind(column_type) -> str | None:
     return None
 
 
-def text_form_md5(dialect, columns: Sequence[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement | None:
-    """The md5 (hex) of a row's text form (``diff.text_form_md5``: each value as N or
-    V<length>:<text>) computed by the database; None where it is not (the row is then
-    read and hashed in Python)."""
+def text_form(dialect, columns: Sequence[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement | None:
+    """A row's text form (``diff.text_form``: each value as N or V<length>:<text>) computed
+    by the database; None where it is not (the row is then read and hashed in Python)."""
     if dialect.name != "postgresql":
         return None
     exact_epoch = (dialect.server_version_info or (0,)) >= (14,)  # EXTRACT gives numeric, not float
@@ -527,4 +526,25 @@ def text_form_md5(dialect, columns: Sequence[tuple[sa.ColumnElement, str]]) -> s
             expression = seconds * 1_000_000 + micros
         text = sa.cast(expression, sa.Text)
         parts.append(sa.func.coalesce(sa.literal("V") + sa.cast(sa.func.length(text), sa.Text) + ":" + text, "N"))
-    return sa.func.md5(sa.func.concat(*parts))
+    return sa.func.concat(*parts)
+
+
+def text_form_md5(dialect, columns: Sequence[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement | None:
+    """The md5 (hex) of a row's text form computed by the database; None where it is not."""
+    form = text_form(dialect, columns)
+    return None if form is None else sa.func.md5(form)
+
+
+def chunk_text_md5s(id_column: sa.ColumnElement, form: sa.ColumnElement) -> sa.Select:
+    """Per chunk ``[lo, hi]`` (both included; bound as the arrays ``los`` and ``his``), in
+    ``lo`` order: the md5 (hex) of the text forms of its rows concatenated in id order
+    (NULL for none) — one query for many chunks, each an index range scan, so the target
+    sends a digest per chunk instead of one per row. PostgreSQL only, as ``text_form``."""
+    from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+
+    ids = ARRAY(sa.BigInteger)
+    chunks = sa.func.unnest(sa.bindparam("los", type_=ids), sa.bindparam("his", type_=ids)) \
+        .table_valued("lo", "hi").render_derived(name="chunks")
+    digest = sa.select(sa.func.md5(sa.func.string_agg(form, aggregate_order_by(sa.literal_column("''"), id_column)))) \
+        .where(id_column.between(chunks.c.lo, chunks.c.hi)).scalar_subquery()
+    return sa.select(chunks.c.lo, digest).order_by(chunks.c.lo)

@@ -9,11 +9,12 @@ after comparing per-chunk sums each database computed (``differing_chunks``).
 How a table is compared:
 
 1. The source is read in primary-key order by keyset batches (e.g. 1000 ids).
-   ``keyset_ranges`` turns those batches into consecutive, gap-free id ranges
-   ``[lo, hi)`` that together cover the whole id line (the first starts at -inf,
-   the last ends at +inf), so a target row whose id the source never had still
-   falls into exactly one range.
-2. For each range the target's rows of that range are fetched and hashed.
+   ``chunks_at`` cuts them into consecutive, gap-free id ranges ``[lo, hi)`` at
+   given starts (every 1000th source id) that together cover the whole id line (the
+   first starts at -inf, the last ends at +inf), so a target row whose id the source
+   never had still falls into exactly one range.
+2. For each range the target's rows of that range are hashed (or, where the target
+   can, the whole range is: one digest of its rows' text forms, ``text_form``).
 3. Equal sides end the range's work.
 4. Otherwise the id sets give ``missing`` (source only) and ``extra`` (target
    only), and the common ids whose hashes differ are ``changed``.
@@ -106,10 +107,11 @@ TEXT_FORMS = {
 }
 
 
-def text_form_md5(values: Sequence[Any], forms: Sequence) -> str:
-    """md5 (hex) of the values' text form: each None as ``N``, each other value as
-    ``V<length>:<text>`` (``forms``: from TEXT_FORMS). The lengths keep any two rows'
-    forms apart; ``dialects.text_form_md5`` has the target compute the same."""
+def text_form(values: Sequence[Any], forms: Sequence) -> str:
+    """The values' text form: each None as ``N``, each other value as ``V<length>:<text>``
+    (``forms``: from TEXT_FORMS). The lengths keep any two rows' forms apart, and any two
+    sequences of rows of as many columns; ``dialects.text_form`` has the target compute
+    the same."""
     parts = []
     for value, form in zip(values, forms):
         if value is None:
@@ -117,7 +119,12 @@ def text_form_md5(values: Sequence[Any], forms: Sequence) -> str:
         else:
             text = form(value)
             parts.append(f"V{len(text)}:{text}")
-    return hashlib.md5("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return "".join(parts)
+
+
+def text_form_md5(values: Sequence[Any], forms: Sequence) -> str:
+    """md5 (hex) of the values' text form."""
+    return hashlib.md5(text_form(values, forms).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # --- ranges -----------------------------------------------------------------------
@@ -136,26 +143,32 @@ class ChunkDiff:
         return bool(self.missing or self.extra or self.changed)
 
 
-def keyset_ranges(batches: Iterable[Mapping[int, Any]]) -> Iterator[tuple[int | None, int | None, Mapping[int, Any]]]:
-    """Source batches keyed by id (ascending, consecutive batches of a keyset scan) →
-    gap-free ranges ``(lo, hi, batch)``: every id of the line lies in exactly one.
-
-    The first range starts at None (-inf) and the last ends at None (+inf); with no
-    batches at all, one empty range covers everything. ``hi`` of a range is the
-    last id of its batch + 1, so the ranges follow the source's own density (sparse
-    ids cost no empty chunks).
-    """
-    lo: int | None = None
-    pending: Mapping[int, Any] | None = None
+def chunks_at(batches: Iterable[Mapping[int, Any]], starts: Sequence[int],
+              ) -> Iterator[tuple[int | None, int | None, dict[int, Any]]]:
+    """Source batches keyed by id (ascending, consecutive batches of a keyset scan) → one
+    ``(lo, hi, rows)`` per range ``[lo, hi)`` cut at ``starts`` (ascending): the first from
+    None (-inf), the last to None (+inf), each yielded even when empty, so that every id
+    of the line lies in exactly one and a target row whose id the source lacks is still
+    compared. Cut where the source's own ids fall, the chunks follow its density."""
+    edges = [None, *starts, None]
+    k, rows = 0, {}
     for batch in batches:
         if not batch:
-            continue  # merges into the next range
-        if pending is not None:
-            hi = max(pending) + 1
-            yield lo, hi, pending
-            lo = hi
-        pending = batch
-    yield lo, None, pending if pending is not None else {}
+            continue
+        hi = edges[k + 1]
+        if hi is None or max(batch) < hi:  # the common case: a whole batch in one chunk
+            rows.update(batch)
+            continue
+        for i, value in batch.items():
+            while edges[k + 1] is not None and i >= edges[k + 1]:
+                yield edges[k], edges[k + 1], rows
+                k, rows = k + 1, {}
+            rows[i] = value
+    while True:
+        yield edges[k], edges[k + 1], rows
+        k, rows = k + 1, {}
+        if k == len(edges) - 1:
+            return
 
 
 def compare_range(lo: int | None, hi: int | None, source: Mapping[int, Any], target: Mapping[int, Any]) -> ChunkDiff:

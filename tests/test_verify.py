@@ -151,12 +151,16 @@ def test_canonical_datetimes_and_json():
 
 
 def test_ranges_cover_every_id_and_descent_finds_the_ids():
-    from migration_bridge.diff import compare_range, keyset_ranges
+    from migration_bridge.diff import chunks_at, compare_range
 
     batches = [{1: b"a", 2: b"b"}, {}, {5: b"c", 9: b"d"}, {12: b"e"}]
-    ranges = list(keyset_ranges(batches))
-    assert [(lo, hi) for lo, hi, _ in ranges] == [(None, 3), (3, 10), (10, None)]
-    assert list(keyset_ranges([])) == [(None, None, {})]
+    ranges = list(chunks_at(batches, [5, 7, 10]))
+    assert [(lo, hi, rows) for lo, hi, rows in ranges] == [
+        (None, 5, {1: b"a", 2: b"b"}), (5, 7, {5: b"c"}), (7, 10, {9: b"d"}), (10, None, {12: b"e"})]
+    # every range is yielded, empty ones too: the target may hold rows there
+    assert list(chunks_at([{20: 1}], [5, 10])) == [(None, 5, {}), (5, 10, {}), (10, None, {20: 1})]
+    assert list(chunks_at([], [])) == [(None, None, {})]
+    assert list(chunks_at([{1: 1}, {2: 2}], [])) == [(None, None, {1: 1, 2: 2})]
 
     source = {i: bytes([i % 251]) for i in range(1000)}
     target = dict(source)
@@ -221,6 +225,7 @@ def test_the_target_computes_the_text_form_python_computes(target_db):
     from flask_models.models import UtcDateTime
     from migration_bridge import dialects
     from migration_bridge.diff import TEXT_FORMS, text_form_md5
+    from migration_bridge.verify.content import RowHashing
 
     class Kind(enum.Enum):
         plain = 1
@@ -265,6 +270,21 @@ def test_the_target_computes_the_text_form_python_computes(target_db):
             assert in_db == in_python, version
         changed = {**rows[1], "t": rows[1]["t"] + " "}
         assert text_form_md5([changed[c.name] for c, _ in kinds], forms) != in_db[2]
+
+        # a whole chunk digested by the target: its rows' text forms in id order
+        hashing = RowHashing(table, [c.name for c in table.columns], engine.dialect)
+        assert hashing.by_chunk
+        chunks = [(-2 ** 63, 2), (3, 3), (4, 8), (9, 2 ** 63 - 1)]
+        with engine.connect() as conn:
+            in_db = conn.execute(dialects.chunk_text_md5s(table.c.id, hashing.form),
+                                 {"los": [lo for lo, _ in chunks], "his": [hi for _, hi in chunks]}).all()
+        by_id = {r["id"]: r for r in rows}
+        in_python = [hashing.source_chunk({i: by_id[i] for i in sorted(by_id) if lo <= i <= hi})[0]
+                     for lo, hi in chunks]
+        assert [lo for lo, _ in in_db] == [lo for lo, _ in chunks]
+        assert [md5 for _, md5 in in_db] == in_python
+        assert in_python[2] is None and None not in (in_python[0], in_python[1], in_python[3])
+        assert hashing.source_chunk({2: by_id[2], 1: by_id[1]})[0] != in_python[0]  # the order counts
     finally:
         metadata.drop_all(engine)
         engine.dispose()
@@ -364,6 +384,24 @@ def test_altered_field_outside_the_sample_fails_content(golden, target, tmp_path
     item = content["offending"]["media: rows differ"]
     assert item["ids"] == [media_id] and item["columns"] == {str(media_id): ["title"]}
     assert content["figures"]["media"]["chunks_differing"] == 1
+
+
+def test_changed_json_values_fail_content(target, tmp_path):
+    """JSON columns are compared row by row even where the target digests whole chunks:
+    a value given, one taken away, one changed."""
+    values = target.sql("SELECT id, project_images FROM media ORDER BY id")
+    given = next(i for i, v in values if v in (None, "null"))  # SQLite's JSON type writes None as null
+    held = [i for i, v in values if v not in (None, "null")]
+    assert len(held) >= 2  # the seed gives some media project images
+    target.sql("UPDATE media SET project_images = '[\"https://example.org/x.png\"]' WHERE id = :id", id=given)
+    target.sql("UPDATE media SET project_images = NULL WHERE id = :id", id=held[0])
+    target.sql("UPDATE media SET project_images = '[]' WHERE id = :id", id=held[-1])
+    changed = [given, held[0], held[-1]]
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT, *SMALL_SAMPLE, "--chunk-size", "50")
+    assert failed(report) == {"content"}, proc.stdout
+    item = check(report, "content")["offending"]["media: rows differ"]
+    assert item["ids"] == sorted(changed)
+    assert set(map(tuple, item["columns"].values())) == {("project_images",)}
 
 
 def test_workers_find_what_one_process_finds(golden, target, make_database, tmp_path):

@@ -10,9 +10,10 @@ default the machine's cores), each replayed by a forked process against the deci
 the tables before it; a reply whose parent lies in an earlier range waits, and once
 every range is in, the waiting replies are decided again here, in id order, as one
 process decides them. Each range's target rows are read and hashed by a process of
-their own (``TargetHashes``). On PostgreSQL the target computes the hash itself: the md5
-of the row's text form (``RowHashing``), which the replay computes from the transformed
-source row. Every row is still hashed on both sides, each side from its own database,
+their own (``TargetHashes``). On PostgreSQL the target digests each chunk itself
+(``TargetChunks``): the md5 of its rows' text forms in id order, which the replay
+computes from the transformed source rows; only a chunk whose digests differ is read
+row by row. Every row is still hashed on both sides, each side from its own database,
 and nothing the export recorded is read.
 
 It also checks each text value read against the UTF-8 byte length the legacy database
@@ -20,7 +21,9 @@ computes itself: a lossy connection fails here even when every read decodes the 
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import hashlib
 import multiprocessing.connection
 import os
 import random
@@ -30,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import dialects
-from ..diff import TEXT_FORMS, canonical, canonical_row, compare_range, keyset_ranges, row_hash, text_form_md5
+from ..diff import TEXT_FORMS, canonical, canonical_row, chunks_at, compare_range, row_hash, text_form, text_form_md5
 from ..errors import Interrupted
 from ..files import KeyLookup
 from ..forked import Helper
@@ -210,13 +213,13 @@ def _audit_range(state: State, path: RowPath, entity: Entity, columns: list[str]
 
     def source_batches():
         # every id read is kept (None = the target must not hold it) so the ranges
-        # follow the source; the rest carry (row hash, transformed row)
+        # follow the source; the rest carry their transformed row
         for batch in state.source.extract_rows_with_text_bytes(
                 entity, state.options.chunk_size, after_id=BEFORE_FIRST_ID if lo is None else lo,
                 before_id=None if hi is None else hi + 1):
             rows = [row for row, _, _ in batch]
             audit.misread.extend(row["id"] for row, in_db, decoded in batch if in_db != decoded)
-            hashes: dict[int, tuple | None] = {r["id"]: None for r in rows}
+            held: dict[int, dict | None] = {r["id"]: None for r in rows}
             for src, result in path.transform(entity, path.batch_context(entity, ctx, rows), rows):
                 problem = path.decide(entity, src, result)
                 if problem is not None and problem != WAIT:
@@ -224,8 +227,8 @@ def _audit_range(state: State, path: RowPath, entity: Entity, columns: list[str]
                     continue
                 if problem is None:
                     path.accept(entity, src["id"])
-                hashes[src["id"]] = (hashing.source(result.row), result.row)
-            yield hashes
+                held[src["id"]] = result.row
+            yield held
             if after_batch is not None:
                 after_batch()
 
@@ -236,38 +239,46 @@ def _audit_range(state: State, path: RowPath, entity: Entity, columns: list[str]
         select = select.where(view.c.id > lo)
     if hi is not None:
         select = select.where(view.c.id <= hi)
+    starts = chunk_starts(state.source_ids[name], lo, hi, state.options.chunk_size)
     waiting = path.pending.setdefault(name, {})
-    target = TargetHashes(state.engine, select, hashing, state.options.chunk_size)
+    target = (TargetChunks(state.engine, select, hashing, starts, lo, hi) if hashing.by_chunk
+              else TargetHashes(state.engine, select, hashing, state.options.chunk_size))
     try:
-        for chunk_lo, chunk_hi, batch in keyset_ranges(source_batches()):
-            source_hashes = {i: v[0] for i, v in batch.items() if v is not None}
-            # rows the target must not hold are left out: row_counts lists them
-            target_hashes = {i: h for i, h in target.below(chunk_hi).items() if i in source_hashes}
-            diff = compare_range(chunk_lo, chunk_hi, source_hashes, target_hashes)
+        for chunk_lo, chunk_hi, batch in chunks_at(source_batches(), starts):
+            held = {i: row for i, row in batch.items() if row is not None}
+            changed, compared = target.compare(chunk_lo, chunk_hi, held)
             audit.chunks += 1
-            if diff:
-                audit.chunks_differing += 1
-            for i in diff.changed:
-                audit.changed.append(i)
-                if len(audit.shown) < SHOW_IDS:
-                    audit.shown[i] = canonical_row(batch[i][1], columns)
+            if changed is None:  # the chunk's digests agree
+                compared = held
+            else:
+                audit.chunks_differing += bool(changed or len(compared) < len(held))
+                for i in changed:
+                    audit.changed.append(i)
+                    if len(audit.shown) < SHOW_IDS:
+                        audit.shown[i] = canonical_row(held[i], columns)
             # reservoir sample over the rows present on both sides
-            for i in source_hashes:
-                if i in target_hashes:
-                    audit.rows_compared += 1
-                    audit.seen += 1
-                    if i in waiting:
-                        audit.waiting_compared.add(i)
-                    if len(audit.sample) < state.options.sample:
-                        audit.sample.append(i)
-                    else:
-                        j = sample_rng.randrange(audit.seen)
-                        if j < state.options.sample:
-                            audit.sample[j] = i
+            for i in compared:
+                audit.rows_compared += 1
+                audit.seen += 1
+                if i in waiting:
+                    audit.waiting_compared.add(i)
+                if len(audit.sample) < state.options.sample:
+                    audit.sample.append(i)
+                else:
+                    j = sample_rng.randrange(audit.seen)
+                    if j < state.options.sample:
+                        audit.sample[j] = i
     finally:
         target.close()
     path.range_start = None
     return audit
+
+
+def chunk_starts(ids: IdList, lo: int | None, hi: int | None, chunk_size: int) -> list[int]:
+    """Where the chunks of the range ``(lo, hi]`` start: every ``chunk_size``-th source id in it."""
+    first = 0 if lo is None else bisect.bisect_right(ids.items, lo)
+    end = len(ids) if hi is None else bisect.bisect_right(ids.items, hi)
+    return list(ids.items[first + chunk_size:end:chunk_size])
 
 
 def _audit_in_workers(state: State, path: RowPath, entity: Entity, columns: list[str], ctx, rule_out,
@@ -340,21 +351,24 @@ def _decide_again(state: State, path: RowPath, entity: Entity, ctx, ids: list[in
 
 class RowHashing:
     """How one entity's rows are hashed alike on both sides. Where the target computes it
-    (``dialects.text_form_md5``), the columns of a known kind go into the md5 of their text
+    (``dialects.text_form``), the columns of a known kind go into the md5 of their text
     form, computed by the target from what it holds and here from the transformed source
     row; the rest (JSON) are read and hashed as canonical values, as every column is on
-    the other targets."""
+    the other targets. There a whole chunk is digested at once (``by_chunk``)."""
 
     def __init__(self, view, columns: list[str], dialect):
         kinds = {c: dialects.text_kind(view.c[c].type) for c in columns}
         self.texted = [c for c in columns if kinds[c]]
-        md5 = dialects.text_form_md5(dialect, [(view.c[c], kinds[c]) for c in self.texted])
-        if md5 is None or not self.texted:
-            md5, self.texted = None, []
+        self.form = dialects.text_form(dialect, [(view.c[c], kinds[c]) for c in self.texted])
+        if self.form is None or not self.texted:
+            self.form, self.texted = None, []
+        self.by_chunk = self.form is not None
         self.forms = [TEXT_FORMS[kinds[c]] for c in self.texted]
         self.rest = [c for c in columns if c not in self.texted]
-        self.select = sa.select(view.c.id, *([md5.label(TEXT_MD5)] if md5 is not None else []),
-                                *[view.c[c] for c in self.rest if c != "id"]).order_by(view.c.id)
+        self.id_column = view.c.id
+        self.rest_columns = [view.c[c] for c in self.rest if c != "id"]
+        md5 = [sa.func.md5(self.form).label(TEXT_MD5)] if self.form is not None else []
+        self.select = sa.select(view.c.id, *md5, *self.rest_columns).order_by(view.c.id)
 
     def source(self, row: dict) -> bytes | str:
         """The hash of a transformed source row."""
@@ -369,8 +383,36 @@ class RowHashing:
             return row_hash(canonical_row(row._mapping, self.rest))
         return row_hash((row[1], *canonical_row(row._mapping, self.rest))) if self.rest else row[1]
 
+    def source_chunk(self, rows: dict[int, dict]) -> tuple[str | None, dict[int, bytes]]:
+        """A chunk's digest from its transformed source rows (in id order): the md5 of
+        their text forms one after the other (None for no rows, as the target's
+        ``string_agg``), and the rest's hash of each row holding any (``target_chunk``)."""
+        if not rows:
+            return None, {}
+        texts = "".join([text_form([row.get(c) for c in self.texted], self.forms) for row in rows.values()])
+        return (hashlib.md5(texts.encode("utf-8", "surrogatepass")).hexdigest(),
+                self.rest_hashes(rows.items()) if self.rest else {})
+
+    def rest_hashes(self, rows) -> dict[int, bytes]:
+        """(id, row) -> the rest's hash, for the rows holding a value there: the target
+        reads only those."""
+        out = {}
+        for i, row in rows:
+            values = canonical_row(row, self.rest)
+            if any(v is not None for v in values):
+                out[i] = row_hash(values)
+        return out
+
 
 TEXT_MD5 = "_bridge_text_md5"
+
+
+def _descend(hashing: RowHashing, held: dict[int, dict], target: dict[int, Any], lo, hi) -> tuple[list[int], list[int]]:
+    """A chunk's rows compared one by one: (ids that differ, ids on both sides). Rows the
+    target must not hold are left out: ``row_counts`` lists them."""
+    target = {i: h for i, h in target.items() if i in held}
+    source = {i: hashing.source(row) for i, row in held.items()}
+    return compare_range(lo, hi, source, target).changed, [i for i in held if i in target]
 
 
 class TargetHashes:
@@ -379,11 +421,16 @@ class TargetHashes:
     ``hi`` with their row hashes. The pipe between them holds a batch or two, no more."""
 
     def __init__(self, engine: sa.Engine, select: sa.Select, hashing: RowHashing, batch: int):
+        self._hashing = hashing
         self._reader = Helper(_hash_target, (engine, select, hashing, batch), "the process reading the target",
                               engine)
         self._rows: list[tuple[int, bytes]] = []
         self._at = 0
         self._done = False
+
+    def compare(self, lo, hi, held: dict[int, dict]) -> tuple[list[int] | None, list[int]]:
+        """(ids that differ, ids present on both sides) in ``[lo, hi)``."""
+        return _descend(self._hashing, held, self.below(hi), lo, hi)
 
     def below(self, hi: int | None) -> dict[int, bytes]:
         out: dict[int, bytes] = {}
@@ -408,6 +455,71 @@ def _hash_target(engine: sa.Engine, select: sa.Select, hashing: RowHashing, batc
         result = conn.execution_options(stream_results=True, yield_per=batch).execute(select)
         for rows in result.partitions():
             send.send(("rows", [(row[0], hashing.target(row)) for row in rows]))
+    send.send(("done", None))
+
+
+MIN_ID, MAX_ID = -(2 ** 63), 2 ** 63 - 1
+
+
+class TargetChunks:
+    """The target's digest of each chunk (``RowHashing.source_chunk``), computed by the
+    target itself and gathered by a forked process while this one replays the source, so
+    that no row crosses the wire unless its chunk differs; ``compare`` then reads that
+    chunk's rows one by one. ``starts``: where the chunks of ``(lo, hi]`` start."""
+
+    def __init__(self, engine: sa.Engine, select: sa.Select, hashing: RowHashing, starts: list[int],
+                 lo: int | None, hi: int | None):
+        self._engine, self._select, self._hashing = engine, select, hashing
+        firsts = [MIN_ID if lo is None else lo + 1, *starts]
+        lasts = [s - 1 for s in starts] + [MAX_ID if hi is None else hi]
+        self._reader = Helper(_digest_target_chunks, (engine, hashing, firsts, lasts),
+                              "the process reading the target", engine)
+        self._digests: list = []
+        self._conn = None
+
+    def compare(self, lo, hi, held: dict[int, dict]) -> tuple[list[int] | None, list[int]]:
+        """(None, []) when the chunk ``[lo, hi)``'s digests agree, else (ids that differ,
+        ids present on both sides)."""
+        if not self._digests:
+            self._digests = self._reader.receive()[1][::-1]
+        if self._digests.pop() == self._hashing.source_chunk(held):
+            return None, []
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        select = self._select
+        if lo is not None:
+            select = select.where(self._hashing.id_column >= lo)
+        if hi is not None:
+            select = select.where(self._hashing.id_column < hi)
+        return _descend(self._hashing, held, {row[0]: self._hashing.target(row) for row in self._conn.execute(select)},
+                        lo, hi)
+
+    def close(self) -> None:
+        self._reader.stop()
+        if self._conn is not None:
+            self._conn.close()
+
+
+CHUNKS_PER_QUERY = 64
+
+
+def _digest_target_chunks(engine: sa.Engine, hashing: RowHashing, firsts: list[int], lasts: list[int],
+                          send) -> None:
+    """In the forked process: lists of chunk digests, in chunk order, then ("done", None)."""
+    digests = dialects.chunk_text_md5s(hashing.id_column, hashing.form)
+    with engine.connect() as conn:
+        for at in range(0, len(firsts), CHUNKS_PER_QUERY):
+            los, his = firsts[at:at + CHUNKS_PER_QUERY], lasts[at:at + CHUNKS_PER_QUERY]
+            md5s = [md5 for _, md5 in conn.execute(digests, {"los": los, "his": his})]
+            rests: list[dict] = [{} for _ in los]
+            if hashing.rest_columns:  # only the rows holding a value there
+                held = sa.select(hashing.id_column, *hashing.rest_columns).where(
+                    hashing.id_column.between(los[0], his[-1]),
+                    sa.or_(*[c.is_not(None) for c in hashing.rest_columns])).order_by(hashing.id_column)
+                found = hashing.rest_hashes((row[0], row._mapping) for row in conn.execute(held))
+                for i, h in found.items():
+                    rests[bisect.bisect_right(los, i) - 1][i] = h
+            send.send(("chunks", list(zip(md5s, rests))))
     send.send(("done", None))
 
 
