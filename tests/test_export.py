@@ -422,3 +422,27 @@ def test_live_source_refused_without_allow_live(seeded, make_database):
     legacy, target = seeded("sqlite"), make_database("sqlite")
     proc = run_manage("export_to_flask", "--target", target.url, "--create-schema", env=legacy.env, check=False)
     assert proc.returncode == 2 and "flask_freeze on" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# Django keeps a connection's last 9,000 queries when DEBUG is on (legacy projects run
+# commands that way): the export's reads must not hold theirs.
+QUERY_LOG = """
+import json
+from django.conf import settings
+from django.db import connection
+from migration_bridge.profiles import get_profile
+from migration_bridge.source import LegacySource
+source = LegacySource("video_app")
+entity = get_profile("plan").entity("comments")
+ids = [row["id"] for rows in source.entity_rows(entity, -2**62, 20) for row in rows]
+read = source.rows_by_id(entity, ids[:50])
+print(json.dumps({"debug": settings.DEBUG, "ids": len(ids), "read": len(read), "logged": len(connection.queries)}))
+"""
+
+
+def test_the_reads_leave_no_query_log_with_debug_on(seeded):
+    legacy = seeded("sqlite")
+    out = json.loads(run_manage("shell", "-c", QUERY_LOG, env={**legacy.env, "DJANGO_DEBUG": "1"})
+                     .stdout.strip().splitlines()[-1])
+    assert out["debug"] and out["ids"] > 200 and out["read"] == 50
+    assert out["logged"] <= 1
