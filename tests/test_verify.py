@@ -355,6 +355,26 @@ def test_deleted_row_fails_row_counts(target, tmp_path):
     assert str(observer_id) in proc.stdout
 
 
+def test_extra_row_fails_row_counts_not_content(target, tmp_path):
+    """A row the source never had, in the last chunk: row_counts names it (and counters the
+    totals it adds to); the content check, whose chunk now differs, finds every row it
+    expects equal."""
+    (comment_id,) = target.sql("SELECT max(id) FROM comments")[0]
+    extra = comment_id + 1000
+    columns = [c for (c,) in target.sql(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'comments' AND column_name != 'id'")] \
+        if target.db.kind != "sqlite" else [r[1] for r in target.sql("PRAGMA table_info(comments)") if r[1] != "id"]
+    names = ", ".join(columns)
+    target.sql(f"INSERT INTO comments (id, {names}) SELECT :extra, {names} FROM comments WHERE id = :id",
+               extra=extra, id=comment_id)
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert failed(report) == {"row_counts", "counters"}, proc.stdout
+    assert offending_ids(report, "row_counts", "comments: in target, must not be") == [extra]
+    content = check(report, "content")["figures"]["comments"]
+    assert content["rows_differing"] == 0 and content["rows_compared"] == check(
+        report, "row_counts")["figures"]["comments"]["target"] - 1
+
+
 def test_row_count_tolerance(target, tmp_path):
     """One media row lost fails by default; --tolerance 0.001 (a rehearsal on a live source)
     lets one of ~2200 through, listed."""
