@@ -6,6 +6,7 @@
   DUPLICATE KEY would also fire on; SQLite: INSERT ... ON CONFLICT).
 - ``insert_new``: plain insert of rows known to be new (PostgreSQL: COPY into the table).
 - ``reset_sequences``: after loading explicit ids, move PostgreSQL sequences past them.
+- ``refresh_statistics``: ANALYZE what an export loaded.
 - ``empty_tables``: children first.
 - URL normalisation and masking.
 - The legacy side: the connection's charset forced to utf8mb4 and read back,
@@ -253,6 +254,17 @@ def reset_sequences(conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
             f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "
             f'COALESCE((SELECT MAX(id) FROM "{table.name}"), 0) + 1, false)'
         ))
+
+
+def refresh_statistics(conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
+    """The planner's statistics of tables just loaded, so that the first queries on them
+    (the Flask app's, a sync's sums) are planned for millions of rows, not for none:
+    autovacuum gets there in its own time. SQLite: left alone (its ANALYZE reads every row)."""
+    names = ", ".join(conn.dialect.identifier_preparer.quote(t.name) for t in tables)
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"ANALYZE {names}"))
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(sa.text(f"ANALYZE TABLE {names}")).all()
 
 
 def prepare_aggregate_reads(conn: sa.Connection) -> None:

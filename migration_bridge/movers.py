@@ -172,6 +172,11 @@ class CopyRows:
         with engine.connect() as conn:
             return ranges.with_range_counts(conn, EntityStats.committed(conn))
 
+    @property
+    def loaded_tables(self) -> bool:
+        """Whole tables were loaded (their statistics are refreshed after)."""
+        return self.nothing_to_do is None
+
     def report_extra(self) -> dict:
         return {}
 

@@ -284,6 +284,8 @@ class ExportRun:
                 self.mover.move(run, stats)
             with engine.begin() as conn:
                 dialects.reset_sequences(conn, self.profile.tables)
+                if self.mover.loaded_tables and not self.options.files_only:
+                    dialects.refresh_statistics(conn, [*self.profile.tables, bk.fingerprints])
             if self.options.pin_roster:
                 self.write_pin_roster(self.options.pin_roster, run.path.loaded, run.store.idmap)
             if self.file_stores is not None:

@@ -101,6 +101,7 @@ class SyncRows:
     # the export's checkpoints stay as they are; a row decided again loses its old notes
     store_options = {"checkpoints": None, "replace_notes": True, "track_written": True}
     nothing_to_do = None
+    loaded_tables = False  # a sync changes a few rows: the export's statistics still hold
 
     def __init__(self, part_rows: int):
         # rows of about one id range: a large table is cut, so that every thread stays busy to the end
