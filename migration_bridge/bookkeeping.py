@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from flask_models import UtcDateTime
 
+from . import dialects
 from .transforms import Reject, Root, Skip, root_of
 
 bookkeeping_metadata = sa.MetaData()
@@ -119,6 +120,7 @@ fingerprints = sa.Table(
     sa.Column("context_digest", sa.String(32)),
     **_MYSQL,
 )
+dialects.leave_room_for_updates(fingerprints)
 # the table of fingerprint versions before 3, dropped with the others by --cleanup
 OLD_FINGERPRINTS = "bridge_fingerprints"
 

@@ -6,7 +6,8 @@
   DUPLICATE KEY would also fire on; SQLite: INSERT ... ON CONFLICT).
 - ``insert_new``: plain insert of rows known to be new (PostgreSQL: COPY into the table).
 - ``reset_sequences``: after loading explicit ids, move PostgreSQL sequences past them.
-- ``refresh_statistics``: ANALYZE what an export loaded.
+- ``refresh_statistics``: ANALYZE what an export loaded; ``leave_room_for_updates``: a
+  bookkeeping table's fill factor.
 - ``empty_tables``: children first.
 - URL normalisation and masking.
 - The legacy side: the connection's charset forced to utf8mb4 and read back,
@@ -265,6 +266,14 @@ def refresh_statistics(conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
         conn.execute(sa.text(f"ANALYZE {names}"))
     elif conn.dialect.name in ("mysql", "mariadb"):
         conn.execute(sa.text(f"ANALYZE TABLE {names}")).all()
+
+
+def leave_room_for_updates(table: sa.Table, fillfactor: int = 90) -> None:
+    """PostgreSQL: ``table`` is created with its pages a tenth empty, so that a row updated
+    later fits in its own page (a HOT update, no new index entry): a sync rewrites the
+    digest of every row it moves."""
+    sa.event.listen(table, "after_create", sa.DDL(
+        f"ALTER TABLE {table.name} SET (fillfactor = {fillfactor})").execute_if(dialect="postgresql"))
 
 
 def prepare_aggregate_reads(conn: sa.Connection) -> None:

@@ -115,6 +115,17 @@ def test_the_loaded_tables_have_planner_statistics(migrated):
     assert {t.name for t in fm.TABLES_IN_ORDER} | {bk.fingerprints.name} <= analyzed
 
 
+@pytest.mark.parametrize("migrated", [("mariadb", "postgresql")], indirect=True, ids=["mariadb-to-postgresql"])
+def test_the_row_digests_leave_room_for_a_syncs_updates(migrated):
+    _, target, _, _ = migrated
+    engine = target.engine()
+    with engine.connect() as conn:
+        options = conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE relname = :name"),
+                               {"name": bk.fingerprints.name}).scalar()
+    engine.dispose()
+    assert options == ["fillfactor=90"]
+
+
 def test_orphans_rejected_with_reason_and_artefacts_skipped(migrated):
     legacy, _, _, report = migrated
     rejects = {(r["entity"], r["id"]): r for r in map(json.loads, open(report["rejects_file"]))}
