@@ -513,8 +513,9 @@ def _digest_target_chunks(engine: sa.Engine, hashing: RowHashing, firsts: list[i
             md5s = [md5 for _, md5 in conn.execute(digests, {"los": los, "his": his})]
             rests: list[dict] = [{} for _ in los]
             if hashing.rest_columns:  # only the rows holding a value there
+                # bound as BIGINT: the first and last chunks reach past an INTEGER id's range
                 held = sa.select(hashing.id_column, *hashing.rest_columns).where(
-                    hashing.id_column.between(los[0], his[-1]),
+                    hashing.id_column.between(sa.literal(los[0], sa.BigInteger), sa.literal(his[-1], sa.BigInteger)),
                     sa.or_(*[c.is_not(None) for c in hashing.rest_columns])).order_by(hashing.id_column)
                 found = hashing.rest_hashes((row[0], row._mapping) for row in conn.execute(held))
                 for i, h in found.items():
