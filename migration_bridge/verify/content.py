@@ -28,7 +28,7 @@ import multiprocessing.connection
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 
@@ -248,14 +248,11 @@ def _audit_range(state: State, path: RowPath, entity: Entity, columns: list[str]
             held = {i: row for i, row in batch.items() if row is not None}
             changed, compared = target.compare(chunk_lo, chunk_hi, held)
             audit.chunks += 1
-            if changed is None:  # the chunk's digests agree
-                compared = held
-            else:
-                audit.chunks_differing += bool(changed or len(compared) < len(held))
-                for i in changed:
-                    audit.changed.append(i)
-                    if len(audit.shown) < SHOW_IDS:
-                        audit.shown[i] = canonical_row(held[i], columns)
+            audit.chunks_differing += bool(changed or len(compared) < len(held))
+            for i in changed:
+                audit.changed.append(i)
+                if len(audit.shown) < SHOW_IDS:
+                    audit.shown[i] = canonical_row(held[i], columns)
             # reservoir sample over the rows present on both sides
             for i in compared:
                 audit.rows_compared += 1
@@ -359,16 +356,20 @@ class RowHashing:
     def __init__(self, view, columns: list[str], dialect):
         kinds = {c: dialects.text_kind(view.c[c].type) for c in columns}
         self.texted = [c for c in columns if kinds[c]]
-        self.form = dialects.text_form(dialect, [(view.c[c], kinds[c]) for c in self.texted])
+        texted = [(view.c[c], kinds[c]) for c in self.texted]
+        self.form = dialects.text_form(dialect, texted)
         if self.form is None or not self.texted:
             self.form, self.texted = None, []
-        self.by_chunk = self.form is not None
         self.forms = [TEXT_FORMS[kinds[c]] for c in self.texted]
         self.rest = [c for c in columns if c not in self.texted]
         self.id_column = view.c.id
         self.rest_columns = [view.c[c] for c in self.rest if c != "id"]
-        md5 = [sa.func.md5(self.form).label(TEXT_MD5)] if self.form is not None else []
+        md5 = [dialects.text_form_md5(dialect, texted).label(TEXT_MD5)] if self.form is not None else []
         self.select = sa.select(view.c.id, *md5, *self.rest_columns).order_by(view.c.id)
+
+    @property
+    def by_chunk(self) -> bool:
+        return self.form is not None
 
     def source(self, row: dict) -> bytes | str:
         """The hash of a transformed source row."""
@@ -386,7 +387,8 @@ class RowHashing:
     def source_chunk(self, rows: dict[int, dict]) -> tuple[str | None, dict[int, bytes]]:
         """A chunk's digest from its transformed source rows (in id order): the md5 of
         their text forms one after the other (None for no rows, as the target's
-        ``string_agg``), and the rest's hash of each row holding any (``target_chunk``)."""
+        ``string_agg``), and the rest's hash of each row holding any (as
+        ``_digest_target_chunks`` reads them)."""
         if not rows:
             return None, {}
         texts = "".join([text_form([row.get(c) for c in self.texted], self.forms) for row in rows.values()])
@@ -428,7 +430,7 @@ class TargetHashes:
         self._at = 0
         self._done = False
 
-    def compare(self, lo, hi, held: dict[int, dict]) -> tuple[list[int] | None, list[int]]:
+    def compare(self, lo, hi, held: dict[int, dict]) -> tuple[list[int], Iterable[int]]:
         """(ids that differ, ids present on both sides) in ``[lo, hi)``."""
         return _descend(self._hashing, held, self.below(hi), lo, hi)
 
@@ -477,13 +479,13 @@ class TargetChunks:
         self._digests: list = []
         self._conn = None
 
-    def compare(self, lo, hi, held: dict[int, dict]) -> tuple[list[int] | None, list[int]]:
-        """(None, []) when the chunk ``[lo, hi)``'s digests agree, else (ids that differ,
-        ids present on both sides)."""
+    def compare(self, lo, hi, held: dict[int, dict]) -> tuple[list[int], Iterable[int]]:
+        """(ids that differ, ids present on both sides) in ``[lo, hi)``: from the digests
+        when they agree, else row by row."""
         if not self._digests:
             self._digests = self._reader.receive()[1][::-1]
         if self._digests.pop() == self._hashing.source_chunk(held):
-            return None, []
+            return [], held
         if self._conn is None:
             self._conn = self._engine.connect()
         select = self._select
