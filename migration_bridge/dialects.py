@@ -481,12 +481,13 @@ class RowDigest(Func):
 
 class ChunkRowDigests(Aggregate):
     """Per chunk of ``width`` ids (the GROUP BY), the database digests of its rows as one
-    text, in no particular order: per row one hex digit, its id's place in the chunk, then
-    the 12 hex digits of ``RowDigest`` (``diff.chunk_row_digests`` reads it back). One
-    scan gives both the chunk's sum and, where the sum differs, its rows' digests."""
+    text, in no particular order: per row "0", the 12 hex digits of ``RowDigest``, "0" and
+    one hex digit, its id's place in the chunk (``diff.chunk_digest_sum`` and
+    ``diff.chunk_row_digests`` read it). One scan gives both the chunk's sum and, where
+    the sum differs, its rows' digests."""
 
     output_field = TextField()
-    template = "STRING_AGG(TO_HEX(%(place)s) || %(digest)s, '')"
+    template = "STRING_AGG('0' || %(digest)s || '0' || TO_HEX(%(place)s), '')"
 
     def __init__(self, id_expression, width: int, digest: RowDigest):
         if not 1 < width <= 16:
@@ -498,11 +499,11 @@ class ChunkRowDigests(Aggregate):
         return (template or self.template) % {"place": place, "digest": digest}, (*place_params, *digest_params)
 
     def as_mysql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="GROUP_CONCAT(HEX(%(place)s), %(digest)s SEPARATOR '')")
+        return self.as_sql(compiler, connection, template="GROUP_CONCAT('0', %(digest)s, '0', HEX(%(place)s) SEPARATOR '')")
 
     def as_sqlite(self, compiler, connection, **extra):
         return self.as_sql(compiler, connection,
-                           template="GROUP_CONCAT(SUBSTR('0123456789abcdef', %(place)s + 1, 1) || %(digest)s, '')")
+                           template="GROUP_CONCAT('0' || %(digest)s || '0' || SUBSTR('0123456789abcdef', %(place)s + 1, 1), '')")
 
 
 def chunk_start(id_expression, width: int):

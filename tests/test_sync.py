@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -112,12 +113,22 @@ def test_only_differing_chunks_are_read_and_adjacent_ones_in_one_range():
 
 
 def test_a_chunks_gathered_digests_read_back_by_id_and_summed():
-    text = "3" + "00000000000a" + "F" + "ffffffffffff" + "0" + "000000000001"  # any order, either case
+    text = "0" + "00000000000a" + "03" + "0" + "ffffffffffff" + "0F" + "0" + "000000000001" + "00"  # any order, either case
     assert chunk_row_digests(32, 3, text) == {35: 10, 47: 2**48 - 1, 32: 1}
     assert chunk_digest_sum(text) == 10 + 2**48 - 1 + 1
     assert chunk_row_digests(0, 0, "") == {} and chunk_digest_sum("") == 0
-    with pytest.raises(ValueError, match="not 39"):  # a text the server cut short is never half read
+    with pytest.raises(ValueError, match="not 45"):  # a text the server cut short is never half read
         chunk_row_digests(32, 3, text[:30])
+    # a full chunk of the largest digests: the sum's carry stays in the text's leading zeros
+    full = "".join(f"0{2**48 - 1:012x}0{place:x}" for place in range(16))
+    assert chunk_row_digests(0, 16, full) == {place: 2**48 - 1 for place in range(16)}
+    assert chunk_digest_sum(full) == 16 * (2**48 - 1)
+    rng = random.Random(7)
+    for rows in range(1, 17):
+        digests = {place: rng.getrandbits(48) for place in rng.sample(range(16), rows)}
+        text = "".join(f"0{d:012X}0{place:X}" for place, d in digests.items())
+        assert chunk_row_digests(64, rows, text) == {64 + place: d for place, d in digests.items()}
+        assert chunk_digest_sum(text) == sum(digests.values())
 
 
 def test_a_large_table_is_cut_into_whole_chunks_covering_every_id():
