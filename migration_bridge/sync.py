@@ -229,7 +229,7 @@ class SyncRows:
             parents = target.submit(run.load_parent_ids, entity, _reads_itself(entity)) if lo is None else None
             stored = target.submit(self.stored_sums, run, entity, lo, hi)
             source, differing_rows = self.source_chunks(run, entity, lo, hi, stored)
-            spans = chunk_spans(differing_chunks(source, stored.result()), CHUNK_WIDTH, SPAN_IDS)
+            spans = chunk_spans(sorted(differing_rows), CHUNK_WIDTH, SPAN_IDS)
             upsert, inserted, delete = [], set(), []
             # the next span's recorded digests are read while this span is compared
             stored_spans = [target.submit(self.stored_digests, run, entity, *span) for span in spans[:1]]
