@@ -2,6 +2,7 @@
 mover shares) and ``CopyRows``, the export's mover. ``sync.SyncRows`` is the other one."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -64,14 +65,15 @@ class Run:
 
     def process_ids(self, entity: Entity, ctx, ids: list[int], stats: EntityStats, resolved: bool = False) -> None:
         """Read ``ids`` again from the source and take them down the row path, a batch at a
-        time (each written while the next is read); ``resolved``: they were waiting for their parent."""
-        with BatchWriter() as writer:
-            for start in range(0, len(ids), self.options.batch_size):
-                chunk = ids[start:start + self.options.batch_size]
-                started = time.monotonic()
-                rows = self.source.rows_by_id(entity, chunk)
+        time (each read while the one before is processed, and written while the next is);
+        ``resolved``: they were waiting for their parent."""
+        started = time.monotonic()
+        with BatchWriter() as writer, contextlib.closing(
+                self.source.rows_by_id_ahead(entity, ids, self.options.batch_size)) as batches:
+            for chunk, rows in batches:
                 outcome = self.path.process(entity, rows, ctx)
-                self.store.commit(entity, outcome, stats, started, resolved=chunk if resolved else (), writer=writer)
+                started = self.store.commit(entity, outcome, stats, started, resolved=chunk if resolved else (),
+                                            writer=writer)
 
     def retry_rejected(self, entity: Entity, ctx, stats: EntityStats) -> None:
         """Every run decides again on the rows earlier runs rejected: a parent loaded or

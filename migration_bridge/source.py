@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import heapq
 import operator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, Mapping
 
 from django.apps import apps
@@ -188,6 +189,28 @@ class LegacySource:
         wanted = set(ids)
         derived = [dict(r) for r in self.derived_rows(entity) if r["id"] in wanted]
         return sorted(rows + derived, key=operator.itemgetter("id")) if derived else rows
+
+    def rows_by_id_ahead(self, entity, ids: list[int], batch_size: int, digests: bool = True,
+                         ) -> Iterator[tuple[list[int], list[dict]]]:
+        """``(batch of ids, rows_by_id)`` a batch at a time, the next batch read in a thread
+        while the caller works on this one: a sync's changed rows are spread over the
+        tables, each on a page of its own, and reading them waits on the database's disk."""
+        batches = [ids[start:start + batch_size] for start in range(0, len(ids), batch_size)]
+        if len(batches) < 2:
+            for batch in batches:
+                yield batch, self.rows_by_id(entity, batch, digests)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-read-ahead") as reader:
+            ahead = reader.submit(self.rows_by_id, entity, batches[0], digests)
+            try:
+                for k, batch in enumerate(batches):
+                    rows = ahead.result()
+                    if k + 1 < len(batches):
+                        ahead = reader.submit(self.rows_by_id, entity, batches[k + 1], digests)
+                    yield batch, rows
+            finally:
+                ahead.cancel()
+                reader.submit(connections.close_all)  # the reader's own legacy connection
 
     def extract_rows(
         self, model_name: str, fields: tuple[str, ...], after_id: int, batch_size: int,

@@ -459,17 +459,18 @@ class SyncRows:
         own = set(changes.upsert) | set(changes.delete)
         out: set[int] = set()
         replying: dict[int, int] = {}  # reply -> its parent, for the replies not taken yet
-        for start in range(0, len(ids), run.options.batch_size):
-            rows = run.source.rows_by_id(entity, ids[start:start + run.options.batch_size], digests=False)
-            batch_ctx = run.path.batch_context(entity, ctx, rows)
-            for src in rows:
-                result = entity.transform(src, batch_ctx)
-                if isinstance(result, (Reject, Skip)):
-                    continue
-                if any(result.row.get(c) in touched[parent] for c, parent in entity.foreign_keys.items()):
-                    out.add(src["id"])
-                elif column and result.row.get(column) is not None:
-                    replying[src["id"]] = result.row[column]
+        read = run.source.rows_by_id_ahead(entity, ids, run.options.batch_size, digests=False)
+        with contextlib.closing(read) as batches:
+            for _, rows in batches:
+                batch_ctx = run.path.batch_context(entity, ctx, rows)
+                for src in rows:
+                    result = entity.transform(src, batch_ctx)
+                    if isinstance(result, (Reject, Skip)):
+                        continue
+                    if any(result.row.get(c) in touched[parent] for c, parent in entity.foreign_keys.items()):
+                        out.add(src["id"])
+                    elif column and result.row.get(column) is not None:
+                        replying[src["id"]] = result.row[column]
         while taken := [i for i, parent in replying.items() if parent in own or parent in out]:
             out.update(taken)
             for i in taken:

@@ -465,6 +465,47 @@ print(json.dumps({"debug": settings.DEBUG, "ids": len(ids), "read": len(read), "
 """
 
 
+# A sync reads its changed rows by id, the next batch in a thread while this one is
+# processed: the same rows, batch by batch, and no thread or connection left behind.
+READ_AHEAD = """
+import json, threading
+from django.db import connection
+from migration_bridge.fingerprint import ROW_DIGEST
+from migration_bridge.profiles import get_profile
+from migration_bridge.source import LegacySource
+source = LegacySource("video_app")
+source.row_digests = True
+entity = get_profile("plan").entity("comments")
+ids = [row["id"] for rows in source.entity_rows(entity, -2**62, 50) for row in rows][::3] + [10**12]
+expected = [(ids[s:s + 7], source.rows_by_id(entity, ids[s:s + 7])) for s in range(0, len(ids), 7)]
+batches = list(source.rows_by_id_ahead(entity, ids, 7))
+plain = list(source.rows_by_id_ahead(entity, ids, 7, digests=False))
+early = source.rows_by_id_ahead(entity, ids, 7)
+next(early)
+early.close()
+sessions = None
+if connection.vendor == "mysql":
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE()")
+        sessions = cursor.fetchone()[0]
+print(json.dumps({"same": batches == expected, "batches": len(batches), "rows": sum(len(r) for _, r in batches),
+                  "digested": all(ROW_DIGEST in r for _, rows in batches for r in rows),
+                  "plain": [[r["id"] for r in rows] for _, rows in plain] == [[r["id"] for r in rows] for _, rows in batches]
+                  and not any(ROW_DIGEST in r for _, rows in plain for r in rows),
+                  "threads": [t.name for t in threading.enumerate() if t.name.startswith("bridge-read-ahead")],
+                  "sessions": sessions}))
+"""
+
+
+def test_rows_read_ahead_by_id_are_the_rows_read_by_id(seeded, legacy_dialect):
+    legacy = seeded(legacy_dialect)
+    out = json.loads(run_manage("shell", "-c", READ_AHEAD, env=legacy.env).stdout.strip().splitlines()[-1])
+    assert out["same"] and out["batches"] > 3 and out["rows"] > 20
+    assert out["digested"] and out["plain"]
+    assert out["threads"] == []
+    assert out["sessions"] in (None, 1)  # the reader closed its own connection
+
+
 def test_the_reads_leave_no_query_log_with_debug_on(seeded):
     legacy = seeded("sqlite")
     out = json.loads(run_manage("shell", "-c", QUERY_LOG, env={**legacy.env, "DJANGO_DEBUG": "1"})
