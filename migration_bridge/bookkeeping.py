@@ -9,6 +9,8 @@
   skips, password outcomes, inferred attributions, archived duplicate sessions.
 - ``bridge_deferred``: rows waiting for a parent later in id order (comment replies).
 - ``bridge_row_digests``: per source row, what ``--sync`` compares (fingerprint.py).
+- ``bridge_pin_hashes``: per hashed PIN, a keyed digest of it and the hash written, so
+  that a sync writes the same hash for an unchanged PIN instead of hashing it again.
 - ``bridge_files``: the file manifest, one row per referenced media file (files.py).
 - ``bridge_settings``: the target schema and key scheme the target was written with.
 """
@@ -124,6 +126,19 @@ dialects.leave_room_for_updates(fingerprints)
 # the table of fingerprint versions before 3, dropped with the others by --cleanup
 OLD_FINGERPRINTS = "bridge_fingerprints"
 
+# Per source row whose PIN was hashed: a keyed digest of the PIN and the hash method
+# (fingerprint.pin_digest), and the hash written. A sync that meets the same PIN under
+# the same method writes that hash again instead of paying the method once more (a
+# student whose name changed); any other PIN is hashed anew.
+pin_hashes = sa.Table(
+    "bridge_pin_hashes", bookkeeping_metadata,
+    sa.Column("entity", sa.String(50), primary_key=True),
+    sa.Column("source_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("pin_digest", sa.String(32), nullable=False),
+    sa.Column("pin_hash", sa.Text, nullable=False),
+    **_MYSQL,
+)
+
 # What the target was first written with (target_schema, key_scheme): later runs and
 # verify must read it the same way.
 settings = sa.Table(
@@ -133,7 +148,7 @@ settings = sa.Table(
     **_MYSQL,
 )
 
-ROW_TABLES = (checkpoints, ranges, notes, deferred, fingerprints)
+ROW_TABLES = (checkpoints, ranges, notes, deferred, fingerprints, pin_hashes)
 
 
 def recorded_settings(conn: sa.Connection) -> dict[str, str]:

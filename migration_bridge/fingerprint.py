@@ -54,6 +54,12 @@ def secret_part(key: bytes, secrets: tuple) -> int:
     return keyed_digest(key, ("secret", secrets))
 
 
+def pin_digest(key: bytes, method: str, pin) -> str:
+    """A PIN and the method it is hashed with, keyed: a sync writes the hash it wrote
+    before only for the same digest (bookkeeping.pin_hashes)."""
+    return _keyed(key, ("pin", method, pin), 16).hex()
+
+
 def context_digest(key: bytes, values: tuple) -> str | None:
     """The row's context values, keyed; None when every context gave the row nothing."""
     if all(v is None for v in values):

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from . import dialects
 from .idmap import IdMap, id_map
+from .fingerprint import pin_digest
 from .idset import IdSet
 from .mapping import Entity
 from .pinpool import PinPool
@@ -88,10 +89,13 @@ class BatchWriter:
 class BatchStore:
     """Commits outcomes of the row path to the target, PINs hashed first."""
 
-    def __init__(self, engine: sa.Engine, pins: PinPool, count, idmap: IdMap, *,
+    def __init__(self, engine: sa.Engine, pins: PinPool, count, idmap: IdMap, fingerprint_key: bytes, *,
                  checkpoints: sa.Table | None = bk.checkpoints, replace_notes: bool = False,
-                 track_written: bool = False):
+                 track_written: bool = False, reuse_pin_hashes: bool = False):
         self.engine = engine
+        self.fingerprint_key = fingerprint_key
+        # True (sync): a row whose PIN (and method) is the one hashed before gets that hash again
+        self.reuse_pin_hashes = reuse_pin_hashes
         self.idmap = idmap  # rows are decided in legacy ids and written in target ids
         self.pins = pins
         self.count = count  # entity -> source rows, for the PIN progress
@@ -116,11 +120,7 @@ class BatchStore:
         if self.written_ids is not None:
             self.written_ids.setdefault(entity.name, IdSet()).update(r["id"] for r in outcome.rows)
         if outcome.pins:
-            column = entity.hashed_pin[0]
-            hashes = self.pins.hash(outcome.pins, entity.name, lambda: self.count(entity))
-            for row, hashed in zip(outcome.rows, hashes):
-                row[column] = hashed
-            outcome.pins = []
+            self._hash_pins(entity, outcome)
         tables, entries = self.idmap.to_target(entity, outcome.rows)
         stats.written += len(outcome.rows)
         stats.rejected += outcome.rejected
@@ -135,6 +135,30 @@ class BatchStore:
         else:
             writer.submit(job)
         return now
+
+    def _hash_pins(self, entity: Entity, outcome: BatchOutcome) -> None:
+        """Each accepted row's PIN column: the hash written before when the PIN and the
+        method are the same (a sync), else a new hash; the pairs are kept for the next sync."""
+        column = entity.hashed_pin[0]
+        ids = [row["id"] for row in outcome.rows]
+        digests = [pin_digest(self.fingerprint_key, self.pins.method, pin) for pin in outcome.pins]
+        before = self._pin_hashes_before(entity, ids) if self.reuse_pin_hashes else {}
+        new = [k for k, (i, digest) in enumerate(zip(ids, digests)) if before.get(i, (None,))[0] != digest]
+        hashes = dict(zip(new, self.pins.hash([outcome.pins[k] for k in new], entity.name,
+                                              lambda: self.count(entity)))) if new else {}
+        self.pins.stats["reused"] += len(ids) - len(new)
+        for k, (row, i, digest) in enumerate(zip(outcome.rows, ids, digests)):
+            row[column] = hashes[k] if k in hashes else before[i][1]
+            outcome.pin_hashes.append({"entity": entity.name, "source_id": i, "pin_digest": digest,
+                                       "pin_hash": row[column]})
+        outcome.pins = []
+
+    def _pin_hashes_before(self, entity: Entity, ids: list[int]) -> dict[int, tuple[str, str]]:
+        table = bk.pin_hashes
+        with self.engine.connect() as conn:
+            return {i: (digest, hashed) for i, digest, hashed in conn.execute(
+                sa.select(table.c.source_id, table.c.pin_digest, table.c.pin_hash).where(
+                    table.c.entity == entity.name, table.c.source_id.in_(ids)))}
 
     def _write(self, entity: Entity, outcome: BatchOutcome, tables: list, entries: list[dict],
                checkpoint_row: dict | None,
@@ -165,6 +189,7 @@ class BatchStore:
                     bk.notes.c.entity == entity.name, bk.notes.c.source_id.in_(replace_notes_for)))
             load(conn, bk.notes, outcome.notes)
             load(conn, bk.fingerprints, outcome.fingerprints)
+            load(conn, bk.pin_hashes, outcome.pin_hashes)
             dialects.upsert(conn, bk.deferred, outcome.deferred)
             if resolved:
                 dialects.delete_keys(conn, bk.deferred,

@@ -22,7 +22,8 @@ class PinPool:
 
     def __init__(self, method: str, workers: int, interactive: bool | None = None):
         self.method, self.workers, self.interactive = method, workers, interactive
-        self.stats = {"method": method, "workers": workers, "hashed": 0, "seconds": 0.0}
+        # reused: PINs a sync found unchanged, whose earlier hash was written again
+        self.stats = {"method": method, "workers": workers, "hashed": 0, "reused": 0, "seconds": 0.0}
         self._pool: ProcessPoolExecutor | None = None
         self._progress: Progress | None = None
 

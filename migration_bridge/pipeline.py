@@ -249,7 +249,7 @@ class ExportRun:
         path = RowPath(self.source, base_context(self.conf), file_urls(self.conf, self.profile), self.fingerprint_key, keys)
         path.pending = pending
         idmap = IdMap(self.profile, engine, lambda entity: self.source.highest_keepable_id(entity, KEEPABLE.stop))
-        store = BatchStore(engine, self.pins, self.source.count, idmap,
+        store = BatchStore(engine, self.pins, self.source.count, idmap, self.fingerprint_key,
                            **self.mover.store_options)
         return Run(self.options, self.profile, self.entities, self.source, engine, path, store)
 

@@ -152,7 +152,8 @@ def copy_in_ranges(run, entity: Entity, ctx, stats: EntityStats, parts: int) -> 
 
 def range_store(run) -> BatchStore:
     """The run's batch store, with checkpoints per range."""
-    return BatchStore(run.engine, run.store.pins, run.source.count, run.store.idmap, checkpoints=bk.ranges)
+    return BatchStore(run.engine, run.store.pins, run.source.count, run.store.idmap, run.store.fingerprint_key,
+                      checkpoints=bk.ranges)
 
 
 def _settle_waiting(run, entity: Entity, ctx, stats: EntityStats) -> None:

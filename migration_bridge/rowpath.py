@@ -30,6 +30,7 @@ class BatchOutcome:
     notes: list[dict] = field(default_factory=list)  # bookkeeping notes (rejects, skips, decisions)
     deferred: list[dict] = field(default_factory=list)  # replies waiting for their parent
     pins: list[str] = field(default_factory=list)  # plain PINs of ``rows``, to hash (never written)
+    pin_hashes: list[dict] = field(default_factory=list)  # bookkeeping.pin_hashes rows, once hashed
     fingerprints: list[dict] = field(default_factory=list)
     rejected: int = 0
     skipped: int = 0

@@ -99,7 +99,7 @@ class SyncRows:
 
     kind = "sync"
     # the export's checkpoints stay as they are; a row decided again loses its old notes
-    store_options = {"checkpoints": None, "replace_notes": True, "track_written": True}
+    store_options = {"checkpoints": None, "replace_notes": True, "track_written": True, "reuse_pin_hashes": True}
     nothing_to_do = None
     loaded_tables = False  # a sync changes a few rows: the export's statistics still hold
 

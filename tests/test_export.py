@@ -249,7 +249,7 @@ def test_no_plain_pin_anywhere(migrated):
     secrets = pins | (media_secrets - teacher_media_passwords)  # media_password is copied as is (the plan)
     engine = target.engine()
     with engine.connect() as conn:
-        for table in [*fm.TABLES_IN_ORDER, bk.notes, bk.runs, bk.checkpoints]:
+        for table in [*fm.TABLES_IN_ORDER, bk.notes, bk.runs, bk.checkpoints, bk.pin_hashes]:
             for row in conn.execute(sa.select(table)):
                 for value in row:
                     assert not (isinstance(value, str) and value in secrets), table.name

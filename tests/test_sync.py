@@ -282,6 +282,50 @@ def test_a_pin_change_alone_is_detected(precopied, tmp_path):
     assert check_password_hash(pin_hash, "11235")
 
 
+def test_a_sync_writes_an_unchanged_pins_hash_again_and_hashes_a_changed_one(precopied, tmp_path):
+    """The production method costs about 0.1 s a PIN: a student whose other fields changed
+    keeps the hash the export wrote, a new PIN (or another method) is hashed anew."""
+    legacy, target = precopied
+    with target.engine().connect() as conn:
+        (kept, kept_hash), (repinned, _) = conn.execute(
+            sa.select(fm.Student.id, fm.Student.pin_hash).order_by(fm.Student.id).limit(2)).all()
+    change = ("from legacy_app.video_app.models import Student\n"
+              "Student.objects.filter(pk={kept}).update(character_description='{text}')\n"
+              "Student.objects.filter(pk={repinned}).update(password='{pin}')")
+    shell(legacy, tmp_path, change.format(kept=kept, repinned=repinned, text="changed", pin="31415"))
+    _, report = export(legacy, target, tmp_path, "--sync", "--skip-files")
+    assert report["sync"]["students"]["updated"] == 2
+    assert (report["pin_hashing"]["hashed"], report["pin_hashing"]["reused"]) == (1, 1)
+
+    def hashes():
+        with target.engine().connect() as conn:
+            return dict(conn.execute(sa.select(fm.Student.id, fm.Student.pin_hash)
+                                     .where(fm.Student.id.in_([kept, repinned]))).all())
+
+    after = hashes()
+    assert after[kept] == kept_hash  # the same string: not hashed again
+    assert check_password_hash(after[repinned], "31415") and not check_password_hash(after[repinned], "00000")
+    with target.engine().connect() as conn:  # what the next sync compares, for both
+        assert conn.execute(sa.select(sa.func.count()).select_from(bk.pin_hashes).where(
+            bk.pin_hashes.c.entity == "students", bk.pin_hashes.c.source_id.in_([kept, repinned]),
+            bk.pin_hashes.c.pin_hash.in_([after[kept], after[repinned]]))).scalar() == 2
+
+    shell(legacy, tmp_path, change.format(kept=kept, repinned=repinned, text="again", pin="27182"))
+    _, report = export(legacy, target, tmp_path, "--sync", "--skip-files", "--pin-hash-method", "pbkdf2:sha256:1001")
+    assert (report["pin_hashing"]["hashed"], report["pin_hashing"]["reused"]) == (2, 0)  # another method
+    again = hashes()
+    assert again[kept].startswith("pbkdf2:sha256:1001$") and again[kept] != kept_hash
+    assert check_password_hash(again[kept], pins_of(legacy)[kept]) and check_password_hash(again[repinned], "27182")
+
+
+def pins_of(legacy) -> dict:
+    engine = sa.create_engine(legacy.db.url)
+    with engine.connect() as conn:
+        pins = dict(conn.execute(sa.text("SELECT id, password FROM video_app_student")).all())
+    engine.dispose()
+    return pins
+
+
 NEW_POST = """
 from legacy_app.video_app.models import Media
 Media.objects.create(session_id={session}, student_id={student}, title="{name}", media_type="image",
