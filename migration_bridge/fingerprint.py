@@ -54,10 +54,11 @@ def secret_part(key: bytes, secrets: tuple) -> int:
     return keyed_digest(key, ("secret", secrets))
 
 
-def pin_digest(key: bytes, method: str, pin) -> str:
-    """A PIN and the method it is hashed with, keyed: a sync writes the hash it wrote
-    before only for the same digest (bookkeeping.pin_hashes)."""
-    return _keyed(key, ("pin", method, pin), 16).hex()
+def pin_digest(key: bytes, entity: str, source_id: int, method: str, pin) -> str:
+    """A row's PIN and the method it is hashed with, keyed: a sync writes the hash it wrote
+    before only for the same digest (bookkeeping.pin_hashes). The row is in it, so that
+    two students with one PIN do not show it by equal digests."""
+    return _keyed(key, ("pin", entity, source_id, method, pin), 16).hex()
 
 
 def context_digest(key: bytes, values: tuple) -> str | None:

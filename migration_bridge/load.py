@@ -141,7 +141,8 @@ class BatchStore:
         method are the same (a sync), else a new hash; the pairs are kept for the next sync."""
         column = entity.hashed_pin[0]
         ids = [row["id"] for row in outcome.rows]
-        digests = [pin_digest(self.fingerprint_key, self.pins.method, pin) for pin in outcome.pins]
+        digests = [pin_digest(self.fingerprint_key, entity.name, i, self.pins.method, pin)
+                   for i, pin in zip(ids, outcome.pins)]
         before = self._pin_hashes_before(entity, ids) if self.reuse_pin_hashes else {}
         new = [k for k, (i, digest) in enumerate(zip(ids, digests)) if before.get(i, (None,))[0] != digest]
         hashes = dict(zip(new, self.pins.hash([outcome.pins[k] for k in new], entity.name,

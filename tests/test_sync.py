@@ -11,6 +11,7 @@ changes its own copies of both databases and their files.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -31,8 +32,8 @@ from migration_bridge import bookkeeping as bk
 from migration_bridge.dialects import chunk_start
 from migration_bridge.diff import (chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range,
                                    differing_chunks, id_parts)
-from migration_bridge.fingerprint import (DIGEST_BITS, context_digest, fingerprint_key, keyed_digest, row_digest,
-                                          secret_part)
+from migration_bridge.fingerprint import (DIGEST_BITS, context_digest, fingerprint_key, keyed_digest, pin_digest,
+                                          row_digest, secret_part)
 
 from .conftest import PROJECT_ROOT, SOURCE_TARGET_PAIRS, Database, DatabaseFactory, SeededLegacy, run_manage
 from .test_export import target_snapshot
@@ -155,6 +156,12 @@ def test_secret_and_context_digests():
     assert context_digest(key, (None, "2024-01-01")) != context_digest(key, ("2024-01-01", None))
     assert row_digest(key, 5, ("",), ()) == 5
     assert row_digest(key, None, (), (1, "school")) == keyed_digest(key, (1, "school"))  # a derived row
+    pin = functools.partial(pin_digest, key, "students")
+    assert pin(7, "scrypt", "12345") == pin(7, "scrypt", "12345")
+    assert len({pin(7, "scrypt", "12345"), pin(8, "scrypt", "12345"),  # one PIN, two students: no equal digests
+                pin(7, "pbkdf2:sha256", "12345"), pin(7, "scrypt", "12346"),
+                pin_digest(other, "students", 7, "scrypt", "12345")}) == 5
+    assert "12345" not in pin(7, "scrypt", "12345")
 
 
 def copy_legacy(seeded: SeededLegacy, make_database: DatabaseFactory, tmp_path: Path) -> SeededLegacy:
