@@ -126,7 +126,7 @@ dialects.leave_room_for_updates(fingerprints)
 # the table of fingerprint versions before 3, dropped with the others by --cleanup
 OLD_FINGERPRINTS = "bridge_fingerprints"
 
-# Per source row whose PIN was hashed: a keyed digest of the PIN and the hash method
+# Per source row whose PIN was hashed: a keyed digest of the row, its PIN and the method
 # (fingerprint.pin_digest), and the hash written. A sync that meets the same PIN under
 # the same method writes that hash again instead of paying the method once more (a
 # student whose name changed); any other PIN is hashed anew.
