@@ -79,15 +79,14 @@ class Run:
         """Every run decides again on the rows earlier runs rejected: a parent loaded or
         fixed since brings them in, and entity by entity their subtrees follow."""
         ids = self.store.rejected_ids(entity)
-        with BatchWriter() as writer:
-            for start in range(0, len(ids), self.options.batch_size):
-                chunk = ids[start:start + self.options.batch_size]
-                started = time.monotonic()
+        started = time.monotonic()
+        with BatchWriter() as writer, contextlib.closing(
+                self.source.rows_by_id_ahead(entity, ids, self.options.batch_size)) as batches:
+            for chunk, rows in batches:
                 stats.rejected -= len(chunk)  # decided again below
-                rows = self.source.rows_by_id(entity, chunk)
                 stats.read -= len(chunk) - len(rows)  # deleted from the source since: their notes go too
                 outcome = self.path.process(entity, rows, ctx)
-                self.store.commit(entity, outcome, stats, started, replace_notes_for=chunk, writer=writer)
+                started = self.store.commit(entity, outcome, stats, started, replace_notes_for=chunk, writer=writer)
 
     def resolve_deferred(self, entity: Entity, ctx, stats: EntityStats) -> None:
         """Replies that waited for a parent later in id order: in once it is there,
