@@ -141,6 +141,30 @@ def _vmhwm_kb(pid: int) -> int:
     return 0
 
 
+def cpu_busy(window: float = 1.0) -> float:
+    """The share of all cores busy over ``window`` seconds (from /proc/stat)."""
+    def ticks() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+    busy0, total0 = ticks()
+    time.sleep(window)
+    busy1, total1 = ticks()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def settle(limit: float = 60.0, quiet: float = 0.10) -> tuple[float, float]:
+    """Wait (at most ``limit`` s) until the machine is quiet: the step before (a server
+    flushing what it wrote, purging what it changed) would otherwise be counted against
+    the next one. Returns (seconds waited, busy share at the end)."""
+    started = time.perf_counter()
+    busy = cpu_busy()
+    while busy > quiet and time.perf_counter() - started < limit:
+        busy = cpu_busy()
+    return round(time.perf_counter() - started, 1), round(busy, 3)
+
+
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:

@@ -60,11 +60,13 @@ from _common import (  # noqa: E402  (the benches' shared helpers)
     manage,
     mysql_conn,
     mysql_url,
+    pg_admin,
     pg_drop,
     pg_recreate,
     pin_hashing,
     run_measured,
     say,
+    settle,
     stream_copy,
 )
 
@@ -119,7 +121,16 @@ def loadavg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def quiet(key: str) -> None:
+    """Every contender starts on a quiet machine: dirty pages of the step before written
+    out (CHECKPOINT), and the CPU idle (``settle``)."""
+    pg_admin("CHECKPOINT")
+    waited, busy = settle()
+    say(f"[{key}] started after {waited:.1f} s of settling (CPU {busy:.0%} busy)")
+
+
 def measured(key: str, label: str, rows: int, runner) -> tuple[Contender, Run]:
+    quiet(key)
     before = loadavg()
     run = runner()
     say(f"[{key}] {run.seconds:.1f} s, peak RSS {run.wait4_maxrss_kb / 1024:.0f} MB, exit {run.returncode}")
@@ -431,6 +442,7 @@ def main() -> int:
         finally:
             apply_change(db, args.change_fraction, undo=True)
             say("[change] undone")
+        quiet("pins")
         load_before = loadavg()
         pins = {**pin_hashing(db, args.pin_sample), "load": (load_before, loadavg())}
     finally:

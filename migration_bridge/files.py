@@ -561,7 +561,16 @@ def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, con
     referencing it (of the rows in ``only``, when given), per entity."""
     problems: dict[str, dict] = {}  # name -> entry of missing_files / failed_files
     listed = {"missing": 0, "failed": 0}
+    with engine.connect() as conn:
+        # the references are read again only when a file went wrong, and only its are looked up
+        wrong = set(conn.execute(sa.select(bk.files.c.old_name).where(
+            bk.files.c.status.in_(("missing", "failed")), bk.files.c.refs > 0)).scalars())
+    if not wrong:
+        return [], []
     for refs in source.file_references(profile, options.batch_size, file_urls(conf, profile), only):
+        refs = [r for r in refs if r.name in wrong]
+        if not refs:
+            continue
         with engine.connect() as conn:
             migrated = _present(conn, profile, refs)
             manifest = {m.old_name: m for m in manifest_rows(conn, {r.name for r in refs})}
