@@ -80,7 +80,9 @@ class PinPool:
             except Exception:  # noqa: BLE001 - already gone
                 pass
         try:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # waits for the pool's own thread only (its workers are gone): left running, it
+            # would make an interrupted command end without releasing the pool's semaphores
+            pool.shutdown(wait=True, cancel_futures=True)
         except Exception:  # noqa: BLE001 - a broken pool is what we wanted
             pass
 

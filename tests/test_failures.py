@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from migration_bridge import bookkeeping as bk
+from migration_bridge.pinpool import PinPool
 
 from .conftest import PROJECT_ROOT, run_manage, seed_legacy
 from .test_export import target_snapshot
@@ -262,6 +263,18 @@ def test_kill_9_leaves_no_child_process(legacy, clean, make_database, tmp_path):
         time.sleep(0.1)
     assert group_members(proc.pid) == []
     converges(legacy, target, clean, tmp_path)
+
+
+def test_a_killed_pin_pool_leaves_no_thread_behind():
+    """An interrupted run kills its PIN workers. The pool's own thread must be gone once it
+    is closed: a thread still running makes the interrupted command end with os._exit, and
+    then the pool's semaphores are never released (the multiprocessing resource tracker
+    adds a warning to the run's one line)."""
+    before = set(threading.enumerate())
+    pool = PinPool("pbkdf2:sha256:1", 2, interactive=False)
+    pool.hash(["12345", "54321", "11111", "22222"], "students", lambda: 4)
+    pool.close(kill=True)
+    assert [t.name for t in threading.enumerate() if t not in before] == []
 
 
 def test_leftover_part_file_is_removed_by_the_next_run(make_module_database, make_database, tmp_path):
