@@ -7,7 +7,7 @@
 - ``insert_new``: plain insert of rows known to be new (PostgreSQL: COPY into the table).
 - ``reset_sequences``: after loading explicit ids, move PostgreSQL sequences past them.
 - ``refresh_statistics``: ANALYZE what an export loaded; ``leave_room_for_updates``: a
-  bookkeeping table's fill factor.
+  bookkeeping table's fill factor; ``room_while_loading``: the loaded tables' pages.
 - ``empty_tables``: children first.
 - URL normalisation and masking.
 - The legacy side: the connection's charset forced to utf8mb4 and read back,
@@ -19,10 +19,12 @@
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 from typing import Iterable, Sequence
@@ -32,7 +34,9 @@ from django.db.models import Aggregate, BigIntegerField, F, Func, TextField
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import make_url
 
-from .errors import BridgeError
+from .errors import BridgeError, first_line
+
+log = logging.getLogger("migration_bridge")
 
 
 # --- URLs ------------------------------------------------------------------------
@@ -274,6 +278,43 @@ def leave_room_for_updates(table: sa.Table, fillfactor: int = 90) -> None:
     digest of every row it moves."""
     sa.event.listen(table, "after_create", sa.DDL(
         f"ALTER TABLE {table.name} SET (fillfactor = {fillfactor})").execute_if(dialect="postgresql"))
+
+
+@contextlib.contextmanager
+def room_while_loading(engine: sa.Engine, tables: Sequence[sa.Table], fillfactor: int = 90):
+    """PostgreSQL, while an export loads ``tables``: the pages it writes are filled to
+    ``fillfactor`` percent, then the tables' fill factor is reset, so that their definition
+    is the Flask app's as before. The room stays in the pages: a later update that changes
+    no indexed column (a sync's, the app's own edits) fits in the row's own page, a HOT
+    update with no new entry in any index. Where the role does not own the tables, the
+    pages are filled as before."""
+    names = [engine.dialect.identifier_preparer.quote(t.name) for t in tables]
+
+    def alter(option: str) -> None:
+        with engine.begin() as conn:
+            for name in names:
+                conn.execute(sa.text(f"ALTER TABLE {name} {option}"))
+
+    room = engine.dialect.name == "postgresql"
+    if room:
+        try:
+            alter(f"SET (fillfactor = {fillfactor})")
+        except sa.exc.DBAPIError as exc:
+            room = False
+            log.info("the loaded pages are filled as before (%s)", first_line(exc))
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        if room:
+            try:
+                alter("RESET (fillfactor)")
+            except sa.exc.DBAPIError as exc:
+                # the run's own outcome stands (a failed run's one line says it): the next
+                # run sets and resets the fill factor again
+                (log.debug if failed else log.warning)(
+                    "the loaded tables keep a fill factor of %d (%s)", fillfactor, first_line(exc))
 
 
 def prepare_aggregate_reads(conn: sa.Connection) -> None:

@@ -8,6 +8,7 @@ an entity.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -281,7 +282,9 @@ class ExportRun:
             # keys are decided before any row names one, with or without the file step
             files_mod.assign_keys(engine, self.source, self.profile, self.conf, self.key_scheme, self.options.batch_size)
             if not self.options.files_only:
-                self.mover.move(run, stats)
+                loading = self.mover.loaded_tables and not self.options.dry_run
+                with dialects.room_while_loading(engine, self.profile.tables) if loading else contextlib.nullcontext():
+                    self.mover.move(run, stats)
             with engine.begin() as conn:
                 dialects.reset_sequences(conn, self.profile.tables)
                 if self.mover.loaded_tables and not self.options.files_only:

@@ -6,12 +6,14 @@ legacy and target dialects the issue names.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from werkzeug.security import check_password_hash
 
 import flask_models as fm
 from migration_bridge import bookkeeping as bk
+from migration_bridge import dialects
 
 from .conftest import PROJECT_ROOT, run_manage, seed_legacy
 
@@ -124,6 +127,63 @@ def test_the_row_digests_leave_room_for_a_syncs_updates(migrated):
                                {"name": bk.fingerprints.name}).scalar()
     engine.dispose()
     assert options == ["fillfactor=90"]
+
+
+@pytest.mark.parametrize("migrated", [("mariadb", "postgresql")], indirect=True, ids=["mariadb-to-postgresql"])
+def test_the_loaded_tables_keep_their_definition_and_leave_room_in_their_pages(migrated):
+    """The Flask tables' fill factor is the default again once the export is done, and the
+    pages it wrote have room: five rows of a table's first page (full, with more pages after
+    it) updated in a non-indexed column stay in their page (HOT updates, counted by PostgreSQL
+    for the transaction; rolled back)."""
+    _, target, _, _ = migrated
+    table = "student_media_interactions"
+    engine = target.engine()
+    with engine.connect() as conn:
+        options = dict(conn.execute(sa.text("SELECT relname, reloptions FROM pg_class WHERE relname IN :names")
+                                    .bindparams(sa.bindparam("names", expanding=True)),
+                                    {"names": [t.name for t in fm.TABLES_IN_ORDER]}).all())
+        pages = conn.execute(sa.text(f"SELECT count(DISTINCT (ctid::text::point)[0]) FROM {table}")).scalar()
+        first_page = conn.execute(sa.text(f"SELECT id FROM {table} WHERE ctid < '(1,0)'::tid")).scalars().all()
+        updated = first_page[:5]  # a tenth of a page holds more
+        conn.execute(sa.text(f"UPDATE {table} SET updated_at = updated_at + interval '1 second' "
+                             "WHERE id IN :ids").bindparams(sa.bindparam("ids", expanding=True)), {"ids": updated})
+        hot = conn.execute(sa.text(f"SELECT pg_stat_get_xact_tuples_hot_updated('{table}'::regclass)")).scalar()
+        conn.rollback()
+    engine.dispose()
+    assert options == {t.name: None for t in fm.TABLES_IN_ORDER}
+    assert pages > 1 and len(first_page) > 50
+    assert hot == len(updated)
+
+
+def test_a_role_that_does_not_own_the_tables_fills_their_pages_as_before(make_database, caplog):
+    """The Flask app's tables may belong to the app's own role: the export loads them all the
+    same, and says in one line why their pages have no room."""
+    db = make_database("postgresql")
+    role = f"mbtest_{uuid.uuid4().hex[:12]}"
+    owner = db.engine()
+    with owner.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE loaded (id integer PRIMARY KEY)"))
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(sa.text(f"GRANT ALL ON loaded TO {role}"))
+    engine = sa.create_engine(db.url.replace("postgres@", f"{role}@"))
+    logger = logging.getLogger("migration_bridge")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="migration_bridge"):
+            with dialects.room_while_loading(engine, [sa.Table("loaded", sa.MetaData())]):
+                with engine.begin() as conn:
+                    conn.execute(sa.text("INSERT INTO loaded VALUES (1)"))
+    finally:
+        logger.removeHandler(caplog.handler)
+        engine.dispose()
+        with owner.begin() as conn:
+            loaded = conn.execute(sa.text("SELECT count(*) FROM loaded")).scalar()
+            options = conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE relname = 'loaded'")).scalar()
+            conn.execute(sa.text("DROP TABLE loaded"))
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+        owner.dispose()
+    assert loaded == 1 and options is None
+    assert "filled as before" in caplog.text and "owner" in caplog.text
 
 
 def test_orphans_rejected_with_reason_and_artefacts_skipped(migrated):
