@@ -562,7 +562,7 @@ def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, con
     problems: dict[str, dict] = {}  # name -> entry of missing_files / failed_files
     listed = {"missing": 0, "failed": 0}
     with engine.connect() as conn:
-        # the references are read again only when a file went wrong, and only its are looked up
+        # the references are read again only when a file went wrong, and only theirs are looked up
         wrong = set(conn.execute(sa.select(bk.files.c.old_name).where(
             bk.files.c.status.in_(("missing", "failed")), bk.files.c.refs > 0)).scalars())
     if not wrong:
