@@ -272,7 +272,11 @@ def refresh_statistics(conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
         conn.execute(sa.text(f"ANALYZE TABLE {names}")).all()
 
 
-def leave_room_for_updates(table: sa.Table, fillfactor: int = 90) -> None:
+# the share of each page PostgreSQL fills where later updates should stay in their page
+ROOM_FILLFACTOR = 90
+
+
+def leave_room_for_updates(table: sa.Table, fillfactor: int = ROOM_FILLFACTOR) -> None:
     """PostgreSQL: ``table`` is created with its pages a tenth empty, so that a row updated
     later fits in its own page (a HOT update, no new index entry): a sync rewrites the
     digest of every row it moves."""
@@ -281,7 +285,7 @@ def leave_room_for_updates(table: sa.Table, fillfactor: int = 90) -> None:
 
 
 @contextlib.contextmanager
-def room_while_loading(engine: sa.Engine, tables: Sequence[sa.Table], fillfactor: int = 90):
+def room_while_loading(engine: sa.Engine, tables: Sequence[sa.Table], fillfactor: int = ROOM_FILLFACTOR):
     """PostgreSQL, while an export loads ``tables``: the pages it writes are filled to
     ``fillfactor`` percent, then the tables' fill factor is reset, so that their definition
     is the Flask app's as before. The room stays in the pages: a later update that changes

@@ -561,10 +561,11 @@ def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, con
     referencing it (of the rows in ``only``, when given), per entity."""
     problems: dict[str, dict] = {}  # name -> entry of missing_files / failed_files
     listed = {"missing": 0, "failed": 0}
+    t = bk.files
     with engine.connect() as conn:
         # the references are read again only when a file went wrong, and only theirs are looked up
-        wrong = set(conn.execute(sa.select(bk.files.c.old_name).where(
-            bk.files.c.status.in_(("missing", "failed")), bk.files.c.refs > 0)).scalars())
+        wrong = {m.old_name: m for m in conn.execute(sa.select(t.c.old_name, t.c.status, t.c.key, t.c.error)
+                                                     .where(t.c.status.in_(("missing", "failed")), t.c.refs > 0))}
     if not wrong:
         return [], []
     for refs in source.file_references(profile, options.batch_size, file_urls(conf, profile), only):
@@ -573,11 +574,10 @@ def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, con
             continue
         with engine.connect() as conn:
             migrated = _present(conn, profile, refs)
-            manifest = {m.old_name: m for m in manifest_rows(conn, {r.name for r in refs})}
         for ref in refs:
-            m = manifest.get(ref.name)
-            if (ref.owner, ref.owner_id) not in migrated or m is None or m.status not in ("missing", "failed"):
+            if (ref.owner, ref.owner_id) not in migrated:
                 continue
+            m = wrong[ref.name]
             entry = problems.get(ref.name)
             if entry is None:
                 if listed[m.status] >= options.list_limit:
