@@ -13,6 +13,8 @@
   that a sync writes the same hash for an unchanged PIN instead of hashing it again.
 - ``bridge_files``: the file manifest, one row per referenced media file (files.py).
 - ``bridge_settings``: the target schema and key scheme the target was written with.
+- ``bridge_deferred_schema``: the Flask tables' indexes and foreign keys an export dropped
+  while loading and has not built again yet (dialects.built_after_loading).
 """
 from __future__ import annotations
 
@@ -145,6 +147,18 @@ settings = sa.Table(
     "bridge_settings", bookkeeping_metadata,
     sa.Column("name", sa.String(50), primary_key=True),
     sa.Column("value", sa.String(200), nullable=False),
+    **_MYSQL,
+)
+
+# The definitions of the indexes and foreign keys an export drops while it loads the Flask
+# tables (PostgreSQL: dialects.built_after_loading), committed with the drops and deleted
+# as each is built again: a run that stops midway leaves them for the next one to build.
+deferred_schema = sa.Table(
+    "bridge_deferred_schema", bookkeeping_metadata,
+    sa.Column("table_name", sa.String(300), primary_key=True),  # quoted, as the database prints it
+    sa.Column("name", sa.String(300), primary_key=True),  # quoted
+    sa.Column("kind", sa.String(20), nullable=False),  # index | foreign_key
+    sa.Column("definition", sa.Text, nullable=False),  # CREATE INDEX ... | FOREIGN KEY ... REFERENCES ...
     **_MYSQL,
 )
 

@@ -7,7 +7,8 @@
 - ``insert_new``: plain insert of rows known to be new (PostgreSQL: COPY into the table).
 - ``reset_sequences``: after loading explicit ids, move PostgreSQL sequences past them.
 - ``refresh_statistics``: ANALYZE what an export loaded; ``leave_room_for_updates``: a
-  bookkeeping table's fill factor; ``room_while_loading``: the loaded tables' pages.
+  bookkeeping table's fill factor; ``room_while_loading``: the loaded tables' pages;
+  ``built_after_loading``: their indexes and foreign keys dropped while loading, built after.
 - ``empty_tables``: children first.
 - URL normalisation and masking.
 - The legacy side: the connection's charset forced to utf8mb4 and read back,
@@ -27,6 +28,7 @@ import json
 import logging
 import os
 import re
+import time
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
@@ -319,6 +321,80 @@ def room_while_loading(engine: sa.Engine, tables: Sequence[sa.Table], fillfactor
                 # run sets and resets the fill factor again
                 (log.debug if failed else log.warning)(
                     "the loaded tables keep a fill factor of %d (%s)", fillfactor, first_line(exc))
+
+
+# PostgreSQL: the indexes no constraint needs and the foreign keys of some tables, each
+# with its quoted table, its quoted name and what builds it again
+_DEFERRABLE_SCHEMA = """
+SELECT c.oid::regclass::text AS table_name, quote_ident(x.relname) AS name, 'index' AS kind,
+       pg_get_indexdef(i.indexrelid) AS definition
+FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class x ON x.oid = i.indexrelid
+WHERE c.oid = ANY(%(tables)s::regclass[]) AND NOT i.indisunique AND NOT i.indisprimary
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+UNION ALL
+SELECT c.oid::regclass::text, quote_ident(k.conname), 'foreign_key', pg_get_constraintdef(k.oid)
+FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+WHERE c.oid = ANY(%(tables)s::regclass[]) AND k.contype = 'f'
+"""
+
+
+@contextlib.contextmanager
+def built_after_loading(engine: sa.Engine, tables: Sequence[sa.Table], record: sa.Table):
+    """PostgreSQL, while an export loads ``tables``: their foreign keys, and the indexes no
+    unique or primary key needs, are dropped, and built once when the load is done, as
+    pgloader does: maintained row by row they cost the load more than the build. The row
+    path checks every row's parents itself, and the build validates every foreign key
+    again. Their definitions wait in ``record``, committed with the drops: a run that stops
+    midway leaves them dropped, and the next export builds them (those of tables it does
+    not load, before it starts). Where the role does not own the tables, they stay."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    names = [engine.dialect.identifier_preparer.quote(t.name) for t in tables]
+    build_deferred_schema(engine, record, but=names)
+    try:
+        with engine.begin() as conn, conn.connection.driver_connection.cursor() as cur:
+            cur.execute(_DEFERRABLE_SCHEMA, {"tables": names})
+            found = [dict(zip(("table_name", "name", "kind", "definition"), row)) for row in cur.fetchall()]
+            if found:
+                conn.execute(record.insert(), found)
+            for row in found:
+                cur.execute(f"DROP INDEX {row['name']}" if row["kind"] == "index" else
+                            f"ALTER TABLE {row['table_name']} DROP CONSTRAINT {row['name']}")
+    except (sa.exc.DBAPIError, engine.dialect.dbapi.Error) as exc:
+        log.info("the loaded tables keep their indexes and foreign keys while loading (%s)", first_line(exc))
+    yield
+    build_deferred_schema(engine, record)
+
+
+def build_deferred_schema(engine: sa.Engine, record: sa.Table, but: Sequence[str] = ()) -> int:
+    """Build again what ``built_after_loading`` dropped (but the tables in ``but``): indexes
+    first, each in its own transaction with the deletion of its definition. A foreign key
+    the rows break is not built: the run fails saying which, and its definition stays."""
+    if engine.dialect.name != "postgresql":
+        return 0
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(record.name):
+            return 0
+        waiting = conn.execute(sa.select(record).where(record.c.table_name.notin_(but))
+                               .order_by(record.c.kind.desc(), record.c.table_name, record.c.name)).all()
+    started = time.monotonic()
+    for row in waiting:  # 'index' sorts after 'foreign_key': descending, indexes first
+        statement = (row.definition if row.kind == "index" else
+                     f"ALTER TABLE {row.table_name} ADD CONSTRAINT {row.name} {row.definition}")
+        try:
+            with engine.begin() as conn, conn.connection.driver_connection.cursor() as cur:
+                cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                cur.execute(statement)
+                conn.execute(record.delete().where(record.c.table_name == row.table_name,
+                                                   record.c.name == row.name))
+        except engine.dialect.dbapi.IntegrityError as exc:
+            raise BridgeError(f"{row.table_name}: foreign key {row.name} cannot be built again, rows break it "
+                              f"({first_line(exc)}); its definition is kept in {record.name}") from None
+    if waiting:
+        log.info("indexes and foreign keys: %d built after loading in %.1fs", len(waiting),
+                 time.monotonic() - started)
+    return len(waiting)
 
 
 def prepare_aggregate_reads(conn: sa.Connection) -> None:

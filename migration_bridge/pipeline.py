@@ -281,9 +281,8 @@ class ExportRun:
         try:
             # keys are decided before any row names one, with or without the file step
             files_mod.assign_keys(engine, self.source, self.profile, self.conf, self.key_scheme, self.options.batch_size)
-            if not self.options.files_only:
-                loading = self.mover.loaded_tables and not self.options.dry_run
-                with dialects.room_while_loading(engine, self.profile.tables) if loading else contextlib.nullcontext():
+            with self.loading(engine, stats):
+                if not self.options.files_only:
                     self.mover.move(run, stats)
             with engine.begin() as conn:
                 dialects.reset_sequences(conn, self.profile.tables)
@@ -324,6 +323,20 @@ class ExportRun:
         if result is not None:
             result.nothing_to_do = self.mover.nothing_to_do
         return result
+
+    def loading(self, engine: sa.Engine, stats: dict[str, EntityStats]) -> contextlib.ExitStack:
+        """While whole tables load: room left in their pages, their indexes and foreign keys
+        built once after (dialects). A run that loads none builds what a stopped export left
+        dropped, before anything else."""
+        with contextlib.ExitStack() as stack:
+            if self.mover.loaded_tables and not (self.options.dry_run or self.options.files_only):
+                stack.enter_context(dialects.room_while_loading(engine, self.profile.tables))
+                to_load = [table for e in self.entities if not (e.name in stats and stats[e.name].done)
+                           for table in e.tables]
+                stack.enter_context(dialects.built_after_loading(engine, to_load, bk.deferred_schema))
+            else:
+                dialects.build_deferred_schema(engine, bk.deferred_schema)
+            return stack.pop_all()
 
     def _header(self, run_id, status, started, finished, error) -> dict:
         return {**run_header("migration_bridge export_to_flask", self.source, self.options, started, finished),

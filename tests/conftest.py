@@ -258,3 +258,21 @@ def run_manage(*args: str, env: dict | None = None, check: bool = True, timeout:
             f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def schema_snapshot(engine: sa.Engine, tables) -> dict:
+    """Per table, its indexes and foreign keys as the database's catalog shows them, and the
+    definitions an export dropped while loading and has not built again."""
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        snapshot = {t.name: (sorted((ix["name"], tuple(ix["column_names"]), bool(ix["unique"]))
+                                    for ix in inspector.get_indexes(t.name)),
+                             sorted((fk["name"] or "", tuple(fk["constrained_columns"]), fk["referred_table"],
+                                     tuple(fk["referred_columns"]), tuple(sorted(fk["options"].items())))
+                                    for fk in inspector.get_foreign_keys(t.name)))
+                    for t in tables}
+        if inspector.has_table("bridge_deferred_schema"):
+            snapshot["bridge_deferred_schema"] = conn.execute(
+                sa.text("SELECT table_name, name FROM bridge_deferred_schema ORDER BY 1, 2")).all()
+    engine.dispose()
+    return snapshot

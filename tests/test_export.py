@@ -22,8 +22,10 @@ from werkzeug.security import check_password_hash
 import flask_models as fm
 from migration_bridge import bookkeeping as bk
 from migration_bridge import dialects
+from migration_bridge.errors import BridgeError
+from migration_bridge.profiles import get_profile
 
-from .conftest import PROJECT_ROOT, run_manage, seed_legacy
+from .conftest import PROJECT_ROOT, run_manage, schema_snapshot, seed_legacy
 
 PAIRS = [("sqlite", "sqlite"), ("mariadb", "postgresql"), ("mariadb", "mariadb")]
 CHEAP_PIN = ("--pin-hash-method", "pbkdf2:sha256:1000")
@@ -155,35 +157,126 @@ def test_the_loaded_tables_keep_their_definition_and_leave_room_in_their_pages(m
     assert hot == len(updated)
 
 
+def test_the_loaded_tables_have_the_indexes_and_foreign_keys_they_were_created_with(migrated, make_database):
+    """On PostgreSQL the export drops them while it loads and builds them after: the target
+    ends with the same catalog as the Flask tables freshly created, nothing left to build."""
+    _, target, _, _ = migrated
+    fresh = make_database(target.kind)
+    get_profile("plan").create_schema(fresh.engine())
+    exported = schema_snapshot(target.engine(), fm.TABLES_IN_ORDER)
+    assert exported.pop("bridge_deferred_schema") == []
+    assert exported == schema_snapshot(fresh.engine(), fm.TABLES_IN_ORDER)
+
+
+@pytest.fixture
+def parent_child(make_database):
+    """PostgreSQL: a parent and a child table, with a foreign key, a plain index, a partial
+    one and a unique one on the child."""
+    db = make_database("postgresql")
+    engine = db.engine()
+    with engine.begin() as conn:
+        for statement in (
+                "CREATE TABLE parent (id integer PRIMARY KEY)",
+                "CREATE TABLE child (id integer PRIMARY KEY, parent_id integer REFERENCES parent (id) "
+                "ON DELETE CASCADE, code text UNIQUE, note text)",
+                "CREATE INDEX ix_child_parent ON child (parent_id)",
+                "CREATE INDEX ix_child_note ON child (note) WHERE note LIKE 'a%:%'",
+                "INSERT INTO parent VALUES (1), (2)"):
+            conn.execute(sa.text(statement))
+    yield engine
+    engine.dispose()
+
+
+def built_after(engine, tables=("parent", "child")):
+    return dialects.built_after_loading(engine, [sa.Table(t, sa.MetaData()) for t in tables], bk.deferred_schema)
+
+
+def test_indexes_and_foreign_keys_are_dropped_while_loading_and_built_after(parent_child):
+    engine = parent_child
+    bk.create_bookkeeping(engine)
+    before = schema_snapshot(engine, [sa.Table("child", sa.MetaData())])
+    with built_after(engine):
+        during = schema_snapshot(engine, [sa.Table("child", sa.MetaData())])
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO child VALUES (1, 1, 'x', 'a:b'), (2, 2, 'y', NULL)"))
+    assert schema_snapshot(engine, [sa.Table("child", sa.MetaData())]) == before
+    indexes, keys = during["child"]
+    assert [name for name, _, unique in indexes] == ["child_code_key"] and keys == []
+    assert [tuple(r) for r in during["bridge_deferred_schema"]] == [
+        ("child", "child_parent_id_fkey"), ("child", "ix_child_note"), ("child", "ix_child_parent")]
+    with engine.connect() as conn:  # built as they were: cascade, partial index
+        assert "ON DELETE CASCADE" in conn.execute(sa.text(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'child_parent_id_fkey'")).scalar()
+        assert "WHERE (note ~~ 'a%:%'::text)" in conn.execute(sa.text(
+            "SELECT pg_get_indexdef('ix_child_note'::regclass)")).scalar()
+
+
+def test_a_stopped_load_leaves_them_to_the_next_run(parent_child):
+    """A run that fails while loading leaves them dropped, their definitions recorded; the
+    next run builds those of the tables it does not load before it starts."""
+    engine = parent_child
+    bk.create_bookkeeping(engine)
+    before = schema_snapshot(engine, [sa.Table("child", sa.MetaData())])
+    with pytest.raises(KeyboardInterrupt):
+        with built_after(engine):
+            raise KeyboardInterrupt
+    left = schema_snapshot(engine, [sa.Table("child", sa.MetaData())])
+    assert len(left["bridge_deferred_schema"]) == 3 and left["child"][1] == []
+    with built_after(engine, tables=("parent",)):
+        assert schema_snapshot(engine, [sa.Table("child", sa.MetaData())]) == before
+    assert dialects.build_deferred_schema(engine, bk.deferred_schema) == 0
+
+
+def test_a_foreign_key_the_loaded_rows_break_is_not_built_and_the_run_says_which(parent_child):
+    engine = parent_child
+    bk.create_bookkeeping(engine)
+    with pytest.raises(BridgeError, match=r"child: foreign key child_parent_id_fkey cannot be built again, "
+                                          r"rows break it .*kept in bridge_deferred_schema"):
+        with built_after(engine):
+            with engine.begin() as conn:
+                conn.execute(sa.text("INSERT INTO child VALUES (1, 7, 'x', NULL)"))
+    left = schema_snapshot(engine, [sa.Table("child", sa.MetaData())])
+    assert [tuple(r) for r in left["bridge_deferred_schema"]] == [("child", "child_parent_id_fkey")]
+    assert {name for name, _, _ in left["child"][0]} == {"child_code_key", "ix_child_note", "ix_child_parent"}
+
+
 def test_a_role_that_does_not_own_the_tables_fills_their_pages_as_before(make_database, caplog):
     """The Flask app's tables may belong to the app's own role: the export loads them all the
-    same, and says in one line why their pages have no room."""
+    same, and says in one line each why their pages have no room and why their indexes and
+    foreign keys stay while loading."""
     db = make_database("postgresql")
     role = f"mbtest_{uuid.uuid4().hex[:12]}"
     owner = db.engine()
     with owner.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE loaded (id integer PRIMARY KEY)"))
+        conn.execute(sa.text("CREATE TABLE loaded (id integer PRIMARY KEY, n integer)"))
+        conn.execute(sa.text("CREATE INDEX ix_loaded_n ON loaded (n)"))
         conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
         conn.execute(sa.text(f"GRANT ALL ON loaded TO {role}"))
+    bk.deferred_schema.create(owner)  # the export's own tables are its role's
+    with owner.begin() as conn:
+        conn.execute(sa.text(f"GRANT ALL ON {bk.deferred_schema.name} TO {role}"))
     engine = sa.create_engine(db.url.replace("postgres@", f"{role}@"))
     logger = logging.getLogger("migration_bridge")
     logger.addHandler(caplog.handler)
     try:
         with caplog.at_level(logging.INFO, logger="migration_bridge"):
-            with dialects.room_while_loading(engine, [sa.Table("loaded", sa.MetaData())]):
+            with dialects.room_while_loading(engine, [sa.Table("loaded", sa.MetaData())]), \
+                    dialects.built_after_loading(engine, [sa.Table("loaded", sa.MetaData())], bk.deferred_schema):
                 with engine.begin() as conn:
-                    conn.execute(sa.text("INSERT INTO loaded VALUES (1)"))
+                    conn.execute(sa.text("INSERT INTO loaded VALUES (1, 1)"))
     finally:
         logger.removeHandler(caplog.handler)
         engine.dispose()
         with owner.begin() as conn:
             loaded = conn.execute(sa.text("SELECT count(*) FROM loaded")).scalar()
             options = conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE relname = 'loaded'")).scalar()
-            conn.execute(sa.text("DROP TABLE loaded"))
+            indexes = [ix["name"] for ix in sa.inspect(conn).get_indexes("loaded")]
+            conn.execute(sa.text(f"DROP TABLE loaded, {bk.deferred_schema.name}"))
             conn.execute(sa.text(f"DROP ROLE {role}"))
         owner.dispose()
-    assert loaded == 1 and options is None
-    assert "filled as before" in caplog.text and "owner" in caplog.text
+    assert loaded == 1 and options is None and indexes == ["ix_loaded_n"]
+    assert "filled as before (must be owner of table loaded)" in caplog.text
+    assert "keep their indexes and foreign keys while loading (must be owner of index ix_loaded_n)" in caplog.text
 
 
 def test_orphans_rejected_with_reason_and_artefacts_skipped(migrated):

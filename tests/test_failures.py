@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import flask_models as fm
 from migration_bridge import bookkeeping as bk
 from migration_bridge.pinpool import PinPool
 
-from .conftest import PROJECT_ROOT, run_manage, seed_legacy
+from .conftest import PROJECT_ROOT, run_manage, schema_snapshot, seed_legacy
 from .test_export import target_snapshot
 
 CHEAP = ("--pin-hash-method", "pbkdf2:sha256:1")
@@ -45,6 +46,15 @@ def clean(legacy, make_module_database, tmp_path_factory):
     return target, target_snapshot(target.engine())
 
 
+@pytest.fixture(scope="module")
+def clean_schema(clean):
+    """The clean target's indexes and foreign keys, as the Flask tables are created."""
+    snapshot = schema_snapshot(clean[0].engine(), fm.TABLES_IN_ORDER)
+    assert all(snapshot[name][0] and snapshot[name][1] for name in ("comments", "student_media_interactions"))
+    assert snapshot["bridge_deferred_schema"] == []
+    return snapshot
+
+
 def one_line(proc, code: int, *expected: str) -> str:
     """The exit code is ``code`` and stderr is exactly one line holding ``expected``."""
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -63,10 +73,13 @@ def export(legacy, target_url, *args, tmp_path, check=True, env=None):
 
 
 def converges(legacy, target, clean, tmp_path) -> None:
-    """A plain re-run (creating the schema if the failure left none) equals a clean run."""
+    """A plain re-run (creating the schema if the failure left none) equals a clean run,
+    indexes and foreign keys included."""
     proc = export(legacy, target.url, "--create-schema", *CHEAP, tmp_path=tmp_path)
     assert proc.stderr.strip() == "", proc.stderr
     assert target_snapshot(target.engine()) == clean[1]
+    assert schema_snapshot(target.engine(), fm.TABLES_IN_ORDER) == schema_snapshot(clean[0].engine(),
+                                                                                  fm.TABLES_IN_ORDER)
 
 
 def start_export(legacy, target_url, *args, tmp_path, env=None) -> subprocess.Popen:
@@ -226,7 +239,8 @@ def test_unwritable_report_location_is_refused_before_any_work(legacy, clean, ma
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_run_exits_130_and_reports_what_it_committed(sig, legacy, clean, make_database, tmp_path):
+def test_interrupted_run_exits_130_and_reports_what_it_committed(sig, legacy, clean, clean_schema, make_database,
+                                                                 tmp_path):
     target = make_database("postgresql")
     proc = start_export(legacy, target.url, "--create-schema", "--workers", "2", *SLOW, tmp_path=tmp_path)
     wait_for_students(target, proc)
@@ -242,6 +256,10 @@ def test_interrupted_run_exits_130_and_reports_what_it_committed(sig, legacy, cl
         committed = conn.execute(sa.select(bk.checkpoints.c.written)
                                  .where(bk.checkpoints.c.entity == "students")).scalar()
     assert report["entities"]["students"]["written"] == committed > 0
+    # the students' indexes and foreign keys, dropped while loading, wait for the next run
+    waiting = schema_snapshot(target.engine(), fm.TABLES_IN_ORDER)
+    assert waiting["students"] != clean_schema["students"]
+    assert ("students", "fk_students_section_id_sessions") in {tuple(r) for r in waiting["bridge_deferred_schema"]}
     time.sleep(1)
     assert group_members(proc.pid) == []  # the PIN workers ended with it
     converges(legacy, target, clean, tmp_path)

@@ -69,7 +69,7 @@ def test_a_profile_declared_in_test_code_exports_and_verifies(make_database, tmp
     verified = run_manage("verify_flask", "--target", target.url, "--accept-missing-source-files", "--fix-counts",
                           "--report", str(tmp_path / "verify.json"), env=env, check=False)
     assert verified.returncode == 0, verified.stdout[-3000:]
-    assert "all 6 checks passed" in verified.stdout  # the two access checks: not declared, not run
+    assert "all 7 checks passed" in verified.stdout  # the two access checks: not declared, not run
 
     engine = target.engine()
     with engine.connect() as conn:

@@ -315,7 +315,7 @@ def test_clean_migration_passes(golden, make_database, tmp_path):
     # Re-verify: counters stay fixed; with the legacy's own missing files accepted, all pass.
     proc, report = verify(url, env, tmp_path, ACCEPT)
     assert proc.returncode == 0, proc.stdout
-    assert "all 8 checks passed" in proc.stdout
+    assert "all 9 checks passed" in proc.stdout
     rows = check(report, "row_counts")["figures"]
     # rows the source's own faults keep out, decided from the source alone
     assert rows["students"]["rejected_or_skipped_by_source_rules"] > 0
@@ -560,6 +560,22 @@ def test_dangling_parent_fails_foreign_keys(target, tmp_path):
     item = check(report, "foreign_keys")["offending"]["comments.parent_id -> comments"]
     assert item["ids"] == replies and item["kind"] == "replies without their parent"
     assert offending_ids(report, "row_counts", "comments: missing in target") == [parent_id]
+
+
+def test_a_dropped_index_or_foreign_key_fails_schema(target, tmp_path):
+    """The Flask tables' indexes and foreign keys are read from the target's catalog (an
+    export drops them while loading and builds them after): one gone fails ``schema``."""
+    target.sql("DROP INDEX ix_comments_media_id")
+    if target.db.kind != "sqlite":  # SQLite cannot drop a foreign key
+        target.sql("ALTER TABLE comments DROP CONSTRAINT fk_comments_media_id_media")
+    proc, report = verify(target.url, target.env, tmp_path, ACCEPT)
+    assert proc.returncode == 1
+    assert failed(report) == {"schema"}
+    assert check(report, "schema")["offending"] == {"comments: missing": {
+        "count": 1 if target.db.kind == "sqlite" else 2,
+        "ids": ["index (media_id)"] if target.db.kind == "sqlite" else
+        ["foreign key (media_id) -> media", "index (media_id)"]}}
+    assert "comments: missing: " in proc.stdout and "index (media_id)" in proc.stdout
 
 
 # --- the Flask pages ------------------------------------------------------------------

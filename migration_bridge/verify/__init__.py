@@ -16,8 +16,9 @@ The checks, one module each, over a shared ``State``:
 2. ``counters``    declared cached counters equal the recomputed totals (``counters``);
 3. ``content``     every source row decided, every row the target must hold equal to
    its source row transformed (checksums over id ranges + a sample; ``content``);
-4. ``row_counts``  the target holds exactly the rows the source justifies, and
-   ``foreign_keys`` every reference in the target points at a row (``integrity``);
+4. ``row_counts``  the target holds exactly the rows the source justifies,
+   ``foreign_keys`` every reference in the target points at a row, and ``schema`` the
+   indexes and foreign keys the profile declares are in the target (``integrity``);
 5. ``observer_scope``, ``teacher_dashboards`` who sees what, by the Flask app's own
    queries, equals the legacy rule (``access``);
 6. ``files``       every referenced object is in the target storage with the legacy
@@ -49,7 +50,7 @@ from .access import check_access
 from .content import check_content
 from .counters import check_counters, count_in_background, fix_counters, wrong_counters
 from .files import check_files
-from .integrity import check_foreign_keys, check_row_counts, root_causes
+from .integrity import check_foreign_keys, check_row_counts, check_schema, root_causes
 from .pages import check_flask_pages, check_http_reachable, check_page_settings
 from .state import CHECK_TITLES, CheckResult, State, VerifyOptions, VerifyResult, mask_http_url
 
@@ -159,6 +160,7 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
             ("content", lambda: check_content(state)),  # decides, from the source, what the target must hold
             ("row_counts", lambda: check_row_counts(state)),
             ("foreign_keys", lambda: check_foreign_keys(state)),
+            ("schema", lambda: check_schema(state)),
             ("observer_scope", lambda: check_access(state, "observer_scope")),
             ("teacher_dashboards", lambda: check_access(state, "teacher_dashboards")),
             ("files", lambda: check_files(state, stores)),

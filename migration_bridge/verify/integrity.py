@@ -1,11 +1,13 @@
-"""Checks ``row_counts`` (the target holds exactly the rows the source justifies) and
-``foreign_keys`` (every reference in the target points at a row)."""
+"""Checks ``row_counts`` (the target holds exactly the rows the source justifies),
+``foreign_keys`` (every reference in the target points at a row) and ``schema`` (the
+indexes and foreign keys the Flask app declares are in the target)."""
 from __future__ import annotations
 
 import math
 
 import sqlalchemy as sa
 
+from .. import bookkeeping as bk
 from ..idmap import unmapped_rows
 from ..report import RootCauses
 from .state import SHOW_IDS, CheckResult, State, offending
@@ -97,3 +99,44 @@ def check_foreign_keys(state: State) -> CheckResult:
     summary = (f"{len(figures)} foreign key columns, no dangling reference" if not total else
                "; ".join(f"{label}: {o['count']} {o['kind']}" for label, o in off.items()))
     return CheckResult("foreign_keys", not total, summary, figures, off)
+
+
+def check_schema(state: State) -> CheckResult:
+    """Every foreign key and index the profile declares is in the target, as the database's
+    catalog shows it (an export drops them while it loads, and builds them after); and the
+    export has none left waiting to be built, as it records them."""
+    figures = {"foreign keys": 0, "indexes": 0}
+    off = {}
+    with state.engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        for table in state.profile.tables:
+            missing = []
+            keys = {(tuple(fk["constrained_columns"]), fk["referred_table"])
+                    for fk in inspector.get_foreign_keys(table.name)}
+            for fk in table.foreign_key_constraints:
+                figures["foreign keys"] += 1
+                columns = tuple(fk.column_keys)
+                if (columns, fk.referred_table.name) not in keys:
+                    missing.append(f"foreign key ({', '.join(columns)}) -> {fk.referred_table.name}")
+            indexed = ({tuple(ix["column_names"]) for ix in inspector.get_indexes(table.name)}
+                       | {tuple(u["column_names"]) for u in inspector.get_unique_constraints(table.name)}
+                       | {tuple(inspector.get_pk_constraint(table.name)["constrained_columns"])})
+            for index in table.indexes:
+                columns = tuple(c.name for c in index.columns)
+                if not columns:  # an expression index: the catalog names no columns to compare
+                    continue
+                figures["indexes"] += 1
+                if columns not in indexed:
+                    missing.append(f"index ({', '.join(columns)})")
+            if missing:
+                off[f"{table.name}: missing"] = {"count": len(missing), "ids": missing}
+        waiting = (conn.execute(sa.select(bk.deferred_schema.c.table_name, bk.deferred_schema.c.name)
+                                .order_by(bk.deferred_schema.c.table_name, bk.deferred_schema.c.name)).all()
+                   if inspector.has_table(bk.deferred_schema.name) else [])
+    if waiting:
+        off["dropped while loading, not built again (run export_to_flask again)"] = {
+            "count": len(waiting), "ids": [f"{t}.{n}" for t, n in waiting[:SHOW_IDS]]}
+    figures["waiting to be built"] = len(waiting)
+    summary = (f"{figures['foreign keys']} foreign keys and {figures['indexes']} indexes in place" if not off
+               else "; ".join(f"{label}: {o['count']}" for label, o in off.items()))
+    return CheckResult("schema", not off, summary, figures, off)

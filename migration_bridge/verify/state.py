@@ -32,6 +32,7 @@ CHECK_TITLES = {
     "source_connection": "source connection",
     "row_counts": "row counts per table",
     "foreign_keys": "foreign keys in the target",
+    "schema": "indexes and constraints",
     "content": "content (checksums + sample)",
     "counters": "cached counters",
     "observer_scope": "observer scope",
