@@ -149,10 +149,11 @@ class CopyRows:
             if self.nothing_to_do is None:  # else said once for all
                 log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
             return stats
-        if run.options.row_workers > 1 or ranges.recorded_ranges(run.engine, entity):
+        workers = ranges.workers_for(run, entity, stats)
+        if workers > 1 or ranges.recorded_ranges(run.engine, entity):
             why_not = ranges.why_not_split(entity, run.engine)
             if why_not is None:
-                return ranges.copy_in_ranges(run, entity, ctx, stats, run.options.row_workers)
+                return ranges.copy_in_ranges(run, entity, ctx, stats, workers)
             log.info("%s: one process (%s)", entity.name, why_not)
         progress = Progress(entity.name, run.source.count(entity),
                             interactive=run.options.interactive, initial=stats.read)

@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import bookkeeping as bk
-from . import cli, dialects, target, waits
+from . import cli, dialects, ranges, target, waits
 from . import files as files_mod
 from .cli import check_writable_dir, flag, one_line
 from .conf import BridgeSettings
@@ -70,8 +70,10 @@ class ExportOptions:
     batch_size: int = flag(2000, "rows per batch and transaction (default: MIGRATION_BRIDGE['BATCH_SIZE'])",
                            type=int, cli_default=None)
     workers: int = flag(os.cpu_count() or 1, "PIN-hashing processes (default: cores)")
-    row_workers: int = flag(1, "processes exporting one entity's id ranges at once (default 1; a PostgreSQL "
-                               "or MariaDB target; entities with PINs or allocated ids stay in one)", type=int)
+    row_workers: int | None = flag(
+        None, "processes exporting one entity's id ranges at once (default: one per core, at most "
+              f"{ranges.AUTO_MAX_WORKERS}, for an entity with {ranges.AUTO_MIN_ROWS:,} rows or more per process, "
+              "else 1; a PostgreSQL or MariaDB target; entities with PINs or allocated ids stay in one)", type=int)
     pin_hash_method: str | None = flag(
         None, f"werkzeug method for student PINs (default: the profile's — datadeckv2: pbkdf2:sha256:200000 — "
               f"else {DEFAULT_PIN_HASH_METHOD}, werkzeug's default; with --dry-run {DRY_RUN_PIN_HASH_METHOD}, "
@@ -171,7 +173,7 @@ class ExportRun:
             raise BridgeError("--batch-size must be >= 1")
         if o.workers < 1:
             raise BridgeError("--workers must be >= 1")
-        if o.row_workers < 1:
+        if o.row_workers is not None and o.row_workers < 1:
             raise BridgeError("--row-workers must be >= 1")
         if o.on_duplicate_session not in DUPLICATE_POLICIES:
             raise BridgeError(f"--on-duplicate-session must be one of {', '.join(DUPLICATE_POLICIES)}")

@@ -1,5 +1,6 @@
-"""Row workers (``--row-workers N``): one entity's rows cut into N id ranges, exported by
-N processes at once, each from its own connections to both databases.
+"""Row workers (``--row-workers N``; by default one per core for a large entity): one
+entity's rows cut into N id ranges, exported by N processes at once, each from its own
+connections to both databases.
 
 Each worker takes its range down the same row path and batch store as a one-process
 export; only its checkpoints go to ``bridge_ranges`` (one row per range, committed with
@@ -44,6 +45,11 @@ from .target import waiting_replies
 log = logging.getLogger("migration_bridge")
 
 POLL_SECONDS = 1.0  # how often the coordinator reads the ranges' counts for its progress
+# Without --row-workers: one worker per core, at most AUTO_MAX_WORKERS (more would crowd
+# the two databases they share), when each gets AUTO_MIN_ROWS rows (below, forking and
+# settling the replies cost more than they save)
+AUTO_MAX_WORKERS = 4
+AUTO_MIN_ROWS = 100_000
 
 
 @dataclass
@@ -76,6 +82,17 @@ def why_not_split(entity: Entity, engine: sa.Engine) -> str | None:
     if entity.hashed_pin:
         return "its PINs are hashed by the pool of every core"
     return None
+
+
+def workers_for(run, entity: Entity, stats: EntityStats) -> int:
+    """How many processes export the entity: ``--row-workers``, else one per core (at most
+    AUTO_MAX_WORKERS) when the rows left give each AUTO_MIN_ROWS, else one."""
+    if run.options.row_workers is not None:
+        return run.options.row_workers
+    cores = min(os.cpu_count() or 1, AUTO_MAX_WORKERS)
+    if cores < 2 or why_not_split(entity, run.engine) is not None:
+        return 1
+    return cores if run.source.count(entity) - stats.read >= cores * AUTO_MIN_ROWS else 1
 
 
 def recorded_ranges(engine: sa.Engine, entity: Entity) -> list[RangeStats]:

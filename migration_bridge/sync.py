@@ -114,7 +114,8 @@ class SyncRows:
         self.secret_parts: dict[tuple, int] = {}
 
     def check(self, options) -> None:
-        if options.reset or options.restart or options.dry_run or options.files_only or options.row_workers > 1:
+        if (options.reset or options.restart or options.dry_run or options.files_only
+                or (options.row_workers or 1) > 1):
             raise BridgeError("--sync cannot be combined with --reset, --restart, --dry-run, --files-only "
                               "or --row-workers")
 

@@ -12,11 +12,15 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 
 from migration_bridge import bookkeeping as bk
+from migration_bridge import ranges
+from migration_bridge.load import EntityStats
+from migration_bridge.profiles import get_profile
 
 from .conftest import PROJECT_ROOT, require_server
 from .test_export import CHEAP_PIN, export, seeded, target_snapshot  # noqa: F401 - seeded is a fixture
@@ -48,8 +52,33 @@ def one_process(request, seeded, make_database):
     """A legacy database and its export by one process, the reference."""
     legacy_kind, target_kind = request.param
     legacy, target = seeded(legacy_kind), make_database(target_kind)
-    _, report = export(legacy, target, "--create-schema", *SMALL_BATCHES)
+    _, report = export(legacy, target, "--create-schema", "--row-workers", "1", *SMALL_BATCHES)
     return legacy, target, report
+
+
+class _Dialect:
+    def __init__(self, name):
+        self.dialect = type("D", (), {"name": name})()
+
+
+@pytest.mark.parametrize("cores, rows_left, target, asked, expected", [
+    (2, 250_000, "postgresql", None, 2),  # one per core, each with 100,000 rows or more
+    (2, 199_999, "postgresql", None, 1),  # too few rows to give each core its share
+    (16, 10_000_000, "mariadb", None, ranges.AUTO_MAX_WORKERS),  # capped
+    (1, 10_000_000, "postgresql", None, 1),
+    (2, 10_000_000, "sqlite", None, 1),  # one writer at a time
+    (2, 100, "postgresql", 3, 3),  # --row-workers decides
+    (8, 10_000_000, "postgresql", 1, 1),
+])
+def test_row_workers_by_default_one_per_core_for_a_large_entity(monkeypatch, cores, rows_left, target, asked,
+                                                                 expected):
+    monkeypatch.setattr(ranges.os, "cpu_count", lambda: cores)
+    comments = get_profile("plan").entity("comments")
+    run = SimpleNamespace(options=SimpleNamespace(row_workers=asked), engine=_Dialect(target),
+                          source=SimpleNamespace(count=lambda entity: rows_left + 500))
+    assert ranges.workers_for(run, comments, EntityStats("comments", read=500)) == expected
+    if asked is None:  # PINs hashed by the pool of every core: one process, however large
+        assert ranges.workers_for(run, get_profile("plan").entity("students"), EntityStats("students")) == 1
 
 
 def test_three_row_workers_write_what_one_process_writes(one_process, make_database, tmp_path):
@@ -157,7 +186,6 @@ def test_a_failing_worker_stops_the_run_with_its_own_line_and_a_rerun_converges(
 
 def test_the_ranges_counts_add_up_as_integers(target_db):
     # PostgreSQL sums bigints as numeric: a Decimal once broke the progress line
-    from migration_bridge import ranges
     from migration_bridge.load import EntityStats
     from migration_bridge.profiles import get_profile
 
