@@ -251,8 +251,9 @@ def bridge_env(seeded: dict) -> dict:
 
 
 def run_export(seeded: dict, rows: int, tag: str, *flags: str) -> Contender:
-    if "--sync" not in flags:
+    if "--sync" not in flags:  # a fresh database and an empty target storage
         pg_recreate(PG_DBS["flask"])
+        shutil.rmtree(REPORTS / "flask_media", ignore_errors=True)
     report_dir = REPORTS / tag
     shutil.rmtree(report_dir, ignore_errors=True)
     target = f"postgresql://postgres@127.0.0.1:5432/{PG_DBS['flask']}"
@@ -415,7 +416,6 @@ def main() -> int:
         apply_change(db, pending, undo=True)
     seeded = ensure_seeded(db, args.scale, reseed=not args.reuse_source)
     rows = sum(seeded["counts"].values())
-    shutil.rmtree(REPORTS / "flask_media", ignore_errors=True)
 
     contenders = []
     try:

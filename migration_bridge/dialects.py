@@ -296,8 +296,10 @@ def room_while_loading(engine: sa.Engine, tables: Sequence[sa.Table], fillfactor
     pages are filled as before."""
     names = [engine.dialect.identifier_preparer.quote(t.name) for t in tables]
 
-    def alter(option: str) -> None:
+    def alter(option: str, lock_timeout: str | None = None) -> None:
         with engine.begin() as conn:
+            if lock_timeout:
+                conn.execute(sa.text(f"SET LOCAL lock_timeout = '{lock_timeout}'"))
             for name in names:
                 conn.execute(sa.text(f"ALTER TABLE {name} {option}"))
 
@@ -315,7 +317,9 @@ def room_while_loading(engine: sa.Engine, tables: Sequence[sa.Table], fillfactor
     finally:
         if room:
             try:
-                alter("RESET (fillfactor)")
+                # a failed or interrupted run does not wait long for the locks: the next
+                # run resets the fill factor as well
+                alter("RESET (fillfactor)", lock_timeout="2s" if failed else None)
             except sa.exc.DBAPIError as exc:
                 # the run's own outcome stands (a failed run's one line says it): the next
                 # run sets and resets the fill factor again

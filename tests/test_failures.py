@@ -473,10 +473,20 @@ def test_ctrl_c_ends_the_row_workers_with_their_coordinator(legacy, clean, make_
     run_manage("export_to_flask", "--target", target.url, "--create-schema", *COMMON, *CHEAP, "--only", "districts",
                "--report-dir", str(tmp_path / "schema"), env=legacy.env)
     engine = target.engine(poolclass=sa.pool.NullPool)
+    proc = start_export(legacy, target.url, "--row-workers", "2", *SLOW, tmp_path=tmp_path)
     with engine.connect() as locker:
-        # the workers' first write waits here, so both are caught at work
+        # once the run has dropped the table's indexes for loading (it then spends seconds on
+        # the students' PINs), the workers' first write waits here: both are caught at work
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            with engine.connect() as conn:
+                if conn.execute(sa.select(sa.func.count()).select_from(bk.deferred_schema).where(
+                        bk.deferred_schema.c.table_name == "student_media_interactions")).scalar():
+                    break
+            time.sleep(0.05)
         locker.execute(sa.text("LOCK TABLE student_media_interactions IN EXCLUSIVE MODE"))
-        proc = start_export(legacy, target.url, "--row-workers", "2", *CHEAP, tmp_path=tmp_path)
+        assert proc.poll() is None
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
