@@ -342,6 +342,9 @@ WHERE c.oid = ANY(%(tables)s::regclass[]) AND k.contype = 'f'
 """
 
 
+_ALREADY_EXISTS = ("42P07", "42710")  # duplicate_table (an index), duplicate_object (a constraint)
+
+
 @contextlib.contextmanager
 def built_after_loading(engine: sa.Engine, tables: Sequence[sa.Table], record: sa.Table):
     """PostgreSQL, while an export loads ``tables``: their foreign keys, and the indexes no
@@ -395,6 +398,12 @@ def build_deferred_schema(engine: sa.Engine, record: sa.Table, but: Sequence[str
         except engine.dialect.dbapi.IntegrityError as exc:
             raise BridgeError(f"{row.table_name}: foreign key {row.name} cannot be built again, rows break it "
                               f"({first_line(exc)}); its definition is kept in {record.name}") from None
+        except engine.dialect.dbapi.ProgrammingError as exc:
+            if getattr(exc, "sqlstate", None) not in _ALREADY_EXISTS:
+                raise
+            with engine.begin() as conn:  # built meanwhile by someone else: only its record goes
+                conn.execute(record.delete().where(record.c.table_name == row.table_name,
+                                                   record.c.name == row.name))
     if waiting:
         log.info("indexes and foreign keys: %d built after loading in %.1fs", len(waiting),
                  time.monotonic() - started)

@@ -146,6 +146,11 @@ def drop_bookkeeping(target_url: str) -> list[str]:
     try:
         with engine.begin() as conn:
             present = [t.name for t in bk.bookkeeping_metadata.sorted_tables if sa.inspect(conn).has_table(t.name)]
+            if bk.deferred_schema.name in present and conn.execute(
+                    sa.select(sa.func.count()).select_from(bk.deferred_schema)).scalar():
+                # their definitions would go with the table
+                raise BridgeError("the Flask tables have indexes or foreign keys an export dropped while loading "
+                                  "and has not built again: run export_to_flask (or --sync) first, then --cleanup")
             if sa.inspect(conn).has_table(bk.OLD_FINGERPRINTS):  # written by versions before 3
                 conn.execute(sa.text(f"DROP TABLE {bk.OLD_FINGERPRINTS}"))
                 present.append(bk.OLD_FINGERPRINTS)

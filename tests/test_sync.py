@@ -480,6 +480,30 @@ def test_the_database_digest_sums_and_tells_values_apart(exported_pair, pair):
     assert no_pin != other_pin  # ...but an emptied one does
 
 
+@pytest.mark.parametrize("precopied", ["mariadb-postgresql"], indirect=True)
+def test_a_sync_first_builds_what_a_stopped_export_left_dropped(precopied, tmp_path):
+    """An index an export dropped while loading and did not build again (it stopped): a
+    run that loads no table builds it before anything else, and until then --cleanup
+    refuses to drop its definition."""
+    legacy, target = precopied
+    engine = target.engine()
+    with engine.begin() as conn:
+        definition = conn.execute(sa.text("SELECT pg_get_indexdef('ix_comments_media_id'::regclass)")).scalar()
+        conn.execute(sa.text("DROP INDEX ix_comments_media_id"))
+        conn.execute(bk.deferred_schema.insert().values(table_name="comments", name="ix_comments_media_id",
+                                                        kind="index", definition=definition))
+    proc = run_manage("export_to_flask", "--target", target.url, "--cleanup", "--yes", env=env_for(legacy, tmp_path),
+                      check=False)
+    assert proc.returncode == 2 and "has not built again" in proc.stderr
+    proc, report = export(legacy, target, tmp_path, "--sync")
+    assert report["status"] == "complete" and "indexes and foreign keys: 1 built after loading" in proc.stdout
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_get_indexdef('ix_comments_media_id'::regclass)")).scalar() == definition
+        assert conn.execute(sa.select(sa.func.count()).select_from(bk.deferred_schema)).scalar() == 0
+    engine.dispose()
+    run_manage("export_to_flask", "--target", target.url, "--cleanup", "--yes", env=env_for(legacy, tmp_path))
+
+
 def test_cleanup_drops_the_bookkeeping(precopied, tmp_path):
     legacy, target = precopied
     proc = run_manage("export_to_flask", "--target", target.url, "--cleanup", "--yes", env=env_for(legacy, tmp_path))
