@@ -80,7 +80,8 @@ def create_target_engine(url: str, lock_timeout: float | None = None) -> sa.Engi
     """The target engine. ``lock_timeout`` (seconds): no statement waits longer for a lock
     (PostgreSQL ``lock_timeout``, MariaDB ``lock_wait_timeout`` and
     ``innodb_lock_wait_timeout``, SQLite's busy timeout); connections record their server
-    process id in ``engine.bridge_backends`` (for ``waits.watch``)."""
+    process id in ``engine.bridge_backends``, and on PostgreSQL go by the name in
+    ``engine.bridge_application_name`` (for ``waits.watch``)."""
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
     connect_args: dict = {}
@@ -94,12 +95,17 @@ def create_target_engine(url: str, lock_timeout: float | None = None) -> sa.Engi
     if backend == "postgresql" and "keepalives" not in parsed.query:
         # a server that vanishes mid-statement is noticed in about a minute, not hours
         connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+    if backend == "postgresql" and "application_name" not in parsed.query:
+        # the sessions of this process and of the helpers it forks (they share the engine)
+        # go by one name: waits.watch finds theirs too
+        connect_args["application_name"] = f"migration_bridge {os.getpid()}"
     try:
         # hide_parameters: row values (media passwords, hashes) never reach an error message
         engine = sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
     except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
         raise BridgeError(f"unsupported target URL {mask_url(parsed)}: {exc}") from None
     engine.bridge_backends = set()
+    engine.bridge_application_name = connect_args.get("application_name")
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:

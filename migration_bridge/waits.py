@@ -2,8 +2,9 @@
 
 ``watch(engine, lock_timeout)`` starts a daemon thread that every ``POLL`` seconds looks,
 over a connection of its own, whether one of the engine's connections
-(``engine.bridge_backends``, see ``dialects.create_target_engine``) waits for a lock,
-and says on which table and behind which server process:
+(``engine.bridge_backends``, see ``dialects.create_target_engine``; on PostgreSQL also
+those of the helpers it forked, by their application name) waits for a lock, and says on
+which table and behind which server process:
 
     waiting 4s for a lock on comments held by pid 8123 (gives up after 300s: --lock-timeout)
 
@@ -29,7 +30,7 @@ _PG = sa.text("""
               FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted AND l.relation IS NOT NULL) AS tables,
            pg_blocking_pids(a.pid) AS blockers
       FROM pg_stat_activity a
-     WHERE a.pid = ANY(:pids) AND a.wait_event_type = 'Lock'
+     WHERE (a.pid = ANY(:pids) OR a.application_name = :name) AND a.wait_event_type = 'Lock'
 """)
 _MYSQL = sa.text("""
     SELECT p.ID, p.TIME, p.STATE, p.INFO FROM information_schema.PROCESSLIST p
@@ -77,7 +78,8 @@ class Watch:
     def waits(self) -> list[str]:
         """One line per wait worth (re)telling now."""
         ours = sorted(getattr(self.engine, "bridge_backends", ()) or ())
-        if not ours:
+        name = getattr(self.engine, "bridge_application_name", None)  # forked helpers' sessions too
+        if not ours and not name:
             return []
         if self._probe is None:
             self._probe = sa.create_engine(self.engine.url, poolclass=sa.pool.NullPool,
@@ -85,7 +87,7 @@ class Watch:
         found = []  # (pid, seconds, tables, blockers)
         with self._probe.connect() as conn:
             if self.engine.dialect.name == "postgresql":
-                for pid, waited, tables, blockers in conn.execute(_PG, {"pids": ours}):
+                for pid, waited, tables, blockers in conn.execute(_PG, {"pids": ours, "name": name}):
                     found.append((pid, float(waited or 0), tables or "a table", list(blockers or [])))
             else:
                 blockers: dict = {}

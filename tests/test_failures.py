@@ -7,6 +7,7 @@ cheap PIN methods (slow ones only where a run must last long enough to be interr
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -468,25 +469,51 @@ def test_ctrl_c_ends_verify_and_its_workers(legacy, clean, tmp_path):
     assert group_members(proc.pid) == []
 
 
-def test_ctrl_c_ends_the_row_workers_with_their_coordinator(legacy, clean, make_database, tmp_path):
-    target = make_database("postgresql")
+@contextlib.contextmanager
+def locked_once_dropped(engine, proc, table: str):
+    """Once the run has dropped ``table``'s indexes for loading (it then spends seconds on
+    the students' PINs), a session locks the table: the row workers' first write waits
+    there, and both are caught at work. Yields the locking session's server pid."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        with engine.connect() as conn:
+            if conn.execute(sa.select(sa.func.count()).select_from(bk.deferred_schema)
+                            .where(bk.deferred_schema.c.table_name == table)).scalar():
+                break
+        time.sleep(0.05)
+    with engine.connect() as locker:
+        locker.execute(sa.text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
+        assert proc.poll() is None
+        yield locker.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        locker.rollback()
+
+
+def _schema_only(legacy, target, tmp_path):
     run_manage("export_to_flask", "--target", target.url, "--create-schema", *COMMON, *CHEAP, "--only", "districts",
                "--report-dir", str(tmp_path / "schema"), env=legacy.env)
+
+
+def test_a_row_worker_waiting_for_a_lock_is_said_then_given_up(legacy, clean, make_database, tmp_path):
+    """The waiting session is a forked row worker's, not the coordinator's: said all the same."""
+    target = make_database("postgresql")
+    _schema_only(legacy, target, tmp_path)
+    engine = target.engine(poolclass=sa.pool.NullPool)
+    proc = start_export(legacy, target.url, "--row-workers", "2", "--lock-timeout", "5", *SLOW, tmp_path=tmp_path)
+    with locked_once_dropped(engine, proc, "student_media_interactions") as pid:
+        result = finished(proc)
+    one_line(result, 2, "gave up waiting for a lock", "after 5s (--lock-timeout)")
+    said = result.stdout.index(f"for a lock on student_media_interactions held by pid {pid}")
+    assert said < result.stdout.index("student_media_interactions: 0 rows in")  # while the workers waited
+    converges(legacy, target, clean, tmp_path)
+
+
+def test_ctrl_c_ends_the_row_workers_with_their_coordinator(legacy, clean, make_database, tmp_path):
+    target = make_database("postgresql")
+    _schema_only(legacy, target, tmp_path)
     engine = target.engine(poolclass=sa.pool.NullPool)
     proc = start_export(legacy, target.url, "--row-workers", "2", *SLOW, tmp_path=tmp_path)
-    with engine.connect() as locker:
-        # once the run has dropped the table's indexes for loading (it then spends seconds on
-        # the students' PINs), the workers' first write waits here: both are caught at work
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            with engine.connect() as conn:
-                if conn.execute(sa.select(sa.func.count()).select_from(bk.deferred_schema).where(
-                        bk.deferred_schema.c.table_name == "student_media_interactions")).scalar():
-                    break
-            time.sleep(0.05)
-        locker.execute(sa.text("LOCK TABLE student_media_interactions IN EXCLUSIVE MODE"))
-        assert proc.poll() is None
+    with locked_once_dropped(engine, proc, "student_media_interactions"):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
@@ -498,7 +525,6 @@ def test_ctrl_c_ends_the_row_workers_with_their_coordinator(legacy, clean, make_
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)
         result = finished(proc)
-        locker.rollback()
     one_line(result, 130, "interrupted (SIGINT)", "run the same command again")
     assert json.loads((tmp_path / "interrupted" / "report.json").read_text())["status"] == "failed"
     time.sleep(1)
