@@ -395,12 +395,12 @@ def build_deferred_schema(engine: sa.Engine, record: sa.Table, but: Sequence[str
     for row in waiting:  # 'index' sorts after 'foreign_key': descending, indexes first
         statement = (row.definition if row.kind == "index" else
                      f"ALTER TABLE {row.table_name} ADD CONSTRAINT {row.name} {row.definition}")
+        built = record.delete().where(record.c.table_name == row.table_name, record.c.name == row.name)
         try:
             with engine.begin() as conn, conn.connection.driver_connection.cursor() as cur:
                 cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
                 cur.execute(statement)
-                conn.execute(record.delete().where(record.c.table_name == row.table_name,
-                                                   record.c.name == row.name))
+                conn.execute(built)
         except engine.dialect.dbapi.IntegrityError as exc:
             raise BridgeError(f"{row.table_name}: foreign key {row.name} cannot be built again, rows break it "
                               f"({first_line(exc)}); its definition is kept in {record.name}") from None
@@ -408,8 +408,7 @@ def build_deferred_schema(engine: sa.Engine, record: sa.Table, but: Sequence[str
             if getattr(exc, "sqlstate", None) not in _ALREADY_EXISTS:
                 raise
             with engine.begin() as conn:  # built meanwhile by someone else: only its record goes
-                conn.execute(record.delete().where(record.c.table_name == row.table_name,
-                                                   record.c.name == row.name))
+                conn.execute(built)
     if waiting:
         log.info("indexes and foreign keys: %d built after loading in %.1fs", len(waiting),
                  time.monotonic() - started)

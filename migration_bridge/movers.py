@@ -149,14 +149,14 @@ class CopyRows:
             if self.nothing_to_do is None:  # else said once for all
                 log.info("%s: already complete (%d rows written), skipped", entity.name, stats.written)
             return stats
-        workers = ranges.workers_for(run, entity, stats)
+        total = run.source.count(entity)  # counted once: how to split, and the progress
+        workers = ranges.workers_for(run, entity, stats, total)
         if workers > 1 or ranges.recorded_ranges(run.engine, entity):
             why_not = ranges.why_not_split(entity, run.engine)
             if why_not is None:
-                return ranges.copy_in_ranges(run, entity, ctx, stats, workers)
+                return ranges.copy_in_ranges(run, entity, ctx, stats, workers, total)
             log.info("%s: one process (%s)", entity.name, why_not)
-        progress = Progress(entity.name, run.source.count(entity),
-                            interactive=run.options.interactive, initial=stats.read)
+        progress = Progress(entity.name, total, interactive=run.options.interactive, initial=stats.read)
         try:
             run.copy_rows(entity, ctx, stats, after_batch=lambda rows: progress.update(len(rows)))
             run.resolve_deferred(entity, ctx, stats)

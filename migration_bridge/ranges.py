@@ -84,15 +84,16 @@ def why_not_split(entity: Entity, engine: sa.Engine) -> str | None:
     return None
 
 
-def workers_for(run, entity: Entity, stats: EntityStats) -> int:
-    """How many processes export the entity: ``--row-workers``, else one per core (at most
-    AUTO_MAX_WORKERS) when the rows left give each AUTO_MIN_ROWS, else one."""
+def workers_for(run, entity: Entity, stats: EntityStats, total: int) -> int:
+    """How many processes export the entity (``total`` source rows): ``--row-workers``, else
+    one per core (at most AUTO_MAX_WORKERS) when the rows left give each AUTO_MIN_ROWS,
+    else one."""
     if run.options.row_workers is not None:
         return run.options.row_workers
     cores = min(os.cpu_count() or 1, AUTO_MAX_WORKERS)
     if cores < 2 or why_not_split(entity, run.engine) is not None:
         return 1
-    return cores if run.source.count(entity) - stats.read >= cores * AUTO_MIN_ROWS else 1
+    return cores if total - stats.read >= cores * AUTO_MIN_ROWS else 1
 
 
 def recorded_ranges(engine: sa.Engine, entity: Entity) -> list[RangeStats]:
@@ -132,16 +133,16 @@ def cut(run, entity: Entity, stats: EntityStats, parts: int) -> list[RangeStats]
     return ranges
 
 
-def copy_in_ranges(run, entity: Entity, ctx, stats: EntityStats, parts: int) -> EntityStats:
-    """Export the entity's rows after its checkpoint by one process per range; returns
-    ``stats`` with the ranges' counts added, the entity complete."""
+def copy_in_ranges(run, entity: Entity, ctx, stats: EntityStats, parts: int, total: int) -> EntityStats:
+    """Export the entity's rows (``total`` in the source) after its checkpoint by one
+    process per range; returns ``stats`` with the ranges' counts added, the entity complete."""
     ranges = cut(run, entity, stats, parts)
     todo = [r for r in ranges if not r.done]
     if todo:
         log.info("%s: %d row workers over ids %s", entity.name, len(todo), ", ".join(_bounds(r) for r in todo))
     else:
         log.info("%s: every id range is in; the replies still waiting are settled", entity.name)
-    progress = Progress(entity.name, run.source.count(entity), interactive=run.options.interactive,
+    progress = Progress(entity.name, total, interactive=run.options.interactive,
                         initial=stats.read + sum(r.read for r in ranges))
     started = time.monotonic()
     try:

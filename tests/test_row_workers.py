@@ -56,11 +56,6 @@ def one_process(request, seeded, make_database):
     return legacy, target, report
 
 
-class _Dialect:
-    def __init__(self, name):
-        self.dialect = type("D", (), {"name": name})()
-
-
 @pytest.mark.parametrize("cores, rows_left, target, asked, expected", [
     (2, 250_000, "postgresql", None, 2),  # one per core, each with 100,000 rows or more
     (2, 199_999, "postgresql", None, 1),  # too few rows to give each core its share
@@ -74,11 +69,12 @@ def test_row_workers_by_default_one_per_core_for_a_large_entity(monkeypatch, cor
                                                                  expected):
     monkeypatch.setattr(ranges.os, "cpu_count", lambda: cores)
     comments = get_profile("plan").entity("comments")
-    run = SimpleNamespace(options=SimpleNamespace(row_workers=asked), engine=_Dialect(target),
-                          source=SimpleNamespace(count=lambda entity: rows_left + 500))
-    assert ranges.workers_for(run, comments, EntityStats("comments", read=500)) == expected
+    run = SimpleNamespace(options=SimpleNamespace(row_workers=asked),
+                          engine=SimpleNamespace(dialect=SimpleNamespace(name=target)))
+    assert ranges.workers_for(run, comments, EntityStats("comments", read=500), rows_left + 500) == expected
     if asked is None:  # PINs hashed by the pool of every core: one process, however large
-        assert ranges.workers_for(run, get_profile("plan").entity("students"), EntityStats("students")) == 1
+        assert ranges.workers_for(run, get_profile("plan").entity("students"), EntityStats("students"),
+                                  rows_left) == 1
 
 
 def test_three_row_workers_write_what_one_process_writes(one_process, make_database, tmp_path):
