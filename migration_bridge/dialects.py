@@ -672,8 +672,9 @@ def text_kind(column_type) -> str | None:
 
 
 def text_form(dialect, columns: Sequence[tuple[sa.ColumnElement, str]]) -> sa.ColumnElement | None:
-    """A row's text form (``diff.text_form``: each value as N or V<length>:<text>) computed
-    by the database; None where it is not (the row is then read and hashed in Python)."""
+    """A row's text form (``diff.text_form``) computed by the database, in one CONCAT
+    (which writes NULL as nothing); None where it is not (the row is then read and hashed
+    in Python)."""
     if dialect.name != "postgresql":
         return None
     exact_epoch = (dialect.server_version_info or (0,)) >= (14,)  # EXTRACT gives numeric, not float
@@ -685,8 +686,11 @@ def text_form(dialect, columns: Sequence[tuple[sa.ColumnElement, str]]) -> sa.Co
             seconds = sa.cast(sa.extract("epoch", sa.func.date_trunc("second", expression)), sa.BigInteger)
             micros = sa.cast(sa.extract("microseconds", expression), sa.BigInteger) % 1_000_000
             expression = seconds * 1_000_000 + micros
-        text = sa.cast(expression, sa.Text)
-        parts.append(sa.func.coalesce(sa.literal("V") + sa.cast(sa.func.length(text), sa.Text) + ":" + text, "N"))
+        if kind in ("text", "enum"):
+            text = sa.cast(expression, sa.Text)
+            parts += [sa.func.length(text), sa.literal_column("':'"), text]
+        else:  # an integer, t or f: never empty, no comma
+            parts += [expression, sa.literal_column("','")]
     return sa.func.concat(*parts)
 
 

@@ -30,6 +30,7 @@ import datetime as dt
 import decimal
 import enum
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -89,37 +90,67 @@ _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
 
-def _text_of_datetime(value) -> str:
+_INTEGER = re.compile(r"-?[0-9]+").fullmatch
+
+
+def _odd(text: str) -> str:
+    # a value of a type the column cannot hold: no value the column holds starts its
+    # text with "!", so a form holding this one differs from any the target computes
+    return f"!{text},"
+
+
+def _int_part(value) -> str:
+    if type(value) is int:
+        return f"{value},"
+    if value is None:
+        return ","
+    text = str(value)
+    return f"{text}," if _INTEGER(text) else _odd(text)
+
+
+def _bool_part(value) -> str:
+    return "t," if value is True else "f," if value is False else "," if value is None else _odd(repr(value))
+
+
+def _datetime_part(value) -> str:
     """Microseconds since 1970 in UTC (naive values are UTC, as in ``canonical``)."""
-    if type(value) is not dt.datetime:
-        return repr(value)
-    return str((value - (_EPOCH if value.tzinfo is not None else _EPOCH_NAIVE)) // _MICROSECOND)
+    if type(value) is dt.datetime:
+        return f"{(value - (_EPOCH if value.tzinfo is not None else _EPOCH_NAIVE)) // _MICROSECOND},"
+    return "," if value is None else _odd(repr(value))
 
 
-# kind (``dialects.text_kind``) -> the value's text as the database writes it out (a
-# value of a type the column cannot hold gets a text no value of the column has)
+def _text_part(value) -> str:
+    if value is None:
+        return ":"
+    text = value if type(value) is str else str(value)
+    return f"{len(text)}:{text}"
+
+
+# kind (``dialects.text_kind``) -> the value's part of a row's text form, as the target
+# writes it out (``dialects.text_form``): a value whose text holds no comma and is never
+# empty (an integer, t or f) is followed by a comma, None by the comma alone; a text is
+# prefixed by its length and a colon, None by the colon alone
 TEXT_FORMS = {
-    "int": str,
-    "text": str,
-    "bool": lambda v: "true" if v is True else "false" if v is False else repr(v),
-    "datetime": _text_of_datetime,
-    "enum": lambda v: v.name if isinstance(v, enum.Enum) else str(v),
+    "int": _int_part,
+    "text": _text_part,
+    "bool": _bool_part,
+    "datetime": _datetime_part,
+    "enum": lambda v: _text_part(v.name if isinstance(v, enum.Enum) else v),
 }
 
 
 def text_form(values: Sequence[Any], forms: Sequence) -> str:
-    """The values' text form: each None as ``N``, each other value as ``V<length>:<text>``
-    (``forms``: from TEXT_FORMS). The lengths keep any two rows' forms apart, and any two
-    sequences of rows of as many columns; ``dialects.text_form`` has the target compute
-    the same."""
-    parts = []
-    for value, form in zip(values, forms):
-        if value is None:
-            parts.append("N")
-        else:
-            text = form(value)
-            parts.append(f"V{len(text)}:{text}")
-    return "".join(parts)
+    """The values' text form, their parts one after the other (``forms``: from
+    TEXT_FORMS). Read from its start, a form gives back each value's text: any two rows'
+    forms differ where their values do, and so do any two sequences of rows of as many
+    columns."""
+    return "".join([form(value) for value, form in zip(values, forms)])
+
+
+def text_former(columns: Sequence[str], forms: Sequence):
+    """row (a mapping) -> the text form of its ``columns``: ``text_form`` for many rows."""
+    pairs = list(zip(columns, forms))
+    return lambda row: "".join([form(row.get(column)) for column, form in pairs])
 
 
 def text_form_md5(values: Sequence[Any], forms: Sequence) -> str:

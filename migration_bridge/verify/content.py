@@ -33,7 +33,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from .. import dialects
-from ..diff import TEXT_FORMS, canonical, canonical_row, chunks_at, compare_range, row_hash, text_form, text_form_md5
+from ..diff import TEXT_FORMS, canonical, canonical_row, chunks_at, compare_range, row_hash, text_former
 from ..errors import Interrupted
 from ..files import KeyLookup
 from ..forked import Helper
@@ -360,7 +360,7 @@ class RowHashing:
         self.form = dialects.text_form(dialect, texted)
         if self.form is None or not self.texted:
             self.form, self.texted = None, []
-        self.forms = [TEXT_FORMS[kinds[c]] for c in self.texted]
+        self.text_of = text_former(self.texted, [TEXT_FORMS[kinds[c]] for c in self.texted])
         self.rest = [c for c in columns if c not in self.texted]
         self.id_column = view.c.id
         self.rest_columns = [view.c[c] for c in self.rest if c != "id"]
@@ -375,7 +375,7 @@ class RowHashing:
         """The hash of a transformed source row."""
         if not self.texted:
             return row_hash(canonical_row(row, self.rest))
-        md5 = text_form_md5([row.get(c) for c in self.texted], self.forms)
+        md5 = hashlib.md5(self.text_of(row).encode("utf-8", "surrogatepass")).hexdigest()
         return row_hash((md5, *canonical_row(row, self.rest))) if self.rest else md5
 
     def target(self, row: sa.Row) -> bytes | str:
@@ -391,7 +391,7 @@ class RowHashing:
         ``_digest_target_chunks`` reads them)."""
         if not rows:
             return None, {}
-        texts = "".join([text_form([row.get(c) for c in self.texted], self.forms) for row in rows.values()])
+        texts = "".join(map(self.text_of, rows.values()))
         return (hashlib.md5(texts.encode("utf-8", "surrogatepass")).hexdigest(),
                 self.rest_hashes(rows.items()) if self.rest else {})
 

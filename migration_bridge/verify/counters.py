@@ -17,18 +17,22 @@ def wrong_counters(conn, profile: Profile) -> dict[str, dict[int, dict[str, int]
         if not entity.counters:
             continue
         table = entity.target
-        joined, totals = table, []
-        for k, counter in enumerate(entity.counters):
-            counted = profile.entity(counter.counted).target
-            keys = [counted.c[column] for column in counter.match]
-            where = [key.isnot(None) for key in keys]
-            if counter.where:
-                where.append(counted.c[counter.where] == sa.true())
-            sub = sa.select(*keys, sa.func.count().label("n")).where(*where).group_by(*keys).subquery(f"counted_{k}")
-            joined = joined.outerjoin(sub, sa.and_(*[sub.c[column] == table.c[this]
-                                                     for column, this in counter.match.items()]))
-            totals.append(sa.func.coalesce(sub.c.n, 0))
+        joined, total_of = table, {}
+        # counters of one counted table matched alike are counted in one scan of it
+        groups: dict[tuple, list] = {}
+        for counter in entity.counters:
+            groups.setdefault((counter.counted, tuple(counter.match.items())), []).append(counter)
+        for k, ((counted_name, match), counters) in enumerate(groups.items()):
+            counted = profile.entity(counted_name).target
+            keys = [counted.c[column] for column, _ in match]
+            counts = [(sa.func.count(sa.case((counted.c[c.where] == sa.true(), 1))) if c.where else sa.func.count())
+                      .label(f"n_{c.column}") for c in counters]
+            sub = sa.select(*keys, *counts).where(*[key.isnot(None) for key in keys]) \
+                .group_by(*keys).subquery(f"counted_{k}")
+            joined = joined.outerjoin(sub, sa.and_(*[sub.c[column] == table.c[this] for column, this in match]))
+            total_of.update({c.column: sa.func.coalesce(sub.c[f"n_{c.column}"], 0) for c in counters})
         columns = [c.column for c in entity.counters]
+        totals = [total_of[c] for c in columns]
         stmt = (sa.select(table.c.id, *[table.c[c] for c in columns],
                           *[total.label(f"n_{c}") for c, total in zip(columns, totals)])
                 .select_from(joined)
