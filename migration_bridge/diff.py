@@ -186,8 +186,12 @@ def chunks_at(batches: Iterable[Mapping[int, Any]], starts: Sequence[int],
     for batch in batches:
         if not batch:
             continue
+        first = next(iter(batch))
+        while edges[k + 1] is not None and first >= edges[k + 1]:
+            yield edges[k], edges[k + 1], rows
+            k, rows = k + 1, {}
         hi = edges[k + 1]
-        if hi is None or max(batch) < hi:  # the common case: a whole batch in one chunk
+        if hi is None or next(reversed(batch)) < hi:  # the common case: a whole batch in one chunk
             rows.update(batch)
             continue
         for i, value in batch.items():

@@ -114,11 +114,20 @@ class LegacySource:
         counted = {"_text_bytes": functools.reduce(operator.add, (dialects.Utf8Bytes(f) for f in text))} if text else {}
 
         def decoded(row) -> int:
-            return sum(len(str(row[f]).encode("utf-8", "surrogatepass")) for f in text if row[f] is not None)
+            total = 0
+            for f in text:
+                if (value := row[f]) is not None:
+                    value = value if type(value) is str else str(value)
+                    total += len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+            return total
 
         for rows in self.entity_rows(entity, after_id, batch_size, counted, digests=False, before_id=before_id):
-            yield [(row, decoded(row) if (in_db := row.pop("_text_bytes", None)) is None else int(in_db),
-                    decoded(row)) for row in rows]
+            out = []
+            for row in rows:
+                in_python = decoded(row)
+                in_db = row.pop("_text_bytes", None)
+                out.append((row, in_python if in_db is None else int(in_db), in_python))
+            yield out
 
     @property
     def vendor(self) -> str:
@@ -146,8 +155,10 @@ class LegacySource:
 
     def ids(self, entity) -> Iterator[int]:
         """Every id, ascending."""
-        model = (i for (i,) in self.values(entity.source_model, ("pk",))) if entity.source_model else iter(())
-        return heapq.merge(model, (r["id"] for r in self.derived_rows(entity)))
+        model = (self.objects(entity.source_model).order_by("pk").values_list("pk", flat=True)
+                 .iterator(chunk_size=20_000) if entity.source_model else iter(()))
+        derived = self.derived_rows(entity)
+        return heapq.merge(model, (r["id"] for r in derived)) if derived else model
 
     def split_points(self, entity, after_id: int, parts: int) -> list[int]:
         """Ids cutting the model's rows after ``after_id`` into ``parts`` ranges of about

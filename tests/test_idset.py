@@ -27,6 +27,17 @@ def test_ranges_and_single_ids_hold_what_a_set_holds(seed):
         assert all((i in ids) == (i in expected) for i in range(-50, 300))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_difference_is_a_sets_in_id_order(seed):
+    rng = random.Random(seed)
+    for _ in range(300):
+        a, b = (set(rng.sample([*range(-20, 20), *range(0, 400), *range(HUGE, HUGE + 20)], rng.randint(0, 120)))
+                for _ in range(2))
+        if rng.random() < 0.2:
+            b = set(a)
+        assert IdSet(sorted(a)).difference(IdSet(sorted(b))) == sorted(a - b)
+
+
 def test_a_range_over_bits_already_set_counts_each_id_once():
     ids = IdSet([3, 9, 10, 64])
     ids.add_range(0, 100)

@@ -161,6 +161,11 @@ def test_ranges_cover_every_id_and_descent_finds_the_ids():
     assert list(chunks_at([{20: 1}], [5, 10])) == [(None, 5, {}), (5, 10, {}), (10, None, {20: 1})]
     assert list(chunks_at([], [])) == [(None, None, {})]
     assert list(chunks_at([{1: 1}, {2: 2}], [])) == [(None, None, {1: 1, 2: 2})]
+    # batches that begin where a chunk does (a keyset scan cut like the chunks), or past several
+    assert list(chunks_at([{1: 1, 2: 2}, {3: 3, 4: 4}, {5: 5}], [3, 5])) == [
+        (None, 3, {1: 1, 2: 2}), (3, 5, {3: 3, 4: 4}), (5, None, {5: 5})]
+    assert list(chunks_at([{1: 1}, {9: 9, 10: 10}], [3, 5, 10])) == [
+        (None, 3, {1: 1}), (3, 5, {}), (5, 10, {9: 9}), (10, None, {10: 10})]
 
     source = {i: bytes([i % 251]) for i in range(1000)}
     target = dict(source)
@@ -197,6 +202,34 @@ def test_audit_bounds_cut_the_ids_into_ranges_of_at_least_a_chunk():
     assert audit_bounds(ids, 4, 100) == [(None, 250), (250, 500), (500, 750), (750, None)]
     assert audit_bounds(ids, 4, 400) == [(None, 500), (500, None)]  # a range holds a chunk or more
     assert audit_bounds(IdList(), 4, 100) == [(None, None)]
+
+
+def test_the_reservoir_samples_uniformly_whatever_the_batches():
+    import random
+
+    from migration_bridge.verify.content import Reservoir
+
+    rng = random.Random(7)
+    taken = [0] * 100
+    for _ in range(4000):
+        reservoir, ids = Reservoir(10, rng), list(range(100))
+        while ids:
+            k = rng.randrange(0, 30)
+            reservoir.offer(ids[:k])
+            ids = ids[k:]
+        assert reservoir.seen == 100 and len(set(reservoir.items)) == 10
+        for i in reservoir.items:
+            taken[i] += 1
+    assert all(300 <= n <= 500 for n in taken), taken  # 400 expected for each id: 10 of 100, 4000 times
+    assert sum(taken[:10]) < 4500 and sum(taken[90:]) > 3500  # neither the first nor the last ids favoured
+
+    few = Reservoir(10, rng)
+    few.offer([1, 2])
+    few.offer([3])
+    assert (few.items, few.seen) == ([1, 2, 3], 3)
+    none = Reservoir(0, rng)
+    none.offer([1, 2])
+    assert (none.items, none.seen) == ([], 2)
 
 
 def test_text_form_keeps_values_apart():

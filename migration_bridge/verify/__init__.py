@@ -33,6 +33,7 @@ import math
 import random
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -53,6 +54,8 @@ from .files import check_files
 from .integrity import check_foreign_keys, check_row_counts, check_schema, root_causes
 from .pages import check_flask_pages, check_http_reachable, check_page_settings
 from .state import CHECK_TITLES, CheckResult, State, VerifyOptions, VerifyResult, mask_http_url
+
+CHECK_THREADS = 3  # the checks after content run at once
 
 __all__ = ["VerifyOptions", "VerifyResult", "CheckResult", "run_verify", "summary_table", "mask_http_url",
            "wrong_counters", "fix_counters"]
@@ -158,14 +161,18 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
             ("source_connection", lambda: check_source_connection(state)),
             ("counters", lambda: check_counters(state, counting)),  # before content: fixes are counters only
             ("content", lambda: check_content(state)),  # decides, from the source, what the target must hold
+        )]
+        # these read what content decided and write nothing another reads: run at once, one
+        # works while another waits on a database
+        checks += _run_at_once([
             ("row_counts", lambda: check_row_counts(state)),
             ("foreign_keys", lambda: check_foreign_keys(state)),
             ("schema", lambda: check_schema(state)),
             ("observer_scope", lambda: check_access(state, "observer_scope")),
             ("teacher_dashboards", lambda: check_access(state, "teacher_dashboards")),
             ("files", lambda: check_files(state, stores)),
-            ("flask_pages", lambda: check_flask_pages(state)),
-        )]
+        ])
+        checks.append(_run_check("flask_pages", lambda: check_flask_pages(state)))  # asks for the files found
         order = list(CHECK_TITLES)
         checks.sort(key=lambda c: order.index(c.name))
     finally:
@@ -195,6 +202,25 @@ def _run_check(name: str, method) -> CheckResult:
     result = _check_result(name, method)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _run_at_once(named_checks: list) -> list[CheckResult]:
+    from django.db import connections
+
+    def run(name, method) -> CheckResult:
+        try:
+            return _run_check(name, method)
+        finally:
+            connections.close_all()  # this thread's legacy connection
+
+    with ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="bridge-verify-check") as pool:
+        futures = [pool.submit(run, name, method) for name, method in named_checks]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _check_result(name: str, method) -> CheckResult:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
+import math
 import multiprocessing.connection
 import os
 import random
@@ -123,7 +124,7 @@ def _audit_table(state: State, conn, path: RowPath, entity: Entity, columns: lis
     waited: dict[int, int] = {}
     if len(bounds) == 1:
         audits = [_audit_range(state, path, entity, columns, ctx, rule_out, None, None, sample_rng)]
-        sampled = audits[0].sample
+        sampled = audits[0].sample.items
     else:
         audits = _audit_in_workers(state, path, entity, columns, ctx, rule_out, bounds, sample_rng)
         for audit in audits:
@@ -131,7 +132,7 @@ def _audit_table(state: State, conn, path: RowPath, entity: Entity, columns: lis
             state.gone[name].update(audit.gone)
             reasons.update(audit.reasons)
             waited.update(audit.pending)
-        sampled = merge_samples([(a.sample, a.seen) for a in audits], state.options.sample, sample_rng)
+        sampled = merge_samples([(a.sample.items, a.sample.seen) for a in audits], state.options.sample, sample_rng)
         # what a reply waited for in a worker is known now: those ruled out were, in one
         # process, decided on the spot and never compared
         ruled_out = _decide_again(state, path, entity, ctx, sorted(waited), rule_out)
@@ -180,6 +181,47 @@ def merge_samples(parts: list[tuple[list[int], int]], size: int, rng: random.Ran
     return out
 
 
+class Reservoir:
+    """A uniform sample of up to ``size`` of the ids offered, in batches of any size, drawn
+    by skipping ahead (Li's algorithm L): a few random numbers per id taken, none per id
+    passed over."""
+
+    def __init__(self, size: int, rng: random.Random):
+        self.size, self.rng = size, rng
+        self.items: list[int] = []
+        self.seen = 0  # ids offered
+        self._w = 1.0
+        self._next = 0  # the number (from 1) of the next id offered that is taken
+
+    def offer(self, ids: list[int]) -> None:
+        if self.size <= 0:
+            self.seen += len(ids)
+            return
+        at = 0
+        if len(self.items) < self.size:
+            at = min(len(ids), self.size - len(self.items))
+            self.items.extend(ids[:at])
+            self.seen += at
+            if len(self.items) < self.size:
+                return
+            self._next = self.seen
+            self._skip()
+        last = self.seen + len(ids) - at
+        while self._next <= last:
+            self.items[self.rng.randrange(self.size)] = ids[at + self._next - self.seen - 1]
+            self._skip()
+        self.seen = last
+
+    def _skip(self) -> None:
+        self._w *= math.exp(math.log(self._uniform()) / self.size)
+        self._next += math.floor(math.log(self._uniform()) / (math.log1p(-self._w) or -1e-300)) + 1
+
+    def _uniform(self) -> float:
+        while not (u := self.rng.random()):  # in (0, 1)
+            pass
+        return u
+
+
 @dataclass
 class RangeAudit:
     """What the content pass found over one id range; from a worker, with its decisions."""
@@ -190,8 +232,7 @@ class RangeAudit:
     changed: list[int] = field(default_factory=list)
     shown: dict[int, tuple] = field(default_factory=dict)  # canonical source values of the first that differ
     misread: list[int] = field(default_factory=list)
-    sample: list[int] = field(default_factory=list)  # a reservoir of the rows compared
-    seen: int = 0  # rows the reservoir was drawn from
+    sample: Reservoir | None = None  # of the rows compared
     waiting_compared: set[int] = field(default_factory=set)  # waiting replies the target holds
     accepted: Any = ()
     gone: dict[int, Any] = field(default_factory=dict)
@@ -208,7 +249,7 @@ def _audit_range(state: State, path: RowPath, entity: Entity, columns: list[str]
                  lo: int | None, hi: int | None, sample_rng: random.Random, after_batch=None) -> RangeAudit:
     """The source rows in ``(lo, hi]`` decided (into ``path``) and compared with the target's."""
     name = entity.name
-    audit = RangeAudit()
+    audit = RangeAudit(sample=Reservoir(state.options.sample, sample_rng))
     path.range_start = lo
 
     def source_batches():
@@ -253,18 +294,11 @@ def _audit_range(state: State, path: RowPath, entity: Entity, columns: list[str]
                 audit.changed.append(i)
                 if len(audit.shown) < SHOW_IDS:
                     audit.shown[i] = canonical_row(held[i], columns)
-            # reservoir sample over the rows present on both sides
-            for i in compared:
-                audit.rows_compared += 1
-                audit.seen += 1
-                if i in waiting:
-                    audit.waiting_compared.add(i)
-                if len(audit.sample) < state.options.sample:
-                    audit.sample.append(i)
-                else:
-                    j = sample_rng.randrange(audit.seen)
-                    if j < state.options.sample:
-                        audit.sample[j] = i
+            compared = list(compared)
+            audit.rows_compared += len(compared)
+            audit.sample.offer(compared)  # a sample of the rows present on both sides
+            if waiting:
+                audit.waiting_compared.update(i for i in compared if i in waiting)
     finally:
         target.close()
     path.range_start = None

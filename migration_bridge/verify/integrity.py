@@ -30,8 +30,7 @@ def check_row_counts(state: State) -> CheckResult:
     for entity in state.profile.entities:
         name = entity.name
         expected, target = state.expected[name], state.target_ids[name]
-        missing = [i for i in expected if i not in target]
-        extra = [i for i in target if i not in expected]
+        missing, extra = expected.members.difference(target.members), target.members.difference(expected.members)
         allowed = math.floor(state.options.tolerance * len(expected))
         checkpoint = state.checkpoints.get(name)
         complete = bool(checkpoint and checkpoint.done)
