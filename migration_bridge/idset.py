@@ -108,6 +108,16 @@ class IdSet:
         sparse = sorted(i for i in self._sparse if i not in other)
         return [*(i for i in sparse if i < 0), *out, *(i for i in sparse if i >= 0)]
 
+    def __and__(self, other: IdSet) -> IdSet:
+        """The ids in both: the bitmaps ANDed as two integers."""
+        size = min(len(self._bits), len(other._bits))
+        both = int.from_bytes(self._bits[:size], "little") & int.from_bytes(other._bits[:size], "little")
+        out = IdSet()
+        out._bits = bytearray(both.to_bytes(size, "little"))
+        out._sparse = {i for i in self._sparse if i in other}
+        out._len = both.bit_count() + len(out._sparse)
+        return out
+
     def __iter__(self):
         """The ids, the bitmap's ascending, then the others."""
         for byte, value in enumerate(self._bits):

@@ -321,9 +321,15 @@ def validate_row(
             if required and name not in filled_later:
                 return Reject(f"{name}: NULL in a NOT NULL column")
             continue
-        if length is not None and isinstance(value, str) and len(value) > length:
-            return Reject(f"{name}: {len(value)} characters, column holds {length}")
-        if _holds_nul(value):
+        kind = type(value)
+        if kind is int or kind is bool or kind is dt.datetime:  # most values: neither too long nor holding NUL
+            pass
+        elif kind is str or isinstance(value, str):
+            if length is not None and len(value) > length:
+                return Reject(f"{name}: {len(value)} characters, column holds {length}")
+            if "\x00" in value:
+                return Reject(f"{name}: contains a NUL character, which PostgreSQL text cannot store")
+        elif _holds_nul(value):
             return Reject(f"{name}: contains a NUL character, which PostgreSQL text cannot store")
         if choices and name in choices and value not in choices[name]:
             return Reject(f"{name}: invalid value {value!r} (allowed: {sorted(choices[name])})")

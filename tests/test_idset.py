@@ -28,7 +28,7 @@ def test_ranges_and_single_ids_hold_what_a_set_holds(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_difference_is_a_sets_in_id_order(seed):
+def test_difference_and_intersection_are_a_sets(seed):
     rng = random.Random(seed)
     for _ in range(300):
         a, b = (set(rng.sample([*range(-20, 20), *range(0, 400), *range(HUGE, HUGE + 20)], rng.randint(0, 120)))
@@ -36,6 +36,8 @@ def test_difference_is_a_sets_in_id_order(seed):
         if rng.random() < 0.2:
             b = set(a)
         assert IdSet(sorted(a)).difference(IdSet(sorted(b))) == sorted(a - b)
+        both = IdSet(sorted(a)) & IdSet(sorted(b))
+        assert (len(both), set(both)) == (len(a & b), a & b)
 
 
 def test_a_range_over_bits_already_set_counts_each_id_once():

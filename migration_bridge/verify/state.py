@@ -196,8 +196,7 @@ class State:
 
     def migrated(self, name: str) -> IdSet:
         """Ids both expected from the source and present in the target."""
-        target = self.target_ids[name]
-        return IdSet(i for i in self.expected[name] if i in target)
+        return self.expected[name].members & self.target_ids[name].members
 
     def load(self) -> None:
         """The ids on both sides and what the export noted: the target's read by a forked
