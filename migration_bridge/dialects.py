@@ -444,7 +444,7 @@ def empty_tables(conn: sa.Connection, tables_in_dependency_order: Sequence[sa.Ta
 
 # --- the legacy side (a Django connection) ------------------------------------------
 
-def prepare_source_connection(connection, fast_datetimes: bool = True) -> None:
+def prepare_source_connection(connection, datetimes: str = "fast") -> None:
     """Every legacy connection: full UTF-8, and on SQLite the function ``RowDigest``
     calls (SQLite has no MD5 of its own)."""
     force_source_utf8(connection)
@@ -454,20 +454,19 @@ def prepare_source_connection(connection, fast_datetimes: bool = True) -> None:
     if connection.vendor == "mysql" and connection.connection is not None:
         with connection.connection.cursor() as cursor:  # ChunkRowDigests: the server's default may be 1,024 bytes
             cursor.execute("SET SESSION group_concat_max_len = 1048576")
-        if fast_datetimes:
-            use_fast_datetimes(connection.connection.converter)
+        use_fast_datetimes(connection.connection.converter, DATETIME_PARSERS[datetimes])
 
 
-def use_fast_datetimes(converter: dict) -> None:
+def use_fast_datetimes(converter: dict, parser=None) -> None:
     """MySQLdb parses DATETIME and TIMESTAMP values in Python, a tenth of the cost of reading
-    a row; ``mysql_datetime_parser`` gives the same values three times faster. A project's
-    own parser is left as it is."""
+    a row; ``parser`` (``mysql_datetime_parser``, the export's) gives the same values
+    faster. A project's own parser is left as it is."""
     from MySQLdb.constants import FIELD_TYPE
     from MySQLdb.times import DateTime_or_None
 
     for kind in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
         if converter.get(kind) is DateTime_or_None:
-            converter[kind] = mysql_datetime_parser(DateTime_or_None)
+            converter[kind] = (parser or mysql_datetime_parser)(DateTime_or_None)
 
 
 # the only form MySQL/MariaDB send a DATETIME in (fractions: the column's 0 to 6 digits)
@@ -491,6 +490,36 @@ def mysql_datetime_parser(driver_parser):
         return driver_parser(value)
 
     return mysql_datetime
+
+
+# the text's length -> how ``isoformat`` writes a value back as that text
+_TIMESPEC_OF_LENGTH = {19: "seconds", 23: "milliseconds", 26: "microseconds"}
+
+
+def checked_datetime_parser(driver_parser):
+    """verify's parser: the value ``fromisoformat`` reads only when ``isoformat`` writes it
+    back as the very text the server sent, digit for digit; the driver's answer for any
+    other text. What it gives is then right whatever the export's parser does, and
+    whatever ``fromisoformat`` alone would have made of the text."""
+    parse = dt.datetime.fromisoformat
+
+    def checked_datetime(value):
+        text = value if type(value) is str else value.decode("latin-1") if isinstance(value, bytes) else None
+        spec = _TIMESPEC_OF_LENGTH.get(len(text)) if text is not None else None
+        if spec is not None:
+            try:
+                parsed = parse(text)
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.isoformat(" ", spec) == text:
+                return parsed
+        return driver_parser(value)
+
+    return checked_datetime
+
+
+# LegacySource(datetimes=...): the export's parser, and verify's, which does not rest on it
+DATETIME_PARSERS = {"fast": mysql_datetime_parser, "checked": checked_datetime_parser}
 
 
 def force_source_utf8(connection) -> None:

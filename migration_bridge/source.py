@@ -39,11 +39,11 @@ PLAIN_FIELD_TYPES = frozenset({"AutoField", "BigAutoField", "SmallAutoField", "I
 
 # alias -> whether its connections parse datetimes with the bridge's parser (the newest
 # LegacySource of the process decides: the connect hook is registered once per alias)
-_FAST_DATETIMES: dict[str, bool] = {}
+_DATETIMES: dict[str, str] = {}  # alias -> dialects.DATETIME_PARSERS key
 
 
 class LegacySource:
-    def __init__(self, label: str, alias: str = DEFAULT_DB_ALIAS, fast_datetimes: bool = True):
+    def __init__(self, label: str, alias: str = DEFAULT_DB_ALIAS, datetimes: str = "fast"):
         try:
             self.app = apps.get_app_config(label)
         except LookupError:
@@ -52,7 +52,7 @@ class LegacySource:
                 "(set MIGRATION_BRIDGE['LEGACY_APP'] to the legacy app's label)"
             ) from None
         self.alias = alias
-        _FAST_DATETIMES[alias] = fast_datetimes
+        _DATETIMES[alias] = datetimes
         self._derived: dict[str, list[dict]] = {}
         # export and sync: every model row read carries its database digest (ROW_DIGEST)
         self.row_digests = False
@@ -62,7 +62,7 @@ class LegacySource:
 
     def _on_connect(self, sender, connection, **kwargs) -> None:
         if connection.alias == self.alias:
-            dialects.prepare_source_connection(connection, _FAST_DATETIMES[self.alias])
+            dialects.prepare_source_connection(connection, _DATETIMES[self.alias])
 
     def model(self, name: str):
         try:
@@ -78,7 +78,7 @@ class LegacySource:
             was_open = connection.connection is not None
             connection.ensure_connection()
             if was_open:  # opened before this object listened for new connections
-                dialects.prepare_source_connection(connection, _FAST_DATETIMES[self.alias])
+                dialects.prepare_source_connection(connection, _DATETIMES[self.alias])
             self.objects(model_name).exists()
         except DjangoDatabaseError as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -240,7 +240,7 @@ def test_text_form_keeps_values_apart():
     import enum
     import itertools
 
-    from migration_bridge.diff import TEXT_FORMS, text_form, text_form_md5
+    from migration_bridge.diff import TEXT_FORMS, text_form, text_form_md5, text_former
 
     class Kind(enum.Enum):
         a = 1
@@ -260,6 +260,10 @@ def test_text_form_keeps_values_apart():
         rows = list(itertools.product(*(values[k] for k in kinds)))
         texts = {text_form(row, forms) for row in rows}
         assert len(texts) == len(rows), kinds
+        # the function written for a table's columns gives the same forms
+        columns = [f"c{k}" for k in range(len(kinds))]
+        text_of = text_former(columns, kinds)
+        assert all(text_of(dict(zip(columns, row))) == text_form(row, forms) for row in rows), kinds
         # two rows one after the other: a chunk's form
         few = list(itertools.product(*(values[k][:4] for k in kinds)))
         assert len({text_form(a + b, forms + forms) for a, b in itertools.product(few, repeat=2)}) == len(few) ** 2

@@ -129,9 +129,9 @@ def check_target(engine: sa.Engine, profile, recorded: dict | None) -> None:
 def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
     started = bk.utcnow()
     cli.current["lock_timeout"] = options.lock_timeout
-    # the driver's own datetime parser, not the export's faster one: the proof does not
-    # rest on the export's parser being right
-    source = LegacySource(conf.LEGACY_APP, fast_datetimes=False)
+    # not the export's datetime parser: one whose every value is checked against the text
+    # the server sent (the proof does not rest on the export's parser being right)
+    source = LegacySource(conf.LEGACY_APP, datetimes="checked")
     raw_settings = raw_bridge_settings()
     report_path = preflight(options, conf, source, started)
     engine, recorded = open_target(options)

@@ -34,7 +34,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from .. import dialects
-from ..diff import TEXT_FORMS, canonical, canonical_row, chunks_at, compare_range, row_hash, text_former
+from ..diff import canonical, canonical_row, chunks_at, compare_range, row_hash, text_former
 from ..errors import Interrupted
 from ..files import KeyLookup
 from ..forked import Helper
@@ -394,7 +394,7 @@ class RowHashing:
         self.form = dialects.text_form(dialect, texted)
         if self.form is None or not self.texted:
             self.form, self.texted = None, []
-        self.text_of = text_former(self.texted, [TEXT_FORMS[kinds[c]] for c in self.texted])
+        self.text_of = text_former(self.texted, [kinds[c] for c in self.texted])
         self.rest = [c for c in columns if c not in self.texted]
         self.id_column = view.c.id
         self.rest_columns = [view.c[c] for c in self.rest if c != "id"]
