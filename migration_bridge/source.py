@@ -37,9 +37,10 @@ PLAIN_FIELD_TYPES = frozenset({"AutoField", "BigAutoField", "SmallAutoField", "I
                                "OneToOneField"})
 
 
-# alias -> whether its connections parse datetimes with the bridge's parser (the newest
-# LegacySource of the process decides: the connect hook is registered once per alias)
-_DATETIMES: dict[str, str] = {}  # alias -> dialects.DATETIME_PARSERS key
+# alias -> the parser (a dialects.DATETIME_PARSERS key) its connections read datetimes
+# with (the newest LegacySource of the process decides: the connect hook is registered
+# once per alias)
+_DATETIMES: dict[str, str] = {}
 
 
 class LegacySource:

@@ -163,8 +163,10 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
             ("content", lambda: check_content(state)),  # decides, from the source, what the target must hold
         )]
         # these read what content decided and write nothing another reads: run at once, one
-        # works while another waits on a database
-        checks += _run_at_once([
+        # works while another waits on a database (one after the other where a side is
+        # SQLite: threads sharing an in-memory database's cache lock each other's tables)
+        sqlite = "sqlite" in (source.vendor, engine.dialect.name)
+        checks += _run_at_once(1 if sqlite else CHECK_THREADS, [
             ("row_counts", lambda: check_row_counts(state)),
             ("foreign_keys", lambda: check_foreign_keys(state)),
             ("schema", lambda: check_schema(state)),
@@ -204,8 +206,11 @@ def _run_check(name: str, method) -> CheckResult:
     return result
 
 
-def _run_at_once(named_checks: list) -> list[CheckResult]:
+def _run_at_once(threads: int, named_checks: list) -> list[CheckResult]:
     from django.db import connections
+
+    if threads == 1:
+        return [_run_check(name, method) for name, method in named_checks]
 
     def run(name, method) -> CheckResult:
         try:
@@ -213,7 +218,7 @@ def _run_at_once(named_checks: list) -> list[CheckResult]:
         finally:
             connections.close_all()  # this thread's legacy connection
 
-    with ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="bridge-verify-check") as pool:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bridge-verify-check") as pool:
         futures = [pool.submit(run, name, method) for name, method in named_checks]
         try:
             return [future.result() for future in futures]
