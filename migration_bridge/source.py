@@ -156,8 +156,7 @@ class LegacySource:
 
     def ids(self, entity) -> Iterator[int]:
         """Every id, ascending."""
-        model = (self.objects(entity.source_model).order_by("pk").values_list("pk", flat=True)
-                 .iterator(chunk_size=20_000) if entity.source_model else iter(()))
+        model = self.values(entity.source_model, ("pk",), flat=True) if entity.source_model else iter(())
         derived = self.derived_rows(entity)
         return heapq.merge(model, (r["id"] for r in derived)) if derived else model
 
@@ -306,9 +305,9 @@ class LegacySource:
         """The model's manager on the legacy alias (for the profile's declared queries)."""
         return self.model(model_name).objects.using(self.alias)
 
-    def values(self, model_name: str, fields: tuple[str, ...]) -> Iterator[tuple]:
-        """Every row's ``fields`` in id order, streamed."""
-        return self.objects(model_name).order_by("pk").values_list(*fields).iterator(chunk_size=20_000)
+    def values(self, model_name: str, fields: tuple[str, ...], flat: bool = False) -> Iterator:
+        """Every row's ``fields`` in id order, streamed (``flat``: the one field's values)."""
+        return self.objects(model_name).order_by("pk").values_list(*fields, flat=flat).iterator(chunk_size=20_000)
 
     def file_references(self, profile, batch_size: int, urls, only: Mapping[str, Iterable[int]] | None = None,
                         ) -> Iterator[list]:
