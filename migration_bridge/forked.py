@@ -11,6 +11,7 @@ with its parent however that ends: a helper waiting for a lock would otherwise o
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -63,8 +64,16 @@ class Helper:
         self._receive.close()
 
 
-def _main(work: Callable[..., None], args: tuple, engine: sa.Engine, receive, send, parent: int) -> None:
+def settle_forked_child() -> None:
+    """First thing in a forked child: its own signal handling, and the objects its parent
+    made left out of its garbage collections, which then walk only what the child makes
+    (on medium, verify's processes spent 11.7 s of CPU in full collections, 1.2 s without them)."""
     quiet_child_signals()
+    gc.freeze()
+
+
+def _main(work: Callable[..., None], args: tuple, engine: sa.Engine, receive, send, parent: int) -> None:
+    settle_forked_child()
     receive.close()  # the parent's end: with it closed here, a gone parent is a broken pipe
     try:
         _end_with(parent)

@@ -34,8 +34,8 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from . import dialects
-from .errors import (EXIT_INTERRUPTED, EXIT_UNEXPECTED, BridgeError, Interrupted, describe, quiet_child_signals,
-                     signals_held_for_fork)
+from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, BridgeError, Interrupted, describe, signals_held_for_fork
+from .forked import settle_forked_child
 from .load import BatchStore, EntityStats
 from .mapping import Entity
 from .progress import Progress
@@ -247,7 +247,7 @@ def _work(run, entity: Entity, ctx, rng: RangeStats, send) -> None:
     """In the forked worker: the range's rows, batch by batch, from its checkpoint;
     sends (0, None) when complete, else (exit code, one line)."""
     coordinator = os.getppid()
-    quiet_child_signals()
+    settle_forked_child()
 
     def check_coordinator(rows) -> None:
         if os.getppid() != coordinator:  # killed: its workers stop too, after the batch in flight

@@ -204,6 +204,55 @@ def test_audit_bounds_cut_the_ids_into_ranges_of_at_least_a_chunk():
     assert audit_bounds(IdList(), 4, 100) == [(None, None)]
 
 
+def test_the_legacy_ids_arrive_entity_by_entity_from_their_helper():
+    import time
+
+    from migration_bridge.errors import BridgeError
+    from migration_bridge.forked import Helper
+    from migration_bridge.verify.state import ArrivingIds, IdList
+
+    engine = sa.create_engine("sqlite://")
+
+    def read(send):
+        send.send(("ids", ("districts", IdList([1, 2]))))
+        time.sleep(0.5)  # the first entity's ids are taken while the next are read
+        send.send(("ids", ("users", IdList([3]))))
+        send.send(("done", None))
+
+    ids = ArrivingIds(Helper(read, (), "the reader", engine))
+    try:
+        started = time.monotonic()
+        assert list(ids["districts"]) == [1, 2] and time.monotonic() - started < 0.4
+        assert list(ids["users"]) == [3] and list(ids["districts"]) == [1, 2]
+        with pytest.raises(KeyError):
+            ids["media"]
+    finally:
+        ids.stop()
+
+    def fail(send):
+        raise BridgeError("legacy database unreachable: gone")
+
+    failing = ArrivingIds(Helper(fail, (), "the reader", engine))
+    try:
+        with pytest.raises(BridgeError, match="legacy database unreachable: gone"):
+            failing["districts"]
+    finally:
+        failing.stop()
+
+
+def test_a_helper_leaves_its_parents_objects_out_of_its_collections():
+    import gc
+
+    from migration_bridge.forked import Helper
+
+    helper = Helper(lambda send: send.send(("done", gc.get_freeze_count())), (), "the helper",
+                    sa.create_engine("sqlite://"))
+    try:
+        assert helper.receive()[1] > 10_000  # everything Django, SQLAlchemy and pytest made before the fork
+    finally:
+        helper.stop()
+
+
 def test_the_reservoir_samples_uniformly_whatever_the_batches():
     import random
 

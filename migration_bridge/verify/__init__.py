@@ -180,6 +180,7 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
     finally:
         if counting is not None:
             counting.stop()
+        state.close()
         watch.stop()
         stores[1].close()
         engine.dispose()
@@ -189,7 +190,7 @@ def run_verify(options: VerifyOptions, conf: BridgeSettings) -> VerifyResult:
         "target_schema": profile.name,
         "source_frozen": source_frozen,
         "sample_seed": seed,
-        "load_seconds": round(load_seconds, 3),  # both sides' ids and the export's notes, before the checks
+        "load_seconds": round(load_seconds, 3),  # the target's ids and the export's notes, before the checks
         "passed": all(c.passed is not False for c in checks),
         "root_causes": root_causes(state),
         "checks": [c.as_dict() for c in checks],

@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import threading
 import urllib.parse
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import sqlalchemy as sa
 
@@ -175,7 +176,7 @@ class State:
     seed: int
     key_scheme: str = "preserve"
     # loaded once (load())
-    source_ids: dict[str, IdList] = field(default_factory=dict)
+    source_ids: Mapping[str, IdList] = field(default_factory=dict)  # an ArrivingIds once loaded
     target_ids: dict[str, IdList] = field(default_factory=dict)
     checkpoints: dict[str, Any] = field(default_factory=dict)
     # what the export said of the rows it left out: only to explain differences
@@ -199,19 +200,57 @@ class State:
         return self.expected[name].members & self.target_ids[name].members
 
     def load(self) -> None:
-        """The ids on both sides and what the export noted: the target's read by a forked
-        process while this one reads the source's."""
+        """The target's ids and what the export noted, read by a forked process; the
+        source's ids are read by another, each entity's received when a check first asks
+        for it (the content check starts with the small tables while the large ones are read)."""
+        from django.db import connections
+
         self.idmap = IdMap(self.profile, self.engine)
         with self.engine.connect() as conn:
             self.checkpoints = {row.entity: row for row in conn.execute(sa.select(bk.checkpoints))}
+        connections.close_all()  # the helper opens its own, never shares this process's sockets
+        self.source_ids = ArrivingIds(Helper(_read_source, (self.source, self.profile),
+                                             "the process reading the legacy ids", self.engine))
         target = Helper(_read_target, (self.engine, self.profile), "the process reading the target's ids",
                         self.engine)
         try:
-            for entity in self.profile.entities:
-                self.source_ids[entity.name] = IdList(self.source.ids(entity))
             self.target_ids, self.export_notes = target.receive()[1]
         finally:
             target.stop()
+
+    def close(self) -> None:
+        if isinstance(self.source_ids, ArrivingIds):
+            self.source_ids.stop()
+
+
+class ArrivingIds:
+    """Entity name -> its source ``IdList``, as a helper sends them ("ids", (name, ids)),
+    each waited for when first asked for."""
+
+    def __init__(self, helper: Helper):
+        self._helper = helper
+        self._ids: dict[str, IdList] = {}
+        self._lock = threading.Lock()  # the checks after content ask from threads
+
+    def __getitem__(self, name: str) -> IdList:
+        with self._lock:
+            while name not in self._ids:
+                if self._helper.finished:
+                    raise KeyError(name)
+                kind, payload = self._helper.receive()
+                if kind == "ids":
+                    self._ids[payload[0]] = payload[1]
+            return self._ids[name]
+
+    def stop(self) -> None:
+        self._helper.stop()
+
+
+def _read_source(source: LegacySource, profile: Profile, send) -> None:
+    """In the forked process: ("ids", (entity name, IdList)) for each entity, in order."""
+    for entity in profile.entities:
+        send.send(("ids", (entity.name, IdList(source.ids(entity)))))
+    send.send(("done", None))
 
 
 def _read_target(engine: sa.Engine, profile: Profile, send) -> None:
