@@ -436,6 +436,21 @@ def test_unexpected_error_is_exit_3_one_line_and_traceback_on_request():
         assert ("Traceback" in text) == traceback and (len(text.splitlines()) == 1) != traceback
 
 
+def test_a_command_collects_young_objects_less_often_and_gives_the_setting_back():
+    import gc
+    import io
+    from types import SimpleNamespace
+
+    from migration_bridge.cli import YOUNG_COLLECTION_EVERY, run_command
+
+    before = gc.get_threshold()
+    command = SimpleNamespace(stdout=io.StringIO(), stderr=io.StringIO())
+    assert run_command(command, gc.get_threshold) == (YOUNG_COLLECTION_EVERY, *before[1:])
+    with pytest.raises(SystemExit):
+        run_command(command, lambda: 1 / 0)
+    assert gc.get_threshold() == before
+
+
 def test_ctrl_c_ends_verify_and_its_workers(legacy, clean, tmp_path):
     full_env = {**os.environ, **legacy.env}
     full_env.pop("DJANGO_SETTINGS_MODULE", None)
