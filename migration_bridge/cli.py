@@ -85,8 +85,8 @@ YOUNG_COLLECTION_EVERY = 10_000
 def fewer_collections():
     """The young objects collected every YOUNG_COLLECTION_EVERY allocations: a batch of rows
     is thousands of dicts that die together by reference count, and collected every 700
-    they were walked two or three times first (on medium, 12% of an export's CPU and 5% of
-    a verify's, 0.6% with this)."""
+    they were walked two or three times first (on medium, an export's processes spent 25 s
+    of their 206 s of CPU collecting, 3.3 s with this; a verify's 6.2 s, then 1.5 s)."""
     before = gc.get_threshold()
     gc.set_threshold(max(before[0], YOUNG_COLLECTION_EVERY), *before[1:])
     try:
