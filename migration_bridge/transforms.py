@@ -297,6 +297,9 @@ def _column_rules(table: sa.Table) -> tuple[tuple[str, bool, int | None], ...]:
     )
 
 
+HOLDS_NUL = "contains a NUL character, which PostgreSQL text cannot store"
+
+
 def _holds_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -328,9 +331,9 @@ def validate_row(
             if length is not None and len(value) > length:
                 return Reject(f"{name}: {len(value)} characters, column holds {length}")
             if "\x00" in value:
-                return Reject(f"{name}: contains a NUL character, which PostgreSQL text cannot store")
+                return Reject(f"{name}: {HOLDS_NUL}")
         elif _holds_nul(value):
-            return Reject(f"{name}: contains a NUL character, which PostgreSQL text cannot store")
+            return Reject(f"{name}: {HOLDS_NUL}")
         if choices and name in choices and value not in choices[name]:
             return Reject(f"{name}: invalid value {value!r} (allowed: {sorted(choices[name])})")
     return None
