@@ -205,24 +205,27 @@ def test_audit_bounds_cut_the_ids_into_ranges_of_at_least_a_chunk():
 
 
 def test_the_legacy_ids_arrive_entity_by_entity_from_their_helper():
-    import time
+    import multiprocessing
 
     from migration_bridge.errors import BridgeError
     from migration_bridge.forked import Helper
     from migration_bridge.verify.state import ArrivingIds, IdList
 
     engine = sa.create_engine("sqlite://")
+    taken = multiprocessing.get_context("fork").Event()
 
     def read(send):
         send.send(("ids", ("districts", IdList([1, 2]))))
-        time.sleep(0.5)  # the first entity's ids are taken while the next are read
+        # the next entity is read only once the first one's ids were taken
+        if not taken.wait(30):
+            raise BridgeError("the first ids were not taken before the rest were read")
         send.send(("ids", ("users", IdList([3]))))
         send.send(("done", None))
 
     ids = ArrivingIds(Helper(read, (), "the reader", engine))
     try:
-        started = time.monotonic()
-        assert list(ids["districts"]) == [1, 2] and time.monotonic() - started < 0.4
+        assert list(ids["districts"]) == [1, 2]
+        taken.set()
         assert list(ids["users"]) == [3] and list(ids["districts"]) == [1, 2]
         with pytest.raises(KeyError):
             ids["media"]
