@@ -38,6 +38,9 @@ from sqlalchemy.engine import make_url
 
 from .errors import BridgeError, first_line
 
+_DATETIME, _UTC = dt.datetime, dt.timezone.utc
+_UTC_EPOCH, _NAIVE_EPOCH = _DATETIME(1970, 1, 1, tzinfo=_UTC), _DATETIME(1970, 1, 1)
+
 log = logging.getLogger("migration_bridge")
 
 
@@ -216,16 +219,61 @@ def insert_new(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> No
 
 
 def _copy_rows(cur, into: str, table: sa.Table, rows: Sequence[dict]) -> None:
-    columns = list(table.columns)
-    names = ", ".join(f'"{c.name}"' for c in columns)
-    json_columns = {c.name for c in columns if isinstance(c.type, sa.JSON)}
-    with cur.copy(f'COPY "{into}" ({names}) FROM STDIN') as copy:
-        for row in rows:
-            copy.write_row([
-                json.dumps(row.get(c.name)) if c.name in json_columns and row.get(c.name) is not None
-                else row.get(c.name)
-                for c in columns
-            ])
+    keys = [c.name for c in table.columns]
+    names = ", ".join(f'"{k}"' for k in keys)
+    values = [list(map(row.get, keys)) for row in rows]  # a column the row lacks is NULL
+    for i, c in enumerate(table.columns):
+        if isinstance(c.type, sa.JSON):
+            for row in values:
+                if row[i] is not None:
+                    row[i] = json.dumps(row[i])
+    types = _binary_copy_types(cur, into, keys, values)
+    with cur.copy(f'COPY "{into}" ({names}) FROM STDIN' + (" (FORMAT BINARY)" if types else "")) as copy:
+        if types:
+            copy.set_types(types)
+        for row in values:
+            copy.write_row(row)
+
+
+# the type of a column in the database -> what its values are sent as in a binary COPY (an
+# enum, a JSON value and a varchar are received as their text); the Python types it takes
+_BINARY_COPY = {"int8": ("int8", {int}), "int4": ("int4", {int}), "int2": ("int2", {int}), "bool": ("bool", {bool}),
+                "text": ("text", {str}), "varchar": ("text", {str}), "json": ("text", {str}),
+                "timestamptz": ("timestamptz", {dt.datetime}), "timestamp": ("timestamp", {dt.datetime})}
+_NONE = type(None)
+
+
+def _binary_copy_types(cur, into: str, keys: list[str], values: list[list]) -> list[str] | None:
+    """The types to send ``values`` (rows, in ``keys`` order) as in a binary COPY into the
+    table ``into``, taken from the database's catalog; None when a column or a value is not
+    one binary COPY takes here as it is, and the rows go as text, as they always did. The
+    text form of a datetime costs ten times its binary one (CPython writes the offset
+    slowly), of an integer three. Aware UTC values for a column without time zone are made
+    naive here (the text form dropped the offset)."""
+    cur.execute("SELECT a.attname, t.typname, t.typtype FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped", (f'"{into}"',))
+    in_database = {name: _BINARY_COPY.get("text" if kind == "e" else typname)
+                   for name, typname, kind in cur.fetchall()}
+    types, naive_at = [], []
+    for i, key in enumerate(keys):
+        binary = in_database.get(key)
+        if binary is None:
+            return None
+        name, takes = binary
+        column = [row[i] for row in values]
+        if not set(map(type, column)) <= {*takes, _NONE}:
+            return None
+        zones = {v.tzinfo for v in column if v is not None} if name.startswith("timestamp") else set()
+        if (name == "timestamptz" and None in zones) or (name == "timestamp" and zones - {None, _UTC}):
+            return None
+        if name == "timestamp" and _UTC in zones:
+            naive_at.append(i)
+        types.append(name)
+    for i in naive_at:
+        for row in values:
+            if row[i] is not None and row[i].tzinfo is _UTC:
+                row[i] = _NAIVE_EPOCH + (row[i] - _UTC_EPOCH)
+    return types
 
 
 def _copy_upsert_postgresql(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
@@ -454,29 +502,48 @@ def prepare_source_connection(connection, datetimes: str = "fast") -> None:
     if connection.vendor == "mysql" and connection.connection is not None:
         with connection.connection.cursor() as cursor:  # ChunkRowDigests: the server's default may be 1,024 bytes
             cursor.execute("SET SESSION group_concat_max_len = 1048576")
-        use_fast_datetimes(connection.connection.converter, DATETIME_PARSERS[datetimes])
+        # with USE_TZ and no TIME_ZONE of the database's own, Django makes every value aware in UTC
+        utc = connection.timezone is dt.timezone.utc
+        ours = use_fast_datetimes(connection.connection.converter, DATETIME_PARSERS[datetimes], utc=utc)
+        read_aware_datetimes_as_they_are(connection.ops, utc and ours)
 
 
-def use_fast_datetimes(converter: dict, parser=None) -> None:
+def use_fast_datetimes(converter: dict, parser=None, utc: bool = False) -> bool:
     """MySQLdb parses DATETIME and TIMESTAMP values in Python, a tenth of the cost of reading
     a row; ``parser`` (``mysql_datetime_parser``, the export's) gives the same values
-    faster. A project's own parser is left as it is."""
+    faster (with ``utc``: aware, in UTC). A project's own parser is left as it is. Returns
+    whether both are read by ``parser`` now."""
     from MySQLdb.constants import FIELD_TYPE
     from MySQLdb.times import DateTime_or_None
 
+    ours = 0
     for kind in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
         if converter.get(kind) is DateTime_or_None:
-            converter[kind] = (parser or mysql_datetime_parser)(DateTime_or_None)
+            converter[kind] = (parser or mysql_datetime_parser)(DateTime_or_None, utc=utc)
+            ours += 1
+    return ours == 2
+
+
+def read_aware_datetimes_as_they_are(ops, as_they_are: bool) -> None:
+    """Django's MySQL backend makes each DATETIME it reads aware (``make_aware``: a
+    ``replace``, most of the cost of a datetime read); when the connection's parsers
+    read them aware already, that converter is left out (it refuses an aware value).
+    Decided again at every connect, on the connection's own ``ops``."""
+    ops.__dict__.pop("get_db_converters", None)
+    if as_they_are:
+        converters_of, make_aware = ops.get_db_converters, ops.convert_datetimefield_value
+        ops.get_db_converters = lambda expression: [c for c in converters_of(expression) if c != make_aware]
 
 
 # the only form MySQL/MariaDB send a DATETIME in (fractions: the column's 0 to 6 digits)
 _MYSQL_DATETIME = r"[0-9]{4}-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9](?:\.[0-9]{1,6})?"
 
 
-def mysql_datetime_parser(driver_parser):
+def mysql_datetime_parser(driver_parser, utc: bool = False):
     """A parser returning what ``driver_parser`` (MySQLdb's ``DateTime_or_None``) returns:
     by ``fromisoformat`` where the text has MySQL's own form, by the driver's otherwise
-    (zero dates, impossible dates). MySQLdb passes text; bytes are taken too."""
+    (zero dates, impossible dates). MySQLdb passes text; bytes are taken too. With
+    ``utc``, a datetime comes aware in UTC, as Django's ``make_aware`` would make it."""
     mysql_form, parse = re.compile(_MYSQL_DATETIME).fullmatch, dt.datetime.fromisoformat
 
     def mysql_datetime(value):
@@ -489,31 +556,39 @@ def mysql_datetime_parser(driver_parser):
                 pass  # an impossible date (month 0, 24:00): the driver's answer
         return driver_parser(value)
 
-    return mysql_datetime
+    def mysql_datetime_utc(value):
+        naive = mysql_datetime(value)
+        # the value of naive.replace(tzinfo=utc), at a tenth of the cost of replace
+        return _UTC_EPOCH + (naive - _NAIVE_EPOCH) if type(naive) is _DATETIME else naive
+
+    return mysql_datetime_utc if utc else mysql_datetime
 
 
 # the text's length -> how ``isoformat`` writes a value back as that text
 _TIMESPEC_OF_LENGTH = {19: "seconds", 23: "milliseconds", 26: "microseconds"}
 
 
-def checked_datetime_parser(driver_parser):
+def checked_datetime_parser(driver_parser, utc: bool = False):
     """verify's parser: the value ``fromisoformat`` reads only when ``isoformat`` writes it
     back as the very text the server sent, digit for digit; the driver's answer for any
     other text. What it gives is then right whatever the export's parser does, and
-    whatever ``fromisoformat`` alone would have made of the text."""
-    parse = dt.datetime.fromisoformat
+    whatever ``fromisoformat`` alone would have made of the text. With ``utc``, the text
+    is read and written back with a zero offset: the value comes aware in UTC."""
+    parse, zone = dt.datetime.fromisoformat, "+00:00" if utc else ""
 
     def checked_datetime(value):
         text = value if type(value) is str else value.decode("latin-1") if isinstance(value, bytes) else None
         spec = _TIMESPEC_OF_LENGTH.get(len(text)) if text is not None else None
         if spec is not None:
+            text += zone
             try:
                 parsed = parse(text)
             except ValueError:
                 parsed = None
             if parsed is not None and parsed.isoformat(" ", spec) == text:
                 return parsed
-        return driver_parser(value)
+        answer = driver_parser(value)
+        return answer.replace(tzinfo=_UTC) if utc and type(answer) is _DATETIME else answer
 
     return checked_datetime
 

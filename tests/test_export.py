@@ -211,6 +211,53 @@ def test_indexes_and_foreign_keys_are_dropped_while_loading_and_built_after(pare
             "SELECT pg_get_indexdef('ix_child_note'::regclass)")).scalar()
 
 
+def test_rows_copied_in_binary_are_the_rows_copied_as_text(make_database, monkeypatch):
+    """PostgreSQL: rows go in a binary COPY when every column and value allows it (types
+    from the catalog, not from the model), as text otherwise; the table holds the same."""
+    import datetime as dt
+
+    engine = make_database("postgresql").engine()
+    utc, chicago = dt.timezone.utc, dt.timezone(dt.timedelta(hours=-6))
+    ddl = ("CREATE TYPE mood AS ENUM ('happy', 'sad'); CREATE TABLE {} (id bigint PRIMARY KEY, n integer, "
+           "s smallint, ok boolean, name varchar(20), body text, at timestamptz, naive timestamp, "
+           "m mood, j json)")
+    model = sa.Table("loaded", sa.MetaData(), sa.Column("id", sa.BigInteger, primary_key=True),
+                     *(sa.Column(c, t) for c, t in [("n", sa.Integer), ("s", sa.Integer), ("ok", sa.Boolean),
+                                                     ("name", sa.String(20)), ("body", sa.Text),
+                                                     ("at", sa.DateTime(timezone=True)), ("naive", sa.DateTime),
+                                                     ("m", sa.String(5)), ("j", sa.JSON)]))
+    rows = [{"id": 1, "n": -2**31, "s": 7, "ok": True, "name": "Zoë 👩‍🏫", "body": "a\tb\nc\\d", "m": "sad",
+             "at": dt.datetime(2024, 5, 1, 12, 3, 4, 500, tzinfo=utc), "naive": dt.datetime(1999, 12, 31, 23, 59, 59),
+             "j": {"k": [1, "é", None]}},
+            {"id": 2**40, "n": None, "ok": False, "at": dt.datetime(2024, 5, 1, 12, tzinfo=chicago),
+             "naive": dt.datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=utc)},
+            {"id": 3}]
+    odd = [{"id": 4, "name": 12345, "naive": dt.datetime(2024, 5, 1, 12, tzinfo=chicago)},  # as text, as before
+           {"id": 5, "at": dt.datetime(2024, 5, 1, 12)}]
+    sent = []
+    binary_types = dialects._binary_copy_types
+    monkeypatch.setattr(dialects, "_binary_copy_types", lambda *a: sent.append(binary_types(*a)) or sent[-1])
+    read = "SELECT id, n, s, ok, name, body, at, naive, m::text, j::text FROM {} ORDER BY id"
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET TIME ZONE 'UTC'"))
+        for name in ("loaded", "as_text"):
+            conn.execute(sa.text(ddl.format(name).replace("CREATE TYPE mood AS ENUM ('happy', 'sad'); ", "")
+                                 if name == "as_text" else ddl.format(name)))
+        dialects.insert_new(conn, model, rows)
+        dialects.upsert(conn, model, [{**rows[0], "body": "changed"}, *odd])
+        assert sent[0] == ["int8", "int4", "int2", "bool", "text", "text", "timestamptz", "timestamp", "text", "text"]
+        assert sent[1:] == [None], "a batch holding a value binary COPY does not take goes as text"
+        monkeypatch.setattr(dialects, "_binary_copy_types", lambda *a: None)
+        dialects.insert_new(conn, model.to_metadata(sa.MetaData(), name="as_text"),
+                            [{**rows[0], "body": "changed"}, *rows[1:], *odd])
+        loaded, as_text = (conn.execute(sa.text(read.format(t))).all() for t in ("loaded", "as_text"))
+    engine.dispose()
+    assert loaded == as_text and [r[0] for r in loaded] == [1, 3, 4, 5, 2**40]
+    assert loaded[-1][6:8] == (dt.datetime(2024, 5, 1, 18, tzinfo=utc), dt.datetime(2038, 1, 19, 3, 14, 7, 999999))
+    assert loaded[0][4:6] == ("Zoë 👩‍🏫", "changed") and loaded[0][9] == '{"k": [1, "\\u00e9", null]}'
+    assert loaded[2][4] == "12345" and loaded[2][7] == dt.datetime(2024, 5, 1, 12)  # the text form's answers
+
+
 def test_a_stopped_load_leaves_them_to_the_next_run(parent_child):
     """A run that fails while loading leaves them dropped, their definitions recorded; the
     next run builds those of the tables it does not load before it starts (one built

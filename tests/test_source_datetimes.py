@@ -3,6 +3,7 @@
 server can send and for any other text too (zero dates, impossible dates, stray bytes)."""
 import contextlib
 import datetime as dt
+import json
 from types import SimpleNamespace
 
 import MySQLdb
@@ -10,19 +11,28 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from MySQLdb.constants import FIELD_TYPE
 from MySQLdb.times import DateTime_or_None
+from django.utils import timezone
 
 from migration_bridge.dialects import DATETIME_PARSERS, checked_datetime_parser, use_fast_datetimes
 
-from .conftest import require_server
+from .conftest import require_server, run_manage, seed_legacy
 
 PARSERS = [make(DateTime_or_None) for make in DATETIME_PARSERS.values()]
+# with USE_TZ and the database in UTC: aware values, as Django's make_aware makes them
+UTC_PARSERS = [make(DateTime_or_None, utc=True) for make in DATETIME_PARSERS.values()]
 
 
 def same(value) -> None:
     expected = DateTime_or_None(value)
     for parse in PARSERS:
         got = parse(value)
+        assert got == expected and type(got) is type(expected) and getattr(got, "tzinfo", None) is None, (value, parse)
+    if type(expected) is dt.datetime:
+        expected = timezone.make_aware(expected, dt.timezone.utc)
+    for parse in UTC_PARSERS:
+        got = parse(value)
         assert got == expected and type(got) is type(expected), (value, parse)
+        assert getattr(got, "tzinfo", None) is getattr(expected, "tzinfo", None), (value, parse)
 
 
 def digits(n: int):
@@ -100,10 +110,18 @@ class _FakeMySQLConnection:
         def cursor(self):
             return contextlib.nullcontext(SimpleNamespace(execute=lambda sql: None))
 
-    alias, vendor = "default", "mysql"
+    class _Operations:
+        def get_db_converters(self, expression):
+            return [self.convert_datetimefield_value]
+
+        def convert_datetimefield_value(self, value, expression, connection):
+            return timezone.make_aware(value, dt.timezone.utc)
+
+    alias, vendor, timezone = "default", "mysql", dt.timezone.utc
 
     def __init__(self):
         self.connection = self._Driver()
+        self.ops = self._Operations()
 
 
 @pytest.mark.parametrize("datetimes", ["fast", "checked"])
@@ -115,7 +133,8 @@ def test_the_export_and_verify_each_read_with_their_own_parser(datetimes):
     connection = _FakeMySQLConnection()
     source._on_connect(sender=None, connection=connection)
     parser = connection.connection.converter[FIELD_TYPE.DATETIME]
-    assert parser.__name__ == {"fast": "mysql_datetime", "checked": "checked_datetime"}[datetimes]
+    assert parser.__name__ == {"fast": "mysql_datetime_utc", "checked": "checked_datetime"}[datetimes]
+    assert connection.ops.get_db_converters(None) == []  # the values come aware: no make_aware
     LegacySource("video_app")  # the export's again, for the tests after this one
 
 
@@ -139,6 +158,69 @@ def test_the_checked_parser_takes_no_value_that_does_not_write_back_as_its_text(
     misreading = SimpleNamespace(fromisoformat=lambda text: dt.datetime.fromisoformat(text) + dt.timedelta(seconds=1))
     monkeypatch.setattr(dialects, "dt", SimpleNamespace(datetime=misreading))
     parse = checked_datetime_parser(DateTime_or_None)
+    parse_utc = checked_datetime_parser(DateTime_or_None, utc=True)
     for text in ("2024-05-01 12:03:04", "1999-12-31 23:59:59.123", b"2038-01-19 03:14:07.000001"):
         assert parse(text) == DateTime_or_None(text)
+        assert parse_utc(text) == DateTime_or_None(text).replace(tzinfo=dt.timezone.utc)
     assert parse("2024-05-01 12:03:04.5") == dt.datetime(2024, 5, 1, 12, 3, 4, 500000)  # the driver's: one digit
+
+
+# Read through the ORM as Django reads them, then through connections the bridge prepared:
+# the same values, the same tzinfo, under three settings (USE_TZ in UTC, USE_TZ with the
+# database in another zone, no USE_TZ); only the first skips Django's make_aware.
+ORM_DATETIMES = """
+import json
+from django.conf import settings
+from django.db import connection, connections
+from migration_bridge.source import LegacySource
+from django.apps import apps
+Comment = apps.get_model("video_app", "Comment")
+
+def configure(case):
+    settings.USE_TZ = case != "naive"
+    connection.settings_dict["TIME_ZONE"] = "America/Chicago" if case == "zone" else None
+    connections.close_all()
+    for cached in ("timezone", "timezone_name"):
+        connections["default"].__dict__.pop(cached, None)
+
+def read():
+    rows = list(Comment.objects.order_by("pk").values_list("id", "created_at", "updated_at")[:300])
+    rows += [tuple(r.values()) for r in Comment.objects.order_by("-pk").values("id", "created_at")[:50]]
+    rows += [(c.id, c.created_at) for c in Comment.objects.order_by("pk")[:20]]
+    return repr(rows)
+
+cases = ("utc", "zone", "naive")
+django_reads = {}
+for case in cases:
+    configure(case)
+    django_reads[case] = read()
+source = LegacySource("video_app", datetimes=%r)
+out = {}
+for case in cases:
+    configure(case)
+    got = read()
+    out[case] = {"same": got == django_reads[case], "skipped": "get_db_converters" in connection.ops.__dict__,
+                 "rows": got.count("datetime.datetime("), "utc": got.count("tzinfo=datetime.timezone.utc")}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("datetimes", ["fast", "checked"])
+def test_datetimes_read_aware_are_the_values_django_makes(seeded, datetimes):
+    """With USE_TZ and the database in UTC, the bridge's parsers read DATETIMEs aware and
+    Django's per-value make_aware is left out; the values are Django's, and under any
+    other settings Django's own path stays."""
+    legacy = seeded("mariadb")
+    out = json.loads(run_manage("shell", "-c", ORM_DATETIMES % datetimes, env=legacy.env)
+                     .stdout.strip().splitlines()[-1])
+    assert all(case["same"] for case in out.values()), out
+    assert out["utc"]["skipped"] and not out["zone"]["skipped"] and not out["naive"]["skipped"], out
+    assert out["utc"]["rows"] >= 200 and out["utc"]["utc"] == out["utc"]["rows"], out
+    assert out["naive"]["utc"] == 0 and out["zone"]["utc"] == 0 and out["zone"]["rows"] == out["utc"]["rows"], out
+
+
+@pytest.fixture(scope="module")
+def seeded(make_module_database):
+    def get(kind):
+        return seed_legacy(make_module_database, kind, "demo", seed=3)
+    return get
