@@ -121,7 +121,8 @@ class SyncRows:
 
     def check_target(self, conn, entities, stats: dict[str, EntityStats]) -> None:
         """Before anything else is said of the target: a sync needs a complete export."""
-        fingerprinted = conn.execute(sa.select(sa.func.count()).select_from(bk.fingerprints)).scalar()
+        # one row tells (a count of millions took 0.2 s warm, 1.2 s cold)
+        fingerprinted = conn.execute(sa.select(sa.literal(1)).select_from(bk.fingerprints).limit(1)).first()
         version = bk.recorded_settings(conn).get("fingerprints")
         unfinished = [e.name for e in entities if not (e.name in stats and stats[e.name].done)]
         if unfinished:

@@ -504,6 +504,22 @@ def test_a_sync_first_builds_what_a_stopped_export_left_dropped(precopied, tmp_p
     run_manage("export_to_flask", "--target", target.url, "--cleanup", "--yes", env=env_for(legacy, tmp_path))
 
 
+@pytest.mark.parametrize("precopied", ["sqlite-sqlite"], indirect=True)
+def test_a_target_without_fingerprints_of_this_version_is_refused(precopied, tmp_path):
+    """A sync trusts only fingerprints this version wrote: with none, or an older kind, it
+    asks for --restart once and changes nothing."""
+    legacy, target = precopied
+    engine = target.engine()
+    with engine.begin() as conn:
+        conn.execute(bk.fingerprints.delete())
+    proc, _ = export(legacy, target, tmp_path, "--sync", check=False)
+    assert proc.returncode == 2 and "holds no row fingerprints of this version" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(bk.fingerprints)).scalar() == 0
+    engine.dispose()
+
+
 def test_cleanup_drops_the_bookkeeping(precopied, tmp_path):
     legacy, target = precopied
     proc = run_manage("export_to_flask", "--target", target.url, "--cleanup", "--yes", env=env_for(legacy, tmp_path))
