@@ -240,6 +240,9 @@ def _copy_rows(cur, into: str, table: sa.Table, rows: Sequence[dict]) -> None:
 _BINARY_COPY = {"int8": ("int8", {int}), "int4": ("int4", {int}), "int2": ("int2", {int}), "bool": ("bool", {bool}),
                 "text": ("text", {str}), "varchar": ("text", {str}), "json": ("text", {str}),
                 "timestamptz": ("timestamptz", {dt.datetime}), "timestamp": ("timestamp", {dt.datetime})}
+# psycopg's binary dumpers wrap an integer out of range (2**31 into int4 becomes -2**31):
+# such a batch goes as text, where PostgreSQL refuses it
+_INTEGER_RANGE = {"int2": (-2**15, 2**15 - 1), "int4": (-2**31, 2**31 - 1), "int8": (-2**63, 2**63 - 1)}
 _NONE = type(None)
 
 
@@ -263,6 +266,10 @@ def _binary_copy_types(cur, into: str, keys: list[str], values: list[list]) -> l
         column = [row[i] for row in values]
         if not set(map(type, column)) <= {*takes, _NONE}:
             return None
+        if name in _INTEGER_RANGE and (numbers := [v for v in column if v is not None]):
+            lowest, highest = _INTEGER_RANGE[name]
+            if min(numbers) < lowest or max(numbers) > highest:
+                return None
         zones = {v.tzinfo for v in column if v is not None} if name.startswith("timestamp") else set()
         if (name == "timestamptz" and None in zones) or (name == "timestamp" and zones - {None, _UTC}):
             return None
@@ -504,24 +511,26 @@ def prepare_source_connection(connection, datetimes: str = "fast") -> None:
             cursor.execute("SET SESSION group_concat_max_len = 1048576")
         # with USE_TZ and no TIME_ZONE of the database's own, Django makes every value aware in UTC
         utc = connection.timezone is dt.timezone.utc
-        ours = use_fast_datetimes(connection.connection.converter, DATETIME_PARSERS[datetimes], utc=utc)
-        read_aware_datetimes_as_they_are(connection.ops, utc and ours)
+        aware = use_fast_datetimes(connection.connection.converter, DATETIME_PARSERS[datetimes], utc=utc)
+        read_aware_datetimes_as_they_are(connection.ops, aware)
 
 
 def use_fast_datetimes(converter: dict, parser=None, utc: bool = False) -> bool:
     """MySQLdb parses DATETIME and TIMESTAMP values in Python, a tenth of the cost of reading
     a row; ``parser`` (``mysql_datetime_parser``, the export's) gives the same values
     faster (with ``utc``: aware, in UTC). A project's own parser is left as it is. Returns
-    whether both are read by ``parser`` now."""
+    whether both give aware UTC values now."""
     from MySQLdb.constants import FIELD_TYPE
     from MySQLdb.times import DateTime_or_None
 
-    ours = 0
-    for kind in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
+    kinds = (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP)
+    # aware values from both or from neither: a project's own parser gives naive ones
+    utc = utc and all(converter.get(k) is DateTime_or_None or hasattr(converter.get(k), "gives_utc") for k in kinds)
+    for kind in kinds:
         if converter.get(kind) is DateTime_or_None:
             converter[kind] = (parser or mysql_datetime_parser)(DateTime_or_None, utc=utc)
-            ours += 1
-    return ours == 2
+    # a connection prepared before keeps the parsers it was given
+    return all(getattr(converter.get(k), "gives_utc", False) for k in kinds)
 
 
 def read_aware_datetimes_as_they_are(ops, as_they_are: bool) -> None:
@@ -561,6 +570,7 @@ def mysql_datetime_parser(driver_parser, utc: bool = False):
         # the value of naive.replace(tzinfo=utc), at a tenth of the cost of replace
         return _UTC_EPOCH + (naive - _NAIVE_EPOCH) if type(naive) is _DATETIME else naive
 
+    mysql_datetime.gives_utc, mysql_datetime_utc.gives_utc = False, True
     return mysql_datetime_utc if utc else mysql_datetime
 
 
@@ -590,6 +600,7 @@ def checked_datetime_parser(driver_parser, utc: bool = False):
         answer = driver_parser(value)
         return answer.replace(tzinfo=_UTC) if utc and type(answer) is _DATETIME else answer
 
+    checked_datetime.gives_utc = utc
     return checked_datetime
 
 

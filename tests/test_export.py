@@ -216,6 +216,8 @@ def test_rows_copied_in_binary_are_the_rows_copied_as_text(make_database, monkey
     from the catalog, not from the model), as text otherwise; the table holds the same."""
     import datetime as dt
 
+    import psycopg
+
     engine = make_database("postgresql").engine()
     utc, chicago = dt.timezone.utc, dt.timezone(dt.timedelta(hours=-6))
     ddl = ("CREATE TYPE mood AS ENUM ('happy', 'sad'); CREATE TABLE {} (id bigint PRIMARY KEY, n integer, "
@@ -256,6 +258,12 @@ def test_rows_copied_in_binary_are_the_rows_copied_as_text(make_database, monkey
     assert loaded[-1][6:8] == (dt.datetime(2024, 5, 1, 18, tzinfo=utc), dt.datetime(2038, 1, 19, 3, 14, 7, 999999))
     assert loaded[0][4:6] == ("Zoë 👩‍🏫", "changed") and loaded[0][9] == '{"k": [1, "\\u00e9", null]}'
     assert loaded[2][4] == "12345" and loaded[2][7] == dt.datetime(2024, 5, 1, 12)  # the text form's answers
+    # psycopg's binary dumpers would wrap an integer out of range: PostgreSQL refuses it as text
+    monkeypatch.setattr(dialects, "_binary_copy_types", binary_types)
+    for column, value in (("n", 2**31), ("s", 40_000), ("s", -2**15 - 1), ("id", 2**63)):
+        with engine.begin() as conn, pytest.raises(psycopg.errors.NumericValueOutOfRange):
+            dialects.insert_new(conn, model, [{"id": 6, column: value}])
+    engine.dispose()
 
 
 def test_a_stopped_load_leaves_them_to_the_next_run(parent_child):

@@ -77,6 +77,19 @@ def test_a_projects_own_parser_is_kept():
     assert converter[FIELD_TYPE.TIMESTAMP] is not DateTime_or_None
 
 
+def test_aware_values_come_from_both_kinds_or_from_neither():
+    """A project's own parser for one kind gives naive values: then neither kind is read
+    aware, and Django's make_aware stays."""
+    mine = lambda value: "mine"  # noqa: E731
+    converter = {FIELD_TYPE.DATETIME: DateTime_or_None, FIELD_TYPE.TIMESTAMP: mine}
+    assert use_fast_datetimes(converter, utc=True) is False
+    assert converter[FIELD_TYPE.DATETIME]("2024-05-01 12:03:04").tzinfo is None
+    converter = {FIELD_TYPE.DATETIME: DateTime_or_None, FIELD_TYPE.TIMESTAMP: DateTime_or_None}
+    assert use_fast_datetimes(converter, utc=True) is True
+    assert use_fast_datetimes(converter, utc=True) is True  # prepared again: as it was
+    assert converter[FIELD_TYPE.TIMESTAMP]("2024-05-01 12:03:04").tzinfo is dt.timezone.utc
+
+
 def test_mariadb_sends_what_both_parsers_agree_on():
     require_server("mariadb")
     query = ("SELECT CAST('2024-05-01 12:03:04.5' AS DATETIME(6)), CAST('2024-05-01 12:03:04' AS DATETIME), "
@@ -135,6 +148,9 @@ def test_the_export_and_verify_each_read_with_their_own_parser(datetimes):
     parser = connection.connection.converter[FIELD_TYPE.DATETIME]
     assert parser.__name__ == {"fast": "mysql_datetime_utc", "checked": "checked_datetime"}[datetimes]
     assert connection.ops.get_db_converters(None) == []  # the values come aware: no make_aware
+    source._on_connect(sender=None, connection=connection)  # prepared again (check_reachable)
+    assert connection.connection.converter[FIELD_TYPE.DATETIME] is parser
+    assert connection.ops.get_db_converters(None) == []
     LegacySource("video_app")  # the export's again, for the tests after this one
 
 
