@@ -525,7 +525,8 @@ def use_fast_datetimes(converter: dict, parser=None, utc: bool = False) -> bool:
 
     kinds = (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP)
     # aware values from both or from neither: a project's own parser gives naive ones
-    utc = utc and all(converter.get(k) is DateTime_or_None or hasattr(converter.get(k), "gives_utc") for k in kinds)
+    utc = utc and all(converter.get(k) is DateTime_or_None or getattr(converter.get(k), "gives_utc", False)
+                      for k in kinds)
     for kind in kinds:
         if converter.get(kind) is DateTime_or_None:
             converter[kind] = (parser or mysql_datetime_parser)(DateTime_or_None, utc=utc)
