@@ -263,6 +263,48 @@ def chunk_row_digests(start: int, rows: int, text: str) -> dict[int, int]:
             for i in range(0, len(text), _ROW_TEXT)}
 
 
+def place_moments(start: int, digests: Mapping[int, int]) -> tuple[int, int, int, int]:
+    """A chunk's (rows, sum of digests, sum of digest × place, sum of digest × place²), its
+    row ids' places counted from ``start``: what the target sums of its recorded digests."""
+    total = weighted = squared = 0
+    for i, digest in digests.items():
+        place = i - start
+        total += digest
+        weighted += digest * place
+        squared += digest * place * place
+    return len(digests), total, weighted, squared
+
+
+def single_difference(start: int, width: int, mine: Mapping[int, int], theirs: Sequence[int]) -> ChunkDiff | None:
+    """The one row in which a chunk's sides differ, found from the source's row digests
+    (``mine``, id -> digest) and the target's ``place_moments`` alone; None when the sides
+    do not differ in exactly one row (then compare them row by row).
+
+    The differences (source - target) of the sums are Σδ, Σδ·p and Σδ·p², over the places
+    p whose digests differ by δ (a row on one side only: δ = ± its digest). One row at
+    place q gives Σδ·p = q·Σδ and Σδ·p² = q²·Σδ; rows at two or more places cannot give
+    both for an integer q (Σδ(p-q) = Σδ(p-q)² = 0 has no solution with two distinct
+    places, and with three or more only by an exact coincidence of 48-bit digests)."""
+    rows, total, weighted, squared = place_moments(start, mine)
+    d_rows, d_total = rows - theirs[0], total - theirs[1]
+    d_weighted, d_squared = weighted - theirs[2], squared - theirs[3]
+    if d_total == 0 or d_weighted % d_total:
+        return None
+    place = d_weighted // d_total
+    if not 0 <= place < width or d_squared != place * place * d_total:
+        return None
+    i, result = start + place, ChunkDiff(start, start + width)
+    if d_rows == 0 and i in mine:
+        result.changed.append(i)
+    elif d_rows == 1 and mine.get(i) == d_total:
+        result.missing.append(i)
+    elif d_rows == -1 and i not in mine:
+        result.extra.append(i)
+    else:
+        return None
+    return result
+
+
 def differing_chunks(source: Mapping[int, Sequence[int]], target: Mapping[int, Sequence[int]]) -> list[int]:
     """Chunk starts whose (rows, digest sum) differ between the sides, or that one side
     lacks: only their rows need comparing."""

@@ -7,8 +7,10 @@ database computed plus a keyed part for the row's secrets (``fingerprint.py``). 
 asks the target for per-chunk counts and sums of the recorded digests (``CHUNK_WIDTH``
 ids a chunk) and the legacy database for each chunk's row digests gathered into one
 text (one GROUP BY over the table on each side, every row digested once). Chunks whose
-sums agree are done; the others are compared row by row, from the text already read and
-the target's recorded digests of those chunks alone. Contexts are recomputed only
+sums agree are done. In the others, the target's sums weighted by each id's place in
+the chunk name the row when one row differs (``diff.single_difference``: a change spread
+thin); the rest are compared row by row, from the text already read and the target's
+recorded digests of those chunks alone. Contexts are recomputed only
 for the rows a context can have changed (``Context.recheck``). No row is pulled through
 the ORM to find that it did not change. Secrets are read (id and secret only) and keyed
 here, since their digest may not be computed where the key would show. Then work
@@ -33,7 +35,8 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from .dialects import chunk_start, prepare_aggregate_reads
-from .diff import chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range, differing_chunks, id_parts
+from .diff import (ChunkDiff, chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range, differing_chunks,
+                   id_parts, single_difference)
 from .errors import BridgeError
 from .fingerprint import FINGERPRINT_VERSION, keyed_digest, secret_part
 from .idmap import id_map
@@ -48,6 +51,7 @@ RELEASED_LENGTH = 30
 # ids per chunk of the per-chunk sums: narrow, so that a change spread over the whole table
 # (1% of the rows) leaves most chunks equal; the sums travel as one row per chunk
 CHUNK_WIDTH = 16
+_NO_ROWS = (0, 0, 0, 0)  # the target's place_moments of a chunk it holds no row of
 FIND_THREADS = 3  # id ranges whose changes are looked for at once (a third fills the waits of two)
 SPAN_IDS = 65_536  # ids one query of the target's digests of differing chunks covers
 
@@ -231,8 +235,24 @@ class SyncRows:
             parents = target.submit(run.load_parent_ids, entity, _reads_itself(entity)) if lo is None else None
             stored = target.submit(self.stored_sums, run, entity, lo, hi)
             source, differing_rows = self.source_chunks(run, entity, lo, hi, stored)
-            spans = chunk_spans(sorted(differing_rows), CHUNK_WIDTH, SPAN_IDS)
             upsert, inserted, delete = [], set(), []
+
+            def take(diff: ChunkDiff) -> None:
+                upsert.extend(diff.missing)
+                upsert.extend(diff.changed)
+                inserted.update(diff.missing)
+                delete.extend(diff.extra)
+
+            # a chunk differing in one row names it by the target's sums alone (the common
+            # case: a change spread thin); only the others read the target's row digests
+            stored_moments = stored.result()
+            for start in list(differing_rows):
+                diff = single_difference(start, CHUNK_WIDTH, differing_rows[start],
+                                         stored_moments.get(start, _NO_ROWS))
+                if diff is not None:
+                    take(diff)
+                    del differing_rows[start]
+            spans = chunk_spans(sorted(differing_rows), CHUNK_WIDTH, SPAN_IDS)
             # the next span's recorded digests are read while this span is compared
             stored_spans = [target.submit(self.stored_digests, run, entity, *span) for span in spans[:1]]
             for k, (span_lo, span_hi, chunks) in enumerate(spans):
@@ -240,12 +260,8 @@ class SyncRows:
                     stored_spans.append(target.submit(self.stored_digests, run, entity, *spans[k + 1]))
                 mine = {i: digest for start in (chunks or range(span_lo, span_hi, CHUNK_WIDTH))
                         for i, digest in differing_rows.pop(start, {}).items()}
-                diff = compare_range(span_lo, span_hi, mine, stored_spans[k].result())
+                take(compare_range(span_lo, span_hi, mine, stored_spans[k].result()))
                 stored_spans[k] = None
-                upsert.extend(diff.missing)
-                upsert.extend(diff.changed)
-                inserted.update(diff.missing)
-                delete.extend(diff.extra)
             if parents is not None:
                 parents.result()
         unchanged = sum(rows for rows, _ in source.values()) - len(upsert)
@@ -298,33 +314,40 @@ class SyncRows:
         stored_sums = None
         for start, rows, text in run.source.chunk_digests(entity, CHUNK_WIDTH, lo, hi):
             if stored_sums is None:  # the source's GROUP BY is done: the target's is, most likely
-                stored_sums = stored.result()
+                stored_sums = _rows_and_sums(stored.result())
             more = extra.get(start, (0, 0))
             sums[start] = mine = [rows + more[0], chunk_digest_sum(text) + more[1]]
             if stored_sums.get(start) != mine:
                 texts[start] = (rows, text)
         for start, more in extra.items():
             sums.setdefault(start, list(more))
+        if stored_sums is None:  # the source holds no row in the range
+            stored_sums = _rows_and_sums(stored.result())
         differing: dict[int, dict[int, int]] = {}
-        for start in differing_chunks(sums, stored.result()):
+        for start in differing_chunks(sums, stored_sums):
             mine = rows_of(start, *texts[start]) if start in texts else {}
             mine.update((i, d) for i in range(start, start + CHUNK_WIDTH) if (d := derived.get(i)) is not None)
             differing[start] = mine
         return sums, differing
 
     def stored_sums(self, run, entity: Entity, lo: int | None, hi: int | None) -> dict[int, list[int]]:
+        """Chunk start -> the recorded digests' ``diff.place_moments``: rows, sum, and the
+        sums weighted by place and place² (``diff.single_difference`` reads those)."""
         fp = bk.fingerprints
-        start = self._stored_chunk().label("start")
-        # a chunk's sum fits a BIGINT (fingerprint.DIGEST_BITS): no NUMERIC to convert
-        total = sa.cast(sa.func.sum(fp.c.row_digest), sa.BigInteger)
-        query = (sa.select(start, sa.func.count(), total).where(fp.c.entity == entity.name).group_by(start))
+        chunk = self._stored_chunk()
+        place = fp.c.source_id - chunk
+        # each sum fits a BIGINT (a recorded digest is under 2**49, 16 rows 2**4, place² 2**8): no NUMERIC to convert
+        sums = [sa.cast(sa.func.sum(term), sa.BigInteger)
+                for term in (fp.c.row_digest, fp.c.row_digest * place, fp.c.row_digest * place * place)]
+        start = chunk.label("start")
+        query = (sa.select(start, sa.func.count(), *sums).where(fp.c.entity == entity.name).group_by(start))
         if lo is not None:
             query = query.where(fp.c.source_id >= lo)
         if hi is not None:
             query = query.where(fp.c.source_id < hi)
         with run.engine.connect() as conn:
             prepare_aggregate_reads(conn)
-            return {int(lo): [rows, int(total)] for lo, rows, total in _driver_rows(conn, query)}
+            return {int(lo): [rows, *map(int, moments)] for lo, rows, *moments in _driver_rows(conn, query)}
 
     @staticmethod
     def _stored_chunk():
@@ -478,6 +501,11 @@ class SyncRows:
             for i in taken:
                 del replying[i]
         return out
+
+
+def _rows_and_sums(moments: dict[int, list[int]]) -> dict[int, list[int]]:
+    """Chunk start -> [rows, digest sum], of the target's ``stored_sums``."""
+    return {start: chunk[:2] for start, chunk in moments.items()}
 
 
 def _driver_rows(conn, query) -> list[tuple]:

@@ -31,7 +31,7 @@ import flask_models as fm
 from migration_bridge import bookkeeping as bk
 from migration_bridge.dialects import chunk_start
 from migration_bridge.diff import (chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range,
-                                   differing_chunks, id_parts)
+                                   differing_chunks, id_parts, place_moments, single_difference)
 from migration_bridge.fingerprint import (DIGEST_BITS, context_digest, fingerprint_key, keyed_digest, pin_digest,
                                           row_digest, secret_part)
 
@@ -111,6 +111,54 @@ def test_only_differing_chunks_are_read_and_adjacent_ones_in_one_range():
     assert chunk_spans([0, 96], 32, 1024) == [(0, 128, [0, 96])]
     diff = compare_range(1024, 3072, {1025: 7, 1030: 8, 2050: 9}, {1025: 7, 1030: 1, 2051: 9})
     assert (diff.missing, diff.extra, diff.changed) == ([2050], [2051], [1030])
+
+
+def _random_chunk(rnd, start: int, width: int = 16) -> dict[int, int]:
+    return {start + p: rnd.randrange(2**49) for p in range(width) if rnd.random() < 0.9}
+
+
+@pytest.mark.parametrize("start", [0, 4096, -32])
+def test_one_differing_row_is_named_by_the_targets_weighted_sums(start):
+    rnd = random.Random(start)
+    for _ in range(2000):
+        target = _random_chunk(rnd, start)
+        source = dict(target)
+        i = start + rnd.randrange(16)
+        if i in source and rnd.random() < 0.5:
+            kind = "extra" if rnd.random() < 0.5 else "changed"
+            if kind == "extra":
+                del source[i]
+            else:
+                source[i] = rnd.randrange(2**49)
+        else:
+            kind = "missing" if i not in target else "changed"
+            source[i] = rnd.randrange(2**49)
+        if source == target:
+            continue
+        diff = single_difference(start, 16, source, place_moments(start, target))
+        assert diff is not None and getattr(diff, kind) == [i]
+        assert diff == compare_range(start, start + 16, source, target)
+    # a chunk the target lacks or the source lost entirely, one row each
+    assert single_difference(start, 16, {start + 3: 5}, (0, 0, 0, 0)).missing == [start + 3]
+    assert single_difference(start, 16, {}, place_moments(start, {start + 15: 9})).extra == [start + 15]
+
+
+def test_two_or_more_differing_rows_are_never_taken_for_one():
+    rnd = random.Random(7)
+    for trial in range(20000):
+        target = _random_chunk(rnd, 0)
+        source = dict(target)
+        for i in rnd.sample(range(16), 2 + trial % 5):
+            if i in source and rnd.random() < 0.3:
+                del source[i]
+            else:
+                # small, large, equal and opposite changes: the cases a cancelling sum would fool
+                source[i] = rnd.choice([rnd.randrange(2**49), source.get(i, 0) + 1, max(source.get(i, 0) - 1, 0)])
+        if compare_range(0, 16, source, target):
+            assert single_difference(0, 16, source, place_moments(0, target)) is None
+    # the same change moved by one place, and two changes whose sums cancel
+    assert single_difference(0, 16, {1: 5, 2: 7}, place_moments(0, {1: 7, 2: 5})) is None
+    assert single_difference(0, 16, {1: 6, 2: 6}, place_moments(0, {1: 5, 2: 7})) is None
 
 
 def test_a_chunks_gathered_digests_read_back_by_id_and_summed():
