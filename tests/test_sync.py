@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from migration_bridge.diff import (chunk_digest_sum, chunk_row_digests, chunk_sp
                                    differing_chunks, id_parts, place_moments, single_difference)
 from migration_bridge.fingerprint import (DIGEST_BITS, context_digest, fingerprint_key, keyed_digest, pin_digest,
                                           row_digest, secret_part)
+from migration_bridge.sync import CHUNK_WIDTH, SyncRows
 
 from .conftest import PROJECT_ROOT, SOURCE_TARGET_PAIRS, Database, DatabaseFactory, SeededLegacy, run_manage
 from .test_export import target_snapshot
@@ -159,6 +161,25 @@ def test_two_or_more_differing_rows_are_never_taken_for_one():
     # the same change moved by one place, and two changes whose sums cancel
     assert single_difference(0, 16, {1: 5, 2: 7}, place_moments(0, {1: 7, 2: 5})) is None
     assert single_difference(0, 16, {1: 6, 2: 6}, place_moments(0, {1: 5, 2: 7})) is None
+
+
+def test_the_targets_weighted_sums_are_the_place_moments_of_its_recorded_digests(target_db):
+    """What single_difference reads of the target, computed by each target dialect: exact
+    for the largest digests (a recorded digest is under 2**49) and for negative ids."""
+    engine = target_db.engine()
+    bk.fingerprints.create(engine)
+    rnd = random.Random(3)
+    rows = {i: rnd.choice([2**49 - 1, rnd.randrange(2**49)]) for i in range(-40, 200) if rnd.random() < 0.8}
+    with engine.begin() as conn:
+        conn.execute(bk.fingerprints.insert(), [{"entity": "e", "source_id": i, "row_digest": d}
+                                                for i, d in rows.items()])
+    run, entity = types.SimpleNamespace(engine=engine), types.SimpleNamespace(name="e")
+    starts = sorted({chunk_start(i, CHUNK_WIDTH) for i in rows})
+    expected = {s: list(place_moments(s, {i: d for i, d in rows.items() if s <= i < s + CHUNK_WIDTH}))
+                for s in starts}
+    assert SyncRows(100).stored_sums(run, entity, None, None) == expected
+    assert SyncRows(100).stored_sums(run, entity, -16, 64) == {s: expected[s] for s in starts if -16 <= s < 64}
+    engine.dispose()
 
 
 def test_a_chunks_gathered_digests_read_back_by_id_and_summed():
@@ -484,7 +505,7 @@ from migration_bridge.diff import chunk_digest_sum, chunk_row_digests
 from migration_bridge.fingerprint import ROW_DIGEST
 from migration_bridge.profiles import get_profile
 from migration_bridge.source import LegacySource
-from migration_bridge.sync import CHUNK_WIDTH
+from migration_bridge.sync import CHUNK_WIDTH, SyncRows
 source = LegacySource("video_app")
 source.row_digests = True
 entity = get_profile("plan").entity("students")
