@@ -277,14 +277,19 @@ def place_moments(start: int, digests: Mapping[int, int]) -> tuple[int, int, int
 
 def single_difference(start: int, width: int, mine: Mapping[int, int], theirs: Sequence[int]) -> ChunkDiff | None:
     """The one row in which a chunk's sides differ, found from the source's row digests
-    (``mine``, id -> digest) and the target's ``place_moments`` alone; None when the sides
-    do not differ in exactly one row (then compare them row by row).
+    (``mine``, id -> digest) and the target's ``place_moments`` alone; None when it cannot
+    be told that way (then compare the chunk row by row).
 
     The differences (source - target) of the sums are Σδ, Σδ·p and Σδ·p², over the places
     p whose digests differ by δ (a row on one side only: δ = ± its digest). One row at
-    place q gives Σδ·p = q·Σδ and Σδ·p² = q²·Σδ; rows at two or more places cannot give
-    both for an integer q (Σδ(p-q) = Σδ(p-q)² = 0 has no solution with two distinct
-    places, and with three or more only by an exact coincidence of 48-bit digests)."""
+    place q gives Σδ·p = q·Σδ and Σδ·p² = q²·Σδ; rows at two distinct places never give
+    both for an integer q (Σδ(p-q) = Σδ(p-q)² = 0 has no solution then), and rows at three
+    or more only by an exact coincidence of their digests, which are independent keyed or
+    database digests of 48 bits and more (each covers its row's id). A row whose digest is
+    0 adds nothing to the sums: a zero in ``mine``, or a changed row whose target digest
+    would be 0, sends the chunk row by row."""
+    if 0 in mine.values():
+        return None
     rows, total, weighted, squared = place_moments(start, mine)
     d_rows, d_total = rows - theirs[0], total - theirs[1]
     d_weighted, d_squared = weighted - theirs[2], squared - theirs[3]
@@ -294,7 +299,7 @@ def single_difference(start: int, width: int, mine: Mapping[int, int], theirs: S
     if not 0 <= place < width or d_squared != place * place * d_total:
         return None
     i, result = start + place, ChunkDiff(start, start + width)
-    if d_rows == 0 and i in mine:
+    if d_rows == 0 and i in mine and mine[i] != d_total:
         result.changed.append(i)
     elif d_rows == 1 and mine.get(i) == d_total:
         result.missing.append(i)

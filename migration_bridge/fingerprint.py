@@ -2,11 +2,11 @@
 
 Per row, two values (``bridge_row_digests``):
 
-- ``row_digest``, a 48-bit integer: the **database's own** digest of the row's
-  non-secret fields (``dialects.RowDigest``: MD5 or SHA1 over the fields, computed by the
-  legacy database, so a sync can ask the database for per-chunk sums instead of pulling every
-  row through Python), **plus** a keyed digest of its secret fields computed here
-  (``secret_part``). The key never reaches the legacy database, its query log or the
+- ``row_digest``, an integer under 2**49: the **database's own** 48-bit digest of the
+  row's non-secret fields (``dialects.RowDigest``: MD5 or SHA1 over the fields, computed by
+  the legacy database, so a sync can ask the database for per-chunk sums instead of pulling
+  every row through Python), **plus** a 48-bit keyed digest of its secret fields and its
+  id computed here (``secret_part``). The key never reaches the legacy database, its query log or the
   target: without it, a stored digest cannot be matched to a PIN by trying all 100,000
   of them. The database part only says whether a secret is NULL, empty or set.
 - ``context_digest``: a keyed digest of what the entity's declared contexts gave the row
@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 
-# 4: MySQL/MariaDB digest rows with SHA1 (3: MD5; 2: one keyed BLAKE2b per row over
-# everything, computed in Python)
-FINGERPRINT_VERSION = "4"
+# 5: the keyed secret part covers the row's id (4: the secrets alone, so two rows of one
+# chunk swapping PINs left its sum as it was; 3: MD5 on MySQL/MariaDB, not SHA1; 2: one
+# keyed BLAKE2b per row over everything, computed in Python)
+FINGERPRINT_VERSION = "5"
 # the key of a model row's database digest, on rows read by export and sync (source.py)
 ROW_DIGEST = "_row_digest"
 DIGEST_BITS = 48  # per row (plus a 48-bit secret part): a chunk's sum fits any SQL BIGINT
@@ -46,12 +47,14 @@ def keyed_digest(key: bytes, values: tuple) -> int:
     return int.from_bytes(_keyed(key, values, DIGEST_BITS // 8), "big")
 
 
-def secret_part(key: bytes, secrets: tuple) -> int:
+def secret_part(key: bytes, source_id: int, secrets: tuple) -> int:
     """What a row's secret fields add to its digest: 0 when none is set (NULL or empty;
-    the database part tells those apart), else a keyed digest of them."""
+    the database part tells those apart), else a keyed digest of them and of the row's
+    id. The id is in it so that two rows swapping their PINs change their digests (and
+    their chunk's sum), and two students with one PIN do not show it by equal parts."""
     if not any(secrets):
         return 0
-    return keyed_digest(key, ("secret", secrets))
+    return keyed_digest(key, ("secret", source_id, secrets))
 
 
 def pin_digest(key: bytes, entity: str, source_id: int, method: str, pin) -> str:
@@ -68,9 +71,9 @@ def context_digest(key: bytes, values: tuple) -> str | None:
     return _keyed(key, ("context", values), 16).hex()
 
 
-def row_digest(key: bytes, database_digest: int | None, secrets: tuple, values: tuple) -> int:
+def row_digest(key: bytes, source_id: int, database_digest: int | None, secrets: tuple, values: tuple) -> int:
     """The stored digest of one source row: the database's digest plus the keyed secret
     part; a derived row (no database digest) is keyed over all its ``values``."""
     if database_digest is None:
         return keyed_digest(key, values)
-    return int(database_digest) + secret_part(key, secrets)
+    return int(database_digest) + secret_part(key, source_id, secrets)

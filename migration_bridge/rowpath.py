@@ -117,8 +117,8 @@ class RowPath:
     def fingerprint(self, entity: Entity, src: dict, database_digest: int | None, ctx: TransformContext) -> dict:
         """What ``--sync`` compares (a ``bridge_row_digests`` row): the source row's digest
         and what its contexts gave it."""
-        digest = row_digest(self.fingerprint_key, database_digest, tuple(src[f] for f in entity.secret_fields),
-                            tuple(src.values()))
+        digest = row_digest(self.fingerprint_key, src["id"], database_digest,
+                            tuple(src[f] for f in entity.secret_fields), tuple(src.values()))
         return {"entity": entity.name, "source_id": src["id"], "row_digest": digest,
                 "context_digest": self.context_digest(entity, src["id"], ctx)}
 

@@ -113,9 +113,6 @@ class SyncRows:
         self.sync_stats: list[SyncStats] = []
         self.redecided: dict[str, set[int]] = {}  # entity -> source ids this sync decided again or deleted
         self.retry_every_reject = True
-        # secrets -> their keyed part, shared by the finder threads: PINs repeat (250,000
-        # students, fewer than 100,000 PINs), and keying is most of reading them
-        self.secret_parts: dict[tuple, int] = {}
 
     def check(self, options) -> None:
         if (options.reset or options.restart or options.dry_run or options.files_only
@@ -185,7 +182,6 @@ class SyncRows:
             finally:
                 for future in (f for futures in own.values() for f in futures):
                     future.cancel()
-                self.secret_parts.clear()
         # Deletes children first; a row still referenced (a derived school whose teachers
         # move to another one, a module no session will use) waits until the updates moved
         # the references away, then goes.
@@ -285,13 +281,8 @@ class SyncRows:
         key = run.path.fingerprint_key
         added: dict[int, int] = {}  # id -> what is added to the database's digest of the row
         derived: dict[int, int] = {}  # id -> digest of a row made in Python
-        known = self.secret_parts
         for source_id, *secrets in run.source.secret_values(entity, lo, hi):
-            secrets = tuple(secrets)
-            part = known.get(secrets)
-            if part is None:
-                part = known[secrets] = secret_part(key, secrets)
-            added[source_id] = part
+            added[source_id] = secret_part(key, source_id, tuple(secrets))
         for row in run.source.derived_rows(entity):
             if (lo is None or row["id"] >= lo) and (hi is None or row["id"] < hi):
                 derived[row["id"]] = keyed_digest(key, tuple(row.values()))

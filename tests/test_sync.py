@@ -161,6 +161,10 @@ def test_two_or_more_differing_rows_are_never_taken_for_one():
     # the same change moved by one place, and two changes whose sums cancel
     assert single_difference(0, 16, {1: 5, 2: 7}, place_moments(0, {1: 7, 2: 5})) is None
     assert single_difference(0, 16, {1: 6, 2: 6}, place_moments(0, {1: 5, 2: 7})) is None
+    # a row of digest 0 is invisible to the sums, on either side
+    assert single_difference(0, 16, {3: 12345}, place_moments(0, {9: 0})) is None
+    assert single_difference(0, 16, {2: 0}, place_moments(0, {9: 77, 4: 0})) is None
+    assert compare_range(0, 16, {3: 12345}, {9: 0}).missing == [3]
 
 
 def test_the_targets_weighted_sums_are_the_place_moments_of_its_recorded_digests(target_db):
@@ -218,13 +222,18 @@ def test_chunks_are_floor_aligned_for_negative_ids_too():
 
 def test_secret_and_context_digests():
     key, other = fingerprint_key("", "a"), fingerprint_key("", "b")
-    assert secret_part(key, (None,)) == secret_part(key, ("",)) == 0  # the database part tells those apart
-    assert secret_part(key, ("12345",)) != secret_part(other, ("12345",))
-    assert 0 < secret_part(key, ("12345",)) < 2**DIGEST_BITS
+    assert secret_part(key, 7, (None,)) == secret_part(key, 7, ("",)) == 0  # the database part tells those apart
+    assert secret_part(key, 7, ("12345",)) != secret_part(other, 7, ("12345",))
+    assert 0 < secret_part(key, 7, ("12345",)) < 2**DIGEST_BITS
+    # two rows swapping their PINs change the sum of their parts; one PIN shows as two parts
+    assert (secret_part(key, 7, ("12345",)) + secret_part(key, 8, ("54321",))
+            != secret_part(key, 7, ("54321",)) + secret_part(key, 8, ("12345",)))
+    assert secret_part(key, 7, ("12345",)) != secret_part(key, 8, ("12345",))
     assert context_digest(key, (None, None)) is None
     assert context_digest(key, (None, "2024-01-01")) != context_digest(key, ("2024-01-01", None))
-    assert row_digest(key, 5, ("",), ()) == 5
-    assert row_digest(key, None, (), (1, "school")) == keyed_digest(key, (1, "school"))  # a derived row
+    assert row_digest(key, 7, 5, ("",), ()) == 5
+    assert row_digest(key, 7, 5, ("12345",), ()) == 5 + secret_part(key, 7, ("12345",))
+    assert row_digest(key, 1, None, (), (1, "school")) == keyed_digest(key, (1, "school"))  # a derived row
     pin = functools.partial(pin_digest, key, "students")
     assert pin(7, "scrypt", "12345") == pin(7, "scrypt", "12345")
     assert len({pin(7, "scrypt", "12345"), pin(8, "scrypt", "12345"),  # one PIN, two students: no equal digests
@@ -358,6 +367,28 @@ def test_a_pin_change_alone_is_detected(precopied, tmp_path):
     assert check_password_hash(pin_hash, "11235")
 
 
+def test_two_students_of_one_chunk_swapping_pins_are_both_updated(precopied, tmp_path):
+    """A row's keyed secret part covers its id: with parts of the PINs alone, a swap left
+    the chunk's sum as it was and the sync missed both."""
+    legacy, target = precopied
+    with target.engine().connect() as conn:
+        migrated = set(conn.execute(sa.select(fm.Student.id)).scalars())
+    with sa.create_engine(legacy.db.url).connect() as conn:
+        pins = {i: pin for i, pin in conn.execute(sa.text("SELECT id, password FROM video_app_student")).all()
+                if i in migrated and pin}
+    a, b = next((i, j) for i in sorted(pins) for j in sorted(pins) if i < j and pins[i] != pins[j]
+                and chunk_start(i, CHUNK_WIDTH) == chunk_start(j, CHUNK_WIDTH))
+    shell(legacy, tmp_path, "from legacy_app.video_app.models import Student; "
+                            f"Student.objects.filter(pk={a}).update(password={pins[b]!r}); "
+                            f"Student.objects.filter(pk={b}).update(password={pins[a]!r})")
+    _, report = export(legacy, target, tmp_path, "--sync", "--skip-files")
+    assert report["sync"]["students"]["updated"] == 2
+    assert sum(s["inserted"] + s["updated"] + s["deleted"] for s in report["sync"].values()) == 2
+    with target.engine().connect() as conn:
+        hashes = dict(conn.execute(sa.select(fm.Student.id, fm.Student.pin_hash).where(fm.Student.id.in_([a, b]))).all())
+    assert check_password_hash(hashes[a], pins[b]) and check_password_hash(hashes[b], pins[a])
+
+
 def test_a_sync_writes_an_unchanged_pins_hash_again_and_hashes_a_changed_one(precopied, tmp_path):
     """The production method costs about 0.1 s a PIN: a student whose other fields changed
     keeps the hash the export wrote, a new PIN (or another method) is hashed anew."""
@@ -483,11 +514,11 @@ def test_fingerprints_reveal_no_pin_without_the_key(exported_pair):
         stored = conn.execute(sa.select(bk.fingerprints.c.row_digest).where(
             bk.fingerprints.c.entity == "students", bk.fingerprints.c.source_id == student_id)).scalar_one()
         columns = [c.name for c in bk.fingerprints.columns]
-    database_part = stored - secret_part(fingerprint_key("", SECRET_KEY), (pin,))  # what an attacker could know
+    database_part = stored - secret_part(fingerprint_key("", SECRET_KEY), student_id, (pin,))  # an attacker's guess
 
     def matches(key: bytes) -> list[str]:
         return [candidate for n in range(100_000)
-                if database_part + secret_part(key, (candidate := f"{n:05d}",)) == stored]
+                if database_part + secret_part(key, student_id, (candidate := f"{n:05d}",)) == stored]
 
     assert matches(fingerprint_key("", SECRET_KEY)) == [pin]  # the attack works with the key...
     assert matches(fingerprint_key("", "some other secret")) == []  # ...and finds nothing without it
