@@ -139,9 +139,11 @@ def run_command(command, work: Callable[[], T], traceback: bool = False) -> T:
             stderr.flush()
         except Exception:  # noqa: BLE001 - a closed stream must not hide the exit code
             pass
-        if code == EXIT_INTERRUPTED and _busy_threads():
-            # worker threads still in a file upload or a statement: the interpreter would
-            # join them at exit; an interrupted command ends now (next run cleans up)
+        if code == EXIT_INTERRUPTED:
+            # an interrupted command ends now: the interpreter's exit would join threads
+            # still in a file upload or a statement, or children, and one waiting on a lock
+            # held elsewhere kept a Ctrl-C'd export alive (what was committed is kept; the
+            # next run cleans up)
             for stream in (stdout, stderr):
                 try:
                     stream.flush()
@@ -149,11 +151,6 @@ def run_command(command, work: Callable[[], T], traceback: bool = False) -> T:
                     pass
             os._exit(code)
         raise SystemExit(code) from None
-
-
-def _busy_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate()
-            if t is not threading.main_thread() and t.is_alive() and not t.daemon]
 
 
 # --- checks every command makes before any work ---------------------------------------
