@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
 import os
 import signal
 import tempfile
@@ -140,14 +141,19 @@ def run_command(command, work: Callable[[], T], traceback: bool = False) -> T:
         except Exception:  # noqa: BLE001 - a closed stream must not hide the exit code
             pass
         if code == EXIT_INTERRUPTED:
-            # an interrupted command ends now: the interpreter's exit would join threads
-            # still in a file upload or a statement, or children, and one waiting on a lock
-            # held elsewhere kept a Ctrl-C'd export alive (what was committed is kept; the
-            # next run cleans up)
+            # an interrupted command ends now, its helper processes with it: the interpreter's
+            # exit would join threads still in a file upload or a statement, and a helper
+            # left waiting on a lock held elsewhere would keep the command's output open
+            # (what was committed is kept; the next run cleans up)
             for stream in (stdout, stderr):
                 try:
                     stream.flush()
                 except Exception:  # noqa: BLE001
+                    pass
+            for child in multiprocessing.active_children():
+                try:
+                    child.kill()
+                except Exception:  # noqa: BLE001 - already gone
                     pass
             os._exit(code)
         raise SystemExit(code) from None
