@@ -514,7 +514,7 @@ def test_fingerprints_reveal_no_pin_without_the_key(exported_pair):
         stored = conn.execute(sa.select(bk.fingerprints.c.row_digest).where(
             bk.fingerprints.c.entity == "students", bk.fingerprints.c.source_id == student_id)).scalar_one()
         columns = [c.name for c in bk.fingerprints.columns]
-    database_part = stored - secret_part(fingerprint_key("", SECRET_KEY), student_id, (pin,))  # an attacker's guess
+    database_part = stored - secret_part(fingerprint_key("", SECRET_KEY), student_id, (pin,))  # what an attacker could know
 
     def matches(key: bytes) -> list[str]:
         return [candidate for n in range(100_000)
@@ -536,7 +536,7 @@ from migration_bridge.diff import chunk_digest_sum, chunk_row_digests
 from migration_bridge.fingerprint import ROW_DIGEST
 from migration_bridge.profiles import get_profile
 from migration_bridge.source import LegacySource
-from migration_bridge.sync import CHUNK_WIDTH, SyncRows
+from migration_bridge.sync import CHUNK_WIDTH
 source = LegacySource("video_app")
 source.row_digests = True
 entity = get_profile("plan").entity("students")
