@@ -4,6 +4,7 @@ server can send and for any other text too (zero dates, impossible dates, stray 
 import contextlib
 import datetime as dt
 import json
+import random
 from types import SimpleNamespace
 
 import MySQLdb
@@ -181,11 +182,31 @@ def test_the_checked_parser_takes_no_value_that_does_not_write_back_as_its_text(
     assert parse("2024-05-01 12:03:04.5") == dt.datetime(2024, 5, 1, 12, 3, 4, 500000)  # the driver's: one digit
 
 
+def test_the_checked_parser_gives_the_drivers_value_made_aware_in_utc():
+    """Checked naive, made aware by arithmetic: the same instant and fields as the driver's
+    value with UTC attached, over the whole range of years and every fraction width."""
+    rng = random.Random(7)
+    parse, parse_utc = checked_datetime_parser(DateTime_or_None), checked_datetime_parser(DateTime_or_None, utc=True)
+    values = [dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1970, 1, 1),
+              dt.datetime(1969, 12, 31, 23, 59, 59, 999999), dt.datetime(2024, 2, 29, 0, 0, 0, 1)]
+    values += [dt.datetime(1, 1, 1) + dt.timedelta(microseconds=rng.randrange(315537897600 * 10**6))
+               for _ in range(3000)]
+    for value in values:
+        for spec, digits in (("seconds", 0), ("milliseconds", 3), ("microseconds", 6)):
+            text = value.isoformat(" ", spec)
+            expected = DateTime_or_None(text)
+            got, got_utc = parse(text), parse_utc(text.encode())
+            assert got == expected and got.tzinfo is None, text
+            assert got_utc == expected.replace(tzinfo=dt.timezone.utc) and got_utc.tzinfo is dt.timezone.utc, text
+            assert got_utc.timetuple()[:6] == expected.timetuple()[:6] and got_utc.microsecond == expected.microsecond
+
+
 # Read through the ORM as Django reads them, then through connections the bridge prepared:
 # the same values, the same tzinfo, under three settings (USE_TZ in UTC, USE_TZ with the
 # database in another zone, no USE_TZ); only the first skips Django's make_aware.
 ORM_DATETIMES = """
 import json
+import random
 from django.conf import settings
 from django.db import connection, connections
 from migration_bridge.source import LegacySource
