@@ -261,14 +261,16 @@ def _audit_range(state: State, path: RowPath, entity: Entity, columns: list[str]
             rows = [row for row, _, _ in batch]
             audit.misread.extend(row["id"] for row, in_db, decoded in batch if in_db != decoded)
             held: dict[int, dict | None] = {r["id"]: None for r in rows}
+            accept, accepted = path.accepting(entity)
             for src, result in path.transform(entity, path.batch_context(entity, ctx, rows), rows):
                 problem = path.decide(entity, src, result)
                 if problem is not None and problem != WAIT:
                     rule_out(src["id"], problem)
                     continue
                 if problem is None:
-                    path.accept(entity, src["id"])
+                    accept(src["id"])
                 held[src["id"]] = result.row
+            accepted()
             yield held
             if after_batch is not None:
                 after_batch()

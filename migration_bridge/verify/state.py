@@ -155,6 +155,8 @@ class IdList:
         self.items.extend(ids)
         self.members.update(self.items[start:])
 
+    update = extend  # as ``IdSet.update`` (``RowPath.accept_all``)
+
     def __contains__(self, i) -> bool:
         return i in self.members
 
