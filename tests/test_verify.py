@@ -284,6 +284,21 @@ def test_the_reservoir_samples_uniformly_whatever_the_batches():
     assert (none.items, none.seen) == ([], 2)
 
 
+def test_target_sessions_on_postgresql_never_jit_compile(make_database):
+    """A chunk-digest query is costed above PostgreSQL's jit_above_cost, and compiling it
+    took longer than running it (200 of 450 ms): the bridge's sessions turn JIT off,
+    next to the lock timeout they are given."""
+    from migration_bridge import dialects
+
+    engine = dialects.create_target_engine(make_database("postgresql").url, lock_timeout=7)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SHOW jit")).scalar_one() == "off"
+            assert conn.execute(sa.text("SHOW lock_timeout")).scalar_one() == "7s"
+    finally:
+        engine.dispose()
+
+
 def test_text_form_keeps_values_apart():
     """Any two sequences of values (rows one after the other) that differ have text forms
     that differ, whatever the kinds of their columns, None, empty texts, texts holding the
