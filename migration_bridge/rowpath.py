@@ -18,7 +18,7 @@ from .fingerprint import ROW_DIGEST, context_digest, row_digest
 from .idset import IdSet
 from .mapping import Entity
 from .report import jsonable
-from .transforms import Note, Reject, Root, Skip, TransformContext, check_parents, root_of, validate_row
+from .transforms import Note, Reject, Root, Skip, TransformContext, check_parents, root_of, row_validator
 
 WAIT = "wait"  # decide(): a reply whose parent comes later in id order
 
@@ -95,6 +95,7 @@ class RowPath:
         # a row worker (ranges.py) sees the rows of its own id range only: a parent at or
         # below this id may be in another worker's range, so its replies wait for it
         self.range_start: int | None = None
+        self._validators: dict[str, Callable] = {}  # entity name -> transforms.row_validator
 
     # --- context -------------------------------------------------------------------
 
@@ -146,10 +147,11 @@ class RowPath:
         if isinstance(result, (Reject, Skip)):
             return result
         row = result.row
-        filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
-        problem = (next((p for table in entity.tables
-                         if (p := validate_row(row, table, entity.choices, filled_later))), None)
-                   or check_parents(row, entity.foreign_keys, self.loaded, self.gone))
+        validate = self._validators.get(entity.name)
+        if validate is None:
+            filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
+            validate = self._validators[entity.name] = row_validator(entity.tables, entity.choices, filled_later)
+        problem = validate(row) or check_parents(row, entity.foreign_keys, self.loaded, self.gone)
         column = entity.self_foreign_key
         if problem is None and column and row[column] is not None and row[column] not in self.loaded[entity.name]:
             parent = row[column]

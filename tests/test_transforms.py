@@ -136,6 +136,47 @@ def test_validate_row_rejects_instead_of_truncating():
     assert bad is not None and "media_type" in bad.reason
 
 
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize("profile", ["plan", "datadeckv2"])
+def test_the_written_validator_decides_as_validate_row_over_every_table(profile):
+    """``row_validator`` (what the row path runs per row) gives exactly what
+    ``validate_row`` gives over the entity's tables in order, on rows mixing every kind of
+    value near every rule: lengths at and over the limit, NUL, choices, NULL in required
+    and filled-later columns, str subclasses, lists, other types."""
+    import random
+
+    from migration_bridge.profiles import get_profile
+
+    rng = random.Random(5)
+    when = dt.datetime(2025, 1, 1, tzinfo=UTC)
+    checked = rejected = 0
+    for entity in get_profile(profile).entities:
+        for filled_later in ((), (entity.hashed_pin[0],) if entity.hashed_pin else ("name",)):
+            validate = t.row_validator(entity.tables, entity.choices, filled_later)
+            columns = {c.name: getattr(c.type, "length", None) for table in entity.tables for c in table.columns}
+            for _ in range(400):
+                row = {}
+                for name, length in columns.items():
+                    size = length or 20
+                    pool = [None, 0, -3, True, False, when, "", "ok", "x" * size, "x" * (size + 1), "a\x00b",
+                            _Text("sub"), _Text("y" * (size + 1)), ["/a.png"], ["x\x00"], {"k": 1}, 1.5, b"raw",
+                            *sorted(entity.choices.get(name, ())), "not-a-choice"]
+                    if name in entity.choices:  # a choice column holds a scalar (a list is unhashable)
+                        pool = [v for v in pool if not isinstance(v, (list, dict))]
+                    if rng.random() < 0.8:  # mostly valid rows, so that late columns are reached
+                        pool = [None, 1, "ok", when, False, *sorted(entity.choices.get(name, ()))]
+                    row[name] = rng.choice(pool)
+                expected = next((p for table in entity.tables
+                                 if (p := t.validate_row(row, table, entity.choices, filled_later))), None)
+                assert validate(row) == expected, (entity.name, row)
+                checked += 1
+                rejected += expected is not None
+    assert checked and 0 < rejected < checked
+
+
 @pytest.mark.parametrize("value", ["a\x00b", ["/media/a.png", "x\x00"], {"k": "\x00"}])
 def test_validate_row_rejects_nul_characters(value):
     table = fm.Media.__table__
