@@ -95,7 +95,7 @@ class RowPath:
         # a row worker (ranges.py) sees the rows of its own id range only: a parent at or
         # below this id may be in another worker's range, so its replies wait for it
         self.range_start: int | None = None
-        self._validators: dict[str, Callable] = {}  # entity name -> transforms.row_validator
+        self._validators: dict[str, tuple[Entity, Callable]] = {}  # name -> (entity, its row_validator)
 
     # --- context -------------------------------------------------------------------
 
@@ -147,11 +147,12 @@ class RowPath:
         if isinstance(result, (Reject, Skip)):
             return result
         row = result.row
-        validate = self._validators.get(entity.name)
-        if validate is None:
+        written = self._validators.get(entity.name)
+        if written is None or written[0] is not entity:
             filled_later = (entity.hashed_pin[0],) if entity.hashed_pin else ()
-            validate = self._validators[entity.name] = row_validator(entity.tables, entity.choices, filled_later)
-        problem = validate(row) or check_parents(row, entity.foreign_keys, self.loaded, self.gone)
+            written = self._validators[entity.name] = (entity, row_validator(entity.tables, entity.choices,
+                                                                             filled_later))
+        problem = written[1](row) or check_parents(row, entity.foreign_keys, self.loaded, self.gone)
         column = entity.self_foreign_key
         if problem is None and column and row[column] is not None and row[column] not in self.loaded[entity.name]:
             parent = row[column]
@@ -177,9 +178,9 @@ class RowPath:
 
     def accepting(self, entity: Entity) -> tuple[Callable[[int], None], Callable[[], None]]:
         """(accept an id, done) for one batch decided in id order. Where no row looks up
-        another of its table (no self-reference) the ids go in at ``done``, all at once:
-        about a microsecond a row less than one by one."""
-        if entity.self_foreign_key:
+        another of its table (no foreign key to it, the self-reference or any other) the
+        ids go in at ``done``, all at once: about a microsecond a row less than one by one."""
+        if entity.name in entity.all_foreign_keys.values():
             return functools.partial(self.accept, entity), lambda: None
         ids: list[int] = []
         return ids.append, lambda: self.accept_all(entity, ids)

@@ -343,11 +343,11 @@ def row_validator(tables: tuple[sa.Table, ...], choices: Mapping[str, frozenset]
                   filled_later: tuple[str, ...] = ()) -> Callable[[Mapping[str, Any]], Reject | None]:
     """``validate_row`` over ``tables`` in order, the first problem, as one function written
     for their columns: a row whose every value passes on the common path (None, an int,
-    bool or datetime, a str within the length and without NUL, an allowed choice) costs no
-    call per column; any other row is handed to ``validate_row`` itself, which words the
-    problem (and passes what this path does not know, e.g. a list without NUL)."""
+    bool or datetime, a list or a str without NUL, a str within the length, an allowed
+    choice) costs no call per column; any other row is handed to ``validate_row`` itself,
+    which words the problem (and passes the other values it takes, e.g. a dict without NUL)."""
     choices = choices or {}
-    scope: dict[str, Any] = {"_DATETIME": dt.datetime}
+    scope: dict[str, Any] = {"_DATETIME": dt.datetime, "_holds_nul": _holds_nul}
 
     def general(row):
         return next((p for table in tables if (p := validate_row(row, table, choices, filled_later))), None)
@@ -366,6 +366,8 @@ def row_validator(tables: tuple[sa.Table, ...], choices: Mapping[str, frozenset]
                 "        return general(row)" if required and name not in filled_later else "        pass",
                 "    elif type(v) is int or type(v) is bool or type(v) is _DATETIME:",
                 f"        if False{refused}: return general(row)",
+                "    elif type(v) is list:",  # a JSON list of URLs (project images)
+                f"        if _holds_nul(v){refused}: return general(row)",
                 f"    elif type(v) is not str or {too_long}'\\x00' in v{refused}:",
                 "        return general(row)",
             ]

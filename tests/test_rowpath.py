@@ -68,3 +68,20 @@ def test_a_row_worker_makes_a_reply_wait_for_a_parent_below_its_range_only():
     assert missing == Reject("parent_id: comments id 11 not found (missing in the source)")
     path.range_start = None   # one process: a parent earlier in id order was read already
     assert path.decide(COMMENTS, {"id": 15}, reply(15, 7)).reason.startswith("parent_id: comments id 7 not found")
+
+
+def test_a_row_finds_a_parent_of_its_own_table_decided_earlier_in_its_batch():
+    """Ids are accepted a batch at a time only where no row looks up its own table: a
+    self-reference declared as an ordinary foreign key is looked up row by row too, and
+    one batch decides as two do."""
+    import dataclasses
+
+    declared = dataclasses.replace(COMMENTS, self_foreign_key=None,
+                                   foreign_keys={**COMMENTS.foreign_keys, "parent_id": "comments"},
+                                   transform=lambda src, ctx: Transformed(dict(src)), contexts=(), files=())
+    rows = [{**reply(i, parent).row, "student_id": None} for i, parent in ((1, None), (2, 1))]
+    for batches in ([rows], [rows[:1], rows[1:]]):
+        path = path_with()
+        path.fingerprint = lambda *args: {}
+        accepted = [r["id"] for batch in batches for r in path.process(declared, [dict(r) for r in batch], None).rows]
+        assert accepted == [1, 2]
