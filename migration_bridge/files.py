@@ -41,7 +41,8 @@ import sqlalchemy as sa
 from . import bookkeeping as bk
 from . import dialects
 from .conf import BridgeSettings
-from .idmap import legacy_ids_query
+from .idmap import legacy_ids_query, target_legacy_ids
+from .idset import IdSet
 from .filestore import (
     RetryPolicy, SourceFiles, Target, make_target, storage_from_settings,
 )
@@ -57,6 +58,7 @@ log = logging.getLogger("migration_bridge")
 KEY_SCHEMES = ("preserve", "media-id")
 DONE = ("copied", "skipped_present")
 MAX_NAME = 500  # bridge_files.old_name / key
+NAMES_HELD = 20_000  # file names an inventory counts in memory before adding them to the manifest
 KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "migration-bridge.video-app.media")
 _IN_CHUNK = 500  # values per IN (...) list
 
@@ -280,14 +282,15 @@ def copy_files(engine: sa.Engine, source: LegacySource, profile: Profile, conf: 
         result.scope = "rows this sync wrote"
     try:
         started = time.monotonic()
+        present = MigratedRows(engine, profile, whole=only is None)  # the copy writes no row: read once
         result.references, result.invalid_names, names = build_inventory(engine, source, profile, conf,
-                                                                          options.batch_size, only)
+                                                                          options.batch_size, only, present)
         result.seconds["inventory"] = time.monotonic() - started
         started = time.monotonic()
         result.copy = copy_pending(engine, src, dst, options, names)
         result.seconds["copy"] = time.monotonic() - started
         started = time.monotonic()
-        missing, failed = list_problems(engine, source, profile, conf, options, only)
+        missing, failed = list_problems(engine, source, profile, conf, options, only, present)
         result.seconds["listing"] = time.monotonic() - started
     finally:
         dst.close()
@@ -305,7 +308,7 @@ def copy_files(engine: sa.Engine, source: LegacySource, profile: Profile, conf: 
 
 def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
                     batch_size: int, only: Mapping[str, Iterable[int]] | None = None,
-                    ) -> tuple[int, int, set[str] | None]:
+                    present: MigratedRows | None = None) -> tuple[int, int, set[str] | None]:
     """Count, per file, the source rows referencing it and those of them in the target;
     add the files no key was assigned to (their key: their name). Returns (references,
     invalid names, the names seen when ``only`` is given, else None)."""
@@ -314,50 +317,82 @@ def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, c
         with engine.begin() as conn:
             # counts are rebuilt on every run (a killed inventory leaves no stale counts behind)
             conn.execute(table.update().where(table.c.refs != 0).values(refs=0, migrated_refs=0))
+    present = present or MigratedRows(engine, profile, whole=only is None)
     references = invalid = 0
     seen: set[str] | None = None if only is None else set()
+    counts: dict[str, list[int]] = {}  # name -> [refs, migrated refs] not yet in the manifest
     for refs in source.file_references(profile, batch_size, file_urls(conf, profile), only):
         usable = [r for r in refs if len(r.name) <= MAX_NAME]
         invalid += len(refs) - len(usable)
-        if not usable:
-            continue
         references += len(usable)
-        with engine.begin() as conn:
-            migrated = _present(conn, profile, usable)
-            counts: dict[str, list] = {}  # name -> [refs, migrated refs]
-            for ref in usable:
-                entry = counts.setdefault(ref.name, [0, 0])
-                entry[0] += 1
-                entry[1] += (ref.owner, ref.owner_id) in migrated
-            known = {row.old_name: row for row in manifest_rows(conn, counts)}
-            rows = []
-            for name, (n, m) in counts.items():
-                old = known.get(name)
-                if old is None:
-                    rows.append(_new_entry(name, name, None, refs=n, migrated_refs=m))  # no key assigned: its name
-                elif seen is None:  # its key stays: rows name it already
-                    rows.append({**old._asdict(), "refs": n + old.refs, "migrated_refs": m + old.migrated_refs})
-                elif old.refs == 0 or old.migrated_refs == 0:  # a sync: counted in from now on
-                    rows.append({**old._asdict(), "refs": max(n, old.refs), "migrated_refs": m})
-            dialects.upsert(conn, table, rows)
-            if seen is not None:
-                seen.update(counts)
+        migrated = present.among(usable)
+        for ref in usable:
+            entry = counts.setdefault(ref.name, [0, 0])
+            entry[0] += 1
+            entry[1] += (ref.owner, ref.owner_id) in migrated
+        if len(counts) >= NAMES_HELD:
+            _add_counts(engine, counts, seen)
+            counts = {}
+    _add_counts(engine, counts, seen)
     if invalid:
         log.warning("files: %d references with a name longer than %d characters ignored", invalid, MAX_NAME)
     return references, invalid, seen
 
 
-def _present(conn: sa.Connection, profile: Profile, refs: list[FileRef]) -> set[tuple[str, int]]:
-    """(owner, id) of the referencing rows that are in the target tables."""
-    by_owner: dict[str, set[int]] = {}
-    for ref in refs:
-        by_owner.setdefault(ref.owner, set()).add(ref.owner_id)
-    present = set()
-    for owner, ids in by_owner.items():
-        view = legacy_ids_query(profile, profile.entity(owner), ordered=False).subquery()
-        for chunk in _chunks(sorted(ids)):
-            present.update((owner, i) for (i,) in conn.execute(sa.select(view.c.id).where(view.c.id.in_(chunk))))
-    return present
+def _add_counts(engine: sa.Engine, counts: Mapping[str, list[int]], seen: set[str] | None) -> None:
+    """Add the counts to the manifest (``seen`` given: a sync's, see ``build_inventory``)."""
+    if not counts:
+        return
+    with engine.begin() as conn:
+        known = {row.old_name: row for row in manifest_rows(conn, counts)}
+        rows = []
+        for name, (n, m) in counts.items():
+            old = known.get(name)
+            if old is None:
+                rows.append(_new_entry(name, name, None, refs=n, migrated_refs=m))  # no key assigned: its name
+            elif seen is None:  # its key stays: rows name it already
+                rows.append({**old._asdict(), "refs": n + old.refs, "migrated_refs": m + old.migrated_refs})
+            elif old.refs == 0 or old.migrated_refs == 0:  # a sync: counted in from now on
+                rows.append({**old._asdict(), "refs": max(n, old.refs), "migrated_refs": m})
+        dialects.upsert(conn, bk.files, rows)
+    if seen is not None:
+        seen.update(counts)
+
+
+class MigratedRows:
+    """Which referencing rows the target holds: with ``whole`` (an inventory of every
+    row) each owner's ids are read once, as ranges; else each batch's are looked up (a
+    sync's few rows)."""
+
+    def __init__(self, engine: sa.Engine, profile: Profile, whole: bool):
+        self.engine, self.profile, self.whole = engine, profile, whole
+        self._ids: dict[str, IdSet] = {}
+
+    def among(self, refs: list[FileRef]) -> set[tuple[str, int]]:
+        """(owner, id) of the referencing rows of ``refs`` that are in the target tables."""
+        if not self.whole:
+            return self._looked_up(refs)
+        present = set()
+        for ref in refs:
+            ids = self._ids.get(ref.owner)
+            if ids is None:
+                with self.engine.connect() as conn:
+                    ids = self._ids[ref.owner] = target_legacy_ids(conn, self.profile, self.profile.entity(ref.owner))
+            if ref.owner_id in ids:
+                present.add((ref.owner, ref.owner_id))
+        return present
+
+    def _looked_up(self, refs: list[FileRef]) -> set[tuple[str, int]]:
+        by_owner: dict[str, set[int]] = {}
+        for ref in refs:
+            by_owner.setdefault(ref.owner, set()).add(ref.owner_id)
+        present = set()
+        with self.engine.connect() as conn:
+            for owner, ids in by_owner.items():
+                view = legacy_ids_query(self.profile, self.profile.entity(owner), ordered=False).subquery()
+                for chunk in _chunks(sorted(ids)):
+                    present.update((owner, i) for (i,) in conn.execute(sa.select(view.c.id).where(view.c.id.in_(chunk))))
+        return present
 
 
 def manifest_rows(conn: sa.Connection, names: Iterable[str]) -> list:
@@ -556,7 +591,8 @@ def _manifest_update(row, outcome: Outcome) -> dict:
 # --- 3. what is missing or failed, with the rows referencing it ---------------------------
 
 def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
-                  options: FileOptions, only: Mapping[str, Iterable[int]] | None = None) -> tuple[list, list]:
+                  options: FileOptions, only: Mapping[str, Iterable[int]] | None = None,
+                  present: MigratedRows | None = None) -> tuple[list, list]:
     """The missing and failed files, each with (some of) the ids of the migrated rows
     referencing it (of the rows in ``only``, when given), per entity."""
     problems: dict[str, dict] = {}  # name -> entry of missing_files / failed_files
@@ -568,12 +604,12 @@ def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, con
                                                      .where(t.c.status.in_(("missing", "failed")), t.c.refs > 0))}
     if not wrong:
         return [], []
+    present = present or MigratedRows(engine, profile, whole=only is None)
     for refs in source.file_references(profile, options.batch_size, file_urls(conf, profile), only):
         refs = [r for r in refs if r.name in wrong]
         if not refs:
             continue
-        with engine.connect() as conn:
-            migrated = _present(conn, profile, refs)
+        migrated = present.among(refs)
         for ref in refs:
             if (ref.owner, ref.owner_id) not in migrated:
                 continue

@@ -22,6 +22,8 @@ from typing import Callable, Iterable
 
 import sqlalchemy as sa
 
+from . import dialects
+from .idset import IdSet
 from .mapping import LEGACY_ID_IF_FREE, Entity, Profile
 
 id_map_metadata = sa.MetaData()
@@ -174,6 +176,13 @@ def legacy_id_ranges_query(profile: Profile, entity: Entity) -> sa.Select:
     run = sa.select(ids.c.id, (ids.c.id - sa.func.row_number().over(order_by=ids.c.id)).label("run")).subquery()
     first = sa.func.min(run.c.id)
     return sa.select(first, sa.func.max(run.c.id)).group_by(run.c.run).order_by(first)
+
+
+def target_legacy_ids(conn: sa.Connection, profile: Profile, entity: Entity) -> IdSet:
+    """The legacy ids of every target row of the entity, read as ranges (one query)."""
+    dialects.prepare_aggregate_reads(conn)
+    ranges = legacy_id_ranges_query(profile, entity)
+    return IdSet.from_ranges(conn.execution_options(stream_results=True, yield_per=50_000).execute(ranges))
 
 
 def legacy_view(profile: Profile, entity: Entity) -> sa.Subquery:

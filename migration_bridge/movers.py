@@ -12,8 +12,7 @@ import sqlalchemy as sa
 
 from . import bookkeeping as bk
 from . import dialects, ranges
-from .idmap import legacy_id_ranges_query
-from .idset import IdSet
+from .idmap import target_legacy_ids
 from .load import BatchStore, BatchWriter, EntityStats
 from .mapping import Entity, Profile
 from .progress import Progress
@@ -40,11 +39,8 @@ class Run:
         this entity's rows or contexts read (and, with ``itself``, its own)."""
         for name in entity.parents | ({entity.name} if itself else set()):
             if name not in self.path.loaded:
-                ranges = legacy_id_ranges_query(self.profile, self.profile.entity(name))
                 with self.engine.connect() as conn:
-                    dialects.prepare_aggregate_reads(conn)
-                    result = conn.execution_options(stream_results=True, yield_per=50_000).execute(ranges)
-                    self.path.loaded[name] = IdSet.from_ranges(result)
+                    self.path.loaded[name] = target_legacy_ids(conn, self.profile, self.profile.entity(name))
                     self.path.gone[name] = bk.gone_rows(conn, name)
 
     def copy_rows(self, entity: Entity, ctx, stats: EntityStats, before_id: int | None = None,

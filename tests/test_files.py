@@ -463,6 +463,37 @@ def test_manifest_and_finalisation_on_every_target_dialect(legacy, settings, tmp
     assert again["copied"] == 0
 
 
+@pytest.mark.parametrize("names_held", ["at once", "name by name"])
+def test_the_inventory_counts_every_reference_and_those_of_the_migrated_rows(
+        legacy, settings, tmp_path, target_db, monkeypatch, names_held):
+    """Per file: the source rows referencing it, and those of them the target holds (a
+    rejected row's file is referenced, not needed); the same when the counts reach the
+    manifest one name at a time, and the target's ids read whole or looked up per batch."""
+    from migration_bridge import files
+    from migration_bridge.rowpath import file_urls
+    from migration_bridge.source import LegacySource
+
+    if names_held == "name by name":
+        monkeypatch.setattr(files, "NAMES_HELD", 1)
+    use_target(settings, FsTarget(tmp_path / "flask_media"))
+    export(tmp_path, target_url=target_db.url)
+    engine = target_db.engine()
+    with engine.connect() as conn:
+        counted = {r.old_name: (r.refs, r.migrated_refs) for r in conn.execute(sa.select(bk.files))}
+    once = {name: (1, 1) for name in [n for _, n in legacy["unique"]] + [
+        "videos/clip.mp4", "images/p0.png", "images/p1.png", "images/p_missing.png", "images/missing.png",
+        "profiles/teacher1.png", "profiles/gone.png"]}
+    assert counted == {**once, "images/shared.png": (3, 3),
+                       "images/only_rejected_missing.png": (1, 0), "images/rejected_only.png": (1, 0)}
+    conf, profile = bridge_settings(), get_profile("plan")
+    refs = [r for batch in LegacySource(conf.LEGACY_APP).file_references(profile, 5, file_urls(conf, profile))
+            for r in batch]
+    whole = files.MigratedRows(engine, profile, whole=True).among(refs)
+    assert whole == files.MigratedRows(engine, profile, whole=False).among(refs)
+    assert len(whole) == len({(r.owner, r.owner_id) for r in refs}) - 2
+    engine.dispose()
+
+
 def test_filesystem_target_overwrites_a_stale_object(legacy, settings, tmp_path):
     """A file already at the key with other bytes (same size) is replaced, never renamed."""
     target = FsTarget(tmp_path / "flask_media")
