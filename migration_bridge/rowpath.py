@@ -119,10 +119,14 @@ class RowPath:
     def fingerprint(self, entity: Entity, src: dict, database_digest: int | None, ctx: TransformContext) -> dict:
         """What ``--sync`` compares (a ``bridge_row_digests`` row): the source row's digest
         and what its contexts gave it."""
-        digest = row_digest(self.fingerprint_key, src["id"], database_digest,
-                            tuple(src[f] for f in entity.secret_fields), tuple(src.values()))
-        return {"entity": entity.name, "source_id": src["id"], "row_digest": digest,
-                "context_digest": self.context_digest(entity, src["id"], ctx)}
+        source_id = src["id"]
+        # only what the digest reads is gathered: a row's values only when no database
+        # digested it, contexts only where the entity has some (once per row of millions)
+        secrets = tuple(map(src.__getitem__, entity.secret_fields)) if entity.secret_fields else ()
+        digest = row_digest(self.fingerprint_key, source_id, database_digest, secrets,
+                            () if database_digest is not None else tuple(src.values()))
+        return {"entity": entity.name, "source_id": source_id, "row_digest": digest,
+                "context_digest": self.context_digest(entity, source_id, ctx) if entity.contexts else None}
 
     # --- transform ---------------------------------------------------------------------
 
@@ -247,7 +251,8 @@ class RowPath:
                 out.rows.append(result.row)
                 if entity.hashed_pin:
                     out.pins.append(src[entity.hashed_pin[1]])
-                out.notes.extend(note_row(entity, src["id"], n) for n in result.notes)
+                if result.notes:
+                    out.notes.extend(note_row(entity, src["id"], n) for n in result.notes)
         accepted()
         return out
 

@@ -1,10 +1,13 @@
 """The row path's decisions that need no database: replies waiting for their parent."""
 import datetime as dt
 
+import pytest
+
+from migration_bridge.fingerprint import context_digest, row_digest
 from migration_bridge.idset import IdSet
 from migration_bridge.profiles import get_profile
 from migration_bridge.rowpath import WAIT, RowPath
-from migration_bridge.transforms import Reject, Root, Transformed
+from migration_bridge.transforms import Reject, Root, TransformContext, Transformed
 
 COMMENTS = get_profile("plan").entity("comments")
 NOW = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
@@ -85,3 +88,26 @@ def test_a_row_finds_a_parent_of_its_own_table_decided_earlier_in_its_batch():
         path.fingerprint = lambda *args: {}
         accepted = [r["id"] for batch in batches for r in path.process(declared, [dict(r) for r in batch], None).rows]
         assert accepted == [1, 2]
+
+
+@pytest.mark.parametrize("profile", ["plan", "datadeckv2"])
+def test_a_rows_fingerprint_is_its_digest_and_its_contexts_digest_over_the_whole_row(profile):
+    """What a sync compares, for every entity: a database-digested row (secrets set or
+    empty) and a derived one (no database digest: keyed over all its values), each with
+    its contexts giving it something or nothing."""
+    key = b"k" * 64
+    path = RowPath(source=None, ctx=None, urls=None, fingerprint_key=key)
+    for entity in get_profile(profile).entities:
+        for secret in ("", "1234", None):
+            for database_digest in (987_654_321, None):
+                for given in (None, "x"):
+                    src = {f: (secret if f in entity.secret_fields else f"v-{f}") for f in entity.source_fields}
+                    src["id"] = 7
+                    ctx = TransformContext(**{c.field: ({7: given} if given else {}) for c in entity.contexts})
+                    assert path.fingerprint(entity, src, database_digest, ctx) == {
+                        "entity": entity.name, "source_id": 7,
+                        "row_digest": row_digest(key, 7, database_digest,
+                                                 tuple(src[f] for f in entity.secret_fields), tuple(src.values())),
+                        "context_digest": context_digest(key, tuple(getattr(ctx, c.field).get(7)
+                                                                    for c in entity.contexts)),
+                    }, (entity.name, secret, database_digest, given)
