@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import logging
+import operator
 import os
 import re
 import time
@@ -248,6 +249,8 @@ _BINARY_COPY = {"int8": ("int8", {int}), "int4": ("int4", {int}), "int2": ("int2
 # such a batch goes as text, where PostgreSQL refuses it
 _INTEGER_RANGE = {"int2": (-2**15, 2**15 - 1), "int4": (-2**31, 2**31 - 1), "int8": (-2**63, 2**63 - 1)}
 _NONE = type(None)
+_is_not_none = functools.partial(operator.is_not, None)
+_tzinfo = operator.attrgetter("tzinfo")
 
 
 def _binary_copy_types(cur, into: str, keys: list[str], values: list[list]) -> list[str] | None:
@@ -262,19 +265,21 @@ def _binary_copy_types(cur, into: str, keys: list[str], values: list[list]) -> l
     in_database = {name: _BINARY_COPY.get("text" if kind == "e" else typname)
                    for name, typname, kind in cur.fetchall()}
     types, naive_at = [], []
-    for i, key in enumerate(keys):
+    # column by column, each test one pass in C over the column's values
+    for i, (key, column) in enumerate(zip(keys, zip(*values))):
         binary = in_database.get(key)
         if binary is None:
             return None
         name, takes = binary
-        column = [row[i] for row in values]
-        if not set(map(type, column)) <= {*takes, _NONE}:
+        kinds = set(map(type, column))
+        if not kinds <= {*takes, _NONE}:
             return None
-        if name in _INTEGER_RANGE and (numbers := [v for v in column if v is not None]):
+        present = column if _NONE not in kinds else tuple(filter(_is_not_none, column))
+        if name in _INTEGER_RANGE and present:
             lowest, highest = _INTEGER_RANGE[name]
-            if min(numbers) < lowest or max(numbers) > highest:
+            if min(present) < lowest or max(present) > highest:
                 return None
-        zones = {v.tzinfo for v in column if v is not None} if name.startswith("timestamp") else set()
+        zones = set(map(_tzinfo, present)) if name.startswith("timestamp") else set()
         if (name == "timestamptz" and None in zones) or (name == "timestamp" and zones - {None, _UTC}):
             return None
         if name == "timestamp" and _UTC in zones:
