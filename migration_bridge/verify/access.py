@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ..mapping import AccessRule
 from .state import SHOW_IDS, CheckResult, State, offending
 
+OWNER_THREADS = 2  # the owners' queries wait on the target most of the time
+
 WHAT = {
     "observer_scope": ("see exactly the migrated rows they saw in the legacy app",
                        "see other rows than in the legacy app"),
@@ -28,8 +30,7 @@ def check_access(state: State, name: str) -> CheckResult:
     owners = [o for o in state.target_ids[rule.owner] if o in legacy_owners]  # the others: row_counts lists them
     for entity in map(state.profile.entity, (rule.owner, *rule.seen)):
         state.idmap.legacy_ids(entity, ())  # the id maps, loaded once before the threads read them
-    # a query or two per owner, waiting on the target most of the time: parts at once (one
-    # after the other on SQLite, whose threads lock each other out)
+    # the owners in parts at once (one after the other on SQLite, whose threads lock each other out)
     threads = 1 if state.engine.dialect.name == "sqlite" else OWNER_THREADS
     parts = [owners[k * len(owners) // threads:(k + 1) * len(owners) // threads] for k in range(threads)]
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bridge-verify-access") as pool:
@@ -42,9 +43,6 @@ def check_access(state: State, name: str) -> CheckResult:
     off = {who: offending(bad, differences=details)} if bad else {}
     summary = f"{len(owners)} {who}: {same}" if not bad else f"{len(bad)} {who}: {differ}"
     return CheckResult(name, not bad, summary, figures, off)
-
-
-OWNER_THREADS = 2
 
 
 def _compare_owners(state: State, rule: AccessRule, migrated: dict, legacy: dict, owners: list[int]) -> dict:
