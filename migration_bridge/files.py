@@ -59,6 +59,7 @@ KEY_SCHEMES = ("preserve", "media-id")
 DONE = ("copied", "skipped_present")
 MAX_NAME = 500  # bridge_files.old_name / key
 NAMES_HELD = 20_000  # file names an inventory counts in memory before adding them to the manifest
+REFERRERS_HELD = 50_000  # file names whose referencing rows an inventory keeps for the listing
 KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "migration-bridge.video-app.media")
 _IN_CHUNK = 500  # values per IN (...) list
 
@@ -283,14 +284,15 @@ def copy_files(engine: sa.Engine, source: LegacySource, profile: Profile, conf: 
     try:
         started = time.monotonic()
         present = MigratedRows(engine, profile, whole=only is None)  # the copy writes no row: read once
+        referrers = Referrers(options.ids_per_file)
         result.references, result.invalid_names, names = build_inventory(engine, source, profile, conf,
-                                                                          options.batch_size, only, present)
+                                                                          options.batch_size, only, present, referrers)
         result.seconds["inventory"] = time.monotonic() - started
         started = time.monotonic()
         result.copy = copy_pending(engine, src, dst, options, names)
         result.seconds["copy"] = time.monotonic() - started
         started = time.monotonic()
-        missing, failed = list_problems(engine, source, profile, conf, options, only, present)
+        missing, failed = list_problems(engine, source, profile, conf, options, only, present, referrers)
         result.seconds["listing"] = time.monotonic() - started
     finally:
         dst.close()
@@ -308,10 +310,12 @@ def copy_files(engine: sa.Engine, source: LegacySource, profile: Profile, conf: 
 
 def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
                     batch_size: int, only: Mapping[str, Iterable[int]] | None = None,
-                    present: MigratedRows | None = None) -> tuple[int, int, set[str] | None]:
+                    present: MigratedRows | None = None, referrers: Referrers | None = None,
+                    ) -> tuple[int, int, set[str] | None]:
     """Count, per file, the source rows referencing it and those of them in the target;
-    add the files no key was assigned to (their key: their name). Returns (references,
-    invalid names, the names seen when ``only`` is given, else None)."""
+    add the files no key was assigned to (their key: their name); keep the migrated rows
+    referencing each in ``referrers``. Returns (references, invalid names, the names seen
+    when ``only`` is given, else None)."""
     table = bk.files
     if only is None:
         with engine.begin() as conn:
@@ -329,7 +333,10 @@ def build_inventory(engine: sa.Engine, source: LegacySource, profile: Profile, c
         for ref in usable:
             entry = counts.setdefault(ref.name, [0, 0])
             entry[0] += 1
-            entry[1] += (ref.owner, ref.owner_id) in migrated
+            if (ref.owner, ref.owner_id) in migrated:
+                entry[1] += 1
+                if referrers is not None:
+                    referrers.add(ref)
         if len(counts) >= NAMES_HELD:
             _add_counts(engine, counts, seen)
             counts = {}
@@ -393,6 +400,31 @@ class MigratedRows:
                 for chunk in _chunks(sorted(ids)):
                     present.update((owner, i) for (i,) in conn.execute(sa.select(view.c.id).where(view.c.id.in_(chunk))))
         return present
+
+
+class Referrers:
+    """Per file name, in the order the inventory first met a migrated row referencing it,
+    the ids (the first ``per_file`` of each owner entity) of the migrated rows referencing
+    it: what the listing of missing and failed files shows, without reading the
+    references again. Kept for at most ``held`` names (None: all); beyond, ``by_name`` is
+    None and the listing reads them again."""
+
+    def __init__(self, per_file: int, held: int | None = REFERRERS_HELD):
+        self.per_file, self.held = per_file, held
+        self.by_name: dict[str, dict[str, list[int]]] | None = {}
+
+    def add(self, ref: FileRef) -> None:
+        if self.by_name is None:
+            return
+        owners = self.by_name.get(ref.name)
+        if owners is None:
+            if self.held is not None and len(self.by_name) >= self.held:
+                self.by_name = None
+                return
+            owners = self.by_name[ref.name] = {}
+        ids = owners.setdefault(ref.owner, [])
+        if len(ids) < self.per_file and ref.owner_id not in ids:
+            ids.append(ref.owner_id)
 
 
 def manifest_rows(conn: sa.Connection, names: Iterable[str]) -> list:
@@ -592,9 +624,10 @@ def _manifest_update(row, outcome: Outcome) -> dict:
 
 def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, conf: BridgeSettings,
                   options: FileOptions, only: Mapping[str, Iterable[int]] | None = None,
-                  present: MigratedRows | None = None) -> tuple[list, list]:
+                  present: MigratedRows | None = None, referrers: Referrers | None = None) -> tuple[list, list]:
     """The missing and failed files, each with (some of) the ids of the migrated rows
-    referencing it (of the rows in ``only``, when given), per entity."""
+    referencing it (of the rows in ``only``, when given), per entity: from what the
+    inventory kept (``referrers``), else from the references read again."""
     problems: dict[str, dict] = {}  # name -> entry of missing_files / failed_files
     listed = {"missing": 0, "failed": 0}
     t = bk.files
@@ -604,27 +637,27 @@ def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, con
                                                      .where(t.c.status.in_(("missing", "failed")), t.c.refs > 0))}
     if not wrong:
         return [], []
-    present = present or MigratedRows(engine, profile, whole=only is None)
-    for refs in source.file_references(profile, options.batch_size, file_urls(conf, profile), only):
-        refs = [r for r in refs if r.name in wrong]
-        if not refs:
+    if referrers is None or referrers.by_name is None or referrers.per_file != options.ids_per_file:
+        referrers = Referrers(options.ids_per_file, held=None)  # the wrong files' only
+        present = present or MigratedRows(engine, profile, whole=only is None)
+        for refs in source.file_references(profile, options.batch_size, file_urls(conf, profile), only):
+            refs = [r for r in refs if r.name in wrong]
+            migrated = present.among(refs) if refs else ()
+            for ref in refs:
+                if (ref.owner, ref.owner_id) in migrated:
+                    referrers.add(ref)
+    for name, owners in referrers.by_name.items():  # in the order first met
+        m = wrong.get(name)
+        if m is None:
             continue
-        migrated = present.among(refs)
-        for ref in refs:
-            if (ref.owner, ref.owner_id) not in migrated:
-                continue
-            m = wrong[ref.name]
-            entry = problems.get(ref.name)
-            if entry is None:
-                if listed[m.status] >= options.list_limit:
-                    continue  # counted in the totals, not listed
-                listed[m.status] += 1
-                entry = problems[ref.name] = {"_status": m.status, "name": ref.name}
-                if m.status == "failed":
-                    entry["key"], entry["error"] = m.key, m.error
-            ids = entry.setdefault(f"{ref.owner}_ids", [])
-            if len(ids) < options.ids_per_file and ref.owner_id not in ids:
-                ids.append(ref.owner_id)
+        if listed[m.status] >= options.list_limit:
+            continue  # counted in the totals, not listed
+        listed[m.status] += 1
+        entry = problems[name] = {"_status": m.status, "name": name}
+        if m.status == "failed":
+            entry["key"], entry["error"] = m.key, m.error
+        for owner, ids in owners.items():
+            entry[f"{owner}_ids"] = list(ids)
     missing, failed = [], []
     for entry in problems.values():
         (missing if entry.pop("_status") == "missing" else failed).append(entry)

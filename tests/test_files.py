@@ -494,6 +494,35 @@ def test_the_inventory_counts_every_reference_and_those_of_the_migrated_rows(
     engine.dispose()
 
 
+@pytest.mark.parametrize("limits", [{}, {"list_limit": 1, "ids_per_file": 1}])
+def test_the_missing_files_are_listed_from_the_inventory_as_from_a_second_read(legacy, settings, tmp_path, limits):
+    """The listing of missing files, with the migrated rows referencing each: the same
+    from what the inventory kept as from the references read again (too many names to keep)."""
+    from migration_bridge import files
+    from migration_bridge.source import LegacySource
+
+    use_target(settings, FsTarget(tmp_path / "flask_media"))
+    export(tmp_path)
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/flask.sqlite3")
+    conf, profile = bridge_settings(), get_profile("plan")
+    source, options = LegacySource(conf.LEGACY_APP), files.FileOptions(batch_size=5, **limits)
+    listings = []
+    for held in (files.REFERRERS_HELD, 0):
+        referrers = files.Referrers(options.ids_per_file, held=held)
+        files.build_inventory(engine, source, profile, conf, options.batch_size, referrers=referrers)
+        assert (referrers.by_name is None) == (held == 0)
+        listings.append(files.list_problems(engine, source, profile, conf, options, referrers=referrers))
+    engine.dispose()
+    assert listings[0] == listings[1]
+    missing, failed = listings[0]
+    assert not failed
+    # in the order first referenced: entity by entity (users before media), then by id
+    first = [{"name": "profiles/gone.png", "users_ids": [legacy["teacher_id"] + 1]},
+             {"name": "images/p_missing.png", "media_ids": [legacy["project_id"]]},
+             {"name": "images/missing.png", "media_ids": [legacy["missing_id"]]}]
+    assert missing == (first[:1] if limits else first)
+
+
 def test_filesystem_target_overwrites_a_stale_object(legacy, settings, tmp_path):
     """A file already at the key with other bytes (same size) is replaced, never renamed."""
     target = FsTarget(tmp_path / "flask_media")
