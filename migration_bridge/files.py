@@ -377,6 +377,8 @@ class MigratedRows:
 
     def among(self, refs: list[FileRef]) -> set[tuple[str, int]]:
         """(owner, id) of the referencing rows of ``refs`` that are in the target tables."""
+        if not refs:  # nothing to look up: no connection taken
+            return set()
         if not self.whole:
             return self._looked_up(refs)
         present = set()
@@ -642,7 +644,7 @@ def list_problems(engine: sa.Engine, source: LegacySource, profile: Profile, con
         present = present or MigratedRows(engine, profile, whole=only is None)
         for refs in source.file_references(profile, options.batch_size, file_urls(conf, profile), only):
             refs = [r for r in refs if r.name in wrong]
-            migrated = present.among(refs) if refs else ()
+            migrated = present.among(refs)
             for ref in refs:
                 if (ref.owner, ref.owner_id) in migrated:
                     referrers.add(ref)
