@@ -17,6 +17,8 @@
   digests gathered by the database (what ``--sync`` sums and compares per chunk).
 - ``chunk_start``: the first id of the fixed-width chunk an id falls in, the same
   integer on every dialect, for the per-chunk sums on both sides.
+- The legacy side's change log (``changelog``): its tables and triggers (MariaDB, MySQL,
+  SQLite).
 """
 from __future__ import annotations
 
@@ -776,6 +778,99 @@ def chunk_start(id_expression, width: int):
     negative ids too, in integers on every dialect (no division), as a Django or an
     SQLAlchemy expression alike."""
     return id_expression - ((id_expression % width + width) % width)
+
+
+# --- the legacy side's change log (``changelog``): a table and a trigger per event ----------
+
+CHANGE_LOG, CHANGE_TRACKING = "bridge_change_log", "bridge_change_tracking"
+_TRIGGER_PREFIX = "bridge_log_"
+_TRIGGER_EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
+
+
+def change_log_trigger_names(table: str) -> dict[str, str]:
+    """Event -> the name of the trigger logging it on ``table`` (64 characters at most: a
+    long table name is replaced by its digest)."""
+    base = table if len(_TRIGGER_PREFIX + table) + 2 <= 64 else hashlib.sha1(table.encode()).hexdigest()[:40]
+    return {event: f"{_TRIGGER_PREFIX}{base}_{code}" for code, event in _TRIGGER_EVENTS.items()}
+
+
+def _change_log_vendor(connection) -> str:
+    if connection.vendor not in ("mysql", "sqlite"):
+        raise BridgeError(f"a change log needs a MariaDB, MySQL or SQLite legacy database, not {connection.vendor}: "
+                          "--sync compares every row's digest instead")
+    return connection.vendor
+
+
+def change_log_install_statements(connection, tables: dict[str, str]) -> list[str]:
+    """The log, the tracking table and, per legacy table (name -> primary key column), a
+    trigger per event writing the ids of the rows it wrote (an update that moves a row's
+    id: both). Each trigger is dropped and made again."""
+    vendor = _change_log_vendor(connection)
+    q = connection.ops.quote_name
+    if vendor == "mysql":
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {q(CHANGE_LOG)} (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+            "table_name VARCHAR(64) NOT NULL, row_id BIGINT NOT NULL) ENGINE=InnoDB",
+            f"CREATE TABLE IF NOT EXISTS {q(CHANGE_TRACKING)} (token VARCHAR(64) NOT NULL) ENGINE=InnoDB",
+        ]
+    else:
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {q(CHANGE_LOG)} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "table_name TEXT NOT NULL, row_id INTEGER NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {q(CHANGE_TRACKING)} (token TEXT NOT NULL)",
+        ]
+    for table, pk in tables.items():
+        names = change_log_trigger_names(table)
+
+        def log_row(row: str) -> str:
+            return f"INSERT INTO {q(CHANGE_LOG)} (table_name, row_id) VALUES ('{table}', {row}.{q(pk)});"
+
+        moved = (f"IF NOT (OLD.{q(pk)} <=> NEW.{q(pk)}) THEN {log_row('OLD')} END IF;" if vendor == "mysql" else
+                 f"INSERT INTO {q(CHANGE_LOG)} (table_name, row_id) SELECT '{table}', OLD.{q(pk)} "
+                 f"WHERE OLD.{q(pk)} IS NOT NEW.{q(pk)};")
+        bodies = {"INSERT": log_row("NEW"), "UPDATE": f"{log_row('NEW')} {moved}", "DELETE": log_row("OLD")}
+        for event, name in names.items():
+            statements.append(f"DROP TRIGGER IF EXISTS {q(name)}")
+            statements.append(f"CREATE TRIGGER {q(name)} AFTER {event} ON {q(table)} FOR EACH ROW "
+                              f"BEGIN {bodies[event]} END")
+    return statements
+
+
+def change_log_remove_statements(connection, tables: Iterable[str]) -> list[str]:
+    _change_log_vendor(connection)
+    q = connection.ops.quote_name
+    triggers = [f"DROP TRIGGER IF EXISTS {q(name)}" for table in tables
+                for name in change_log_trigger_names(table).values()]
+    return [*triggers, f"DROP TABLE IF EXISTS {q(CHANGE_LOG)}", f"DROP TABLE IF EXISTS {q(CHANGE_TRACKING)}"]
+
+
+def change_log_triggers(cursor, connection) -> set[tuple[str, str]]:
+    """(trigger name, its table) of the change log's triggers in the legacy database."""
+    if _change_log_vendor(connection) == "mysql":
+        cursor.execute("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+                       "WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE %s", [_TRIGGER_PREFIX + "%"])
+    else:
+        cursor.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s",
+                       [_TRIGGER_PREFIX + "%"])
+    return {(name, table) for name, table in cursor.fetchall()}
+
+
+def change_log_blind_spots(cursor, connection, tables: Iterable[str]) -> list[str]:
+    """Foreign keys whose actions write rows of ``tables`` without firing their triggers
+    (InnoDB's ON DELETE/UPDATE CASCADE and SET NULL; SQLite fires triggers for them)."""
+    names = list(tables)
+    if _change_log_vendor(connection) != "mysql" or not names:
+        return []
+    cursor.execute("SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+                   "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME IN (" + ", ".join(["%s"] * len(names)) + ") "
+                   "AND (DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))",
+                   names)
+    return [f"{table}.{constraint}" for table, constraint in cursor.fetchall()]
+
+
+def change_log_tables_exist(cursor, connection) -> bool:
+    tables = set(connection.introspection.table_names(cursor))
+    return {CHANGE_LOG, CHANGE_TRACKING} <= tables
 
 
 # --- verify: a row's text form, hashed by the target itself ---------------------------------

@@ -33,6 +33,7 @@ class Run:
     engine: sa.Engine
     path: RowPath
     store: BatchStore
+    changes: Any = None  # changelog.ChangeLog: the rows a sync compares instead of every row (None: every row)
 
     def load_parent_ids(self, entity: Entity, itself: bool = True) -> None:
         """The ids already in the target (and the rows rejected so far) for every table

@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import bookkeeping as bk
-from . import cli, dialects, ranges, target, waits
+from . import changelog, cli, dialects, ranges, target, waits
 from . import files as files_mod
 from .cli import check_writable_dir, flag, one_line
 from .conf import BridgeSettings
@@ -101,6 +101,11 @@ class ExportOptions:
     verify_files: bool = flag(False, "re-check every target object, even those the manifest records as copied")
     sync: bool = flag(False, "after a complete export: move only rows added, changed or deleted since, "
                              "and new files")
+    track_changes: bool = flag(False, "install triggers in the legacy database that log the ids of the rows "
+                                      "written from now on, so that a later --sync reads them instead of every "
+                                      "row's digest (an export from the start or a --sync; MariaDB, MySQL or "
+                                      "SQLite; the right to create triggers)")
+    full_scan: bool = flag(False, "--sync: compare every row's digest although a change log is installed")
     lock_timeout: float = flag(DEFAULT_LOCK_TIMEOUT, "give up when a lock in the target is not granted within "
                                                      "this time (default: %(default)ss)", metavar="SECONDS")
     interactive: bool | None = None  # progress bars; None = when stderr is a terminal
@@ -123,6 +128,7 @@ class ExportResult:
     files: "files_mod.FilesResult | None" = None
     sync: list | None = None  # SyncStats per entity, for --sync
     nothing_to_do: str | None = None  # a re-run that found everything done says so
+    change_log: str | None = None  # what the run did with the legacy database's change log
 
     @property
     def rejected(self) -> int:
@@ -159,6 +165,7 @@ class ExportRun:
         self.file_options, self.file_stores, self.files_result = None, None, None
         self.frozen_at_start: FreezeState | None = None
         self.recorded_on_target: dict[str, str] = {}  # what the target says it was written with
+        self.tracking = changelog.Tracking()
         from django.conf import settings
 
         self.fingerprint_key = fingerprint_key(conf.FINGERPRINT_KEY, settings.SECRET_KEY)
@@ -181,6 +188,11 @@ class ExportRun:
             raise BridgeError("--reset empties the target tables: add --yes to confirm")
         if o.reset and o.dry_run:
             raise BridgeError("--reset and --dry-run exclude each other")
+        if o.track_changes and (o.dry_run or o.files_only):
+            raise BridgeError("--track-changes goes with an export or a --sync that writes rows, "
+                              "not with --dry-run or --files-only")
+        if o.full_scan and not o.sync:
+            raise BridgeError("--full-scan goes with --sync")
         for method in {o.pin_hash_method, self.real_pin_method}:
             try:
                 check_pin_hash_method(method, self.pin_column_length())
@@ -267,6 +279,10 @@ class ExportRun:
         try:
             stats, pending = self.prepare_target(engine)
             run = self.compose(engine, pending)
+            # before a row is read: what is written from now on is logged
+            self.tracking = changelog.start(self.source, list(self.profile.entities), self.entities, engine,
+                                            self.options, reads_every_row=not stats)
+            run.changes = self.tracking.log
             self.mover.prepare(run, stats)
             with engine.begin() as conn:
                 run_id = conn.execute(bk.runs.insert().values(
@@ -296,6 +312,8 @@ class ExportRun:
                 self.files_result = files_mod.copy_files(
                     engine, self.source, self.profile, self.conf, self.file_options, self.file_stores,
                     only=self.mover.file_rows(run))
+            if run.changes is not None:  # what it read is in the target now
+                changelog.trim(self.source, run.changes)
             status = "complete"
         except BaseException as exc:
             error = exc
@@ -384,6 +402,7 @@ class ExportRun:
                 **self._header(run_id, status, started, finished, error),
                 "dry_run": self.options.dry_run,
                 "source_frozen": self._frozen_whole_run(),
+                "change_log": self.tracking.note,
                 "files": self.files_result.as_report() if self.files_result else None,
                 "id_map": id_map_file,
                 "pin_hashing": {**self.pins.as_report(),
@@ -394,7 +413,7 @@ class ExportRun:
             extra=self.mover.report_extra(),
         )
         return ExportResult(status, ordered, report, report_path, rejects_path, files=self.files_result,
-                            sync=self.mover.sync_stats)
+                            sync=self.mover.sync_stats, change_log=self.tracking.note)
 
     def _frozen_whole_run(self) -> dict:
         """Re-checked at the end: frozen at start and end with the same ``since`` means

@@ -202,10 +202,12 @@ def root_cause_lines(causes: list[dict], limit: int = 20) -> list[str]:
 
 def sync_table(stats: list) -> str:
     """The terminal table of a --sync run."""
-    head = f"{'entity':<28}{'inserted':>10}{'updated':>10}{'deleted':>10}{'unchanged':>11}{'rejected':>10}{'seconds':>9}"
+    head = (f"{'entity':<28}{'compared':>10}{'inserted':>10}{'updated':>10}{'deleted':>10}{'unchanged':>11}"
+            f"{'rejected':>10}{'seconds':>9}")
     lines = [head, "-" * len(head)]
     for s in stats:
-        lines.append(f"{s.name:<28}{s.inserted:>10}{s.updated:>10}{s.deleted:>10}{s.unchanged:>11}"
+        compared = "all" if s.logged is None else f"{s.logged}"  # a number: the rows the change log names
+        lines.append(f"{s.name:<28}{compared:>10}{s.inserted:>10}{s.updated:>10}{s.deleted:>10}{s.unchanged:>11}"
                      f"{s.rejected:>10}{s.seconds:>9.1f}")
     return "\n".join(lines)
 

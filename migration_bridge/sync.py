@@ -34,6 +34,7 @@ from typing import Mapping
 import sqlalchemy as sa
 
 from . import bookkeeping as bk
+from . import changelog
 from .dialects import chunk_start, prepare_aggregate_reads
 from .diff import (ChunkDiff, chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range, differing_chunks,
                    id_parts, single_difference)
@@ -66,11 +67,13 @@ class SyncStats:
     rejected: int = 0
     ranges: int = 0  # id ranges searched for changes
     seconds: float = 0.0
+    logged: int | None = None  # rows named by the change log, the only ones compared (None: every row was)
 
     def as_report(self) -> dict:
         return {"inserted": self.inserted, "updated": self.updated, "deleted": self.deleted,
                 "unchanged": self.unchanged, "rejected": self.rejected, "ranges": self.ranges,
-                "seconds": round(self.seconds, 3)}
+                "compared": "every row" if self.logged is None else "the rows the change log names",
+                "logged": self.logged, "seconds": round(self.seconds, 3)}
 
 
 @contextlib.contextmanager
@@ -162,12 +165,18 @@ class SyncRows:
         # (the legacy database digests on two cores), its context changes then, in order
         with ThreadPoolExecutor(max_workers=FIND_THREADS, thread_name_prefix="bridge-sync-find") as finder:
             work = []  # (rows, entity, lo, hi)
+            own: dict[str, list] = {e.name: [] for e in run.entities}
             for entity in run.entities:
+                table = changelog.logged_table(run.source, entity) if run.changes is not None else None
+                if table is not None:
+                    ids = run.changes.logged(table)
+                    by_name[entity.name].logged = len(ids)
+                    own[entity.name].append(finder.submit(self.logged_changes, run, entity, ids))
+                    continue
                 rows = stats[entity.name].read if entity.name in stats else 0
                 parts = id_parts(run.source.id_bounds(entity), rows, self.part_rows, CHUNK_WIDTH)
                 by_name[entity.name].ranges = len(parts)
                 work.extend((rows / len(parts), entity, lo, hi) for lo, hi in parts)
-            own: dict[str, list] = {e.name: [] for e in run.entities}
             # the largest first, so that no large one is left to run alone at the end
             for _, entity, lo, hi in sorted(work, key=lambda w: -w[0]):
                 own[entity.name].append(finder.submit(self.own_changes, run, entity, lo, hi))
@@ -262,6 +271,33 @@ class SyncRows:
                 parents.result()
         unchanged = sum(rows for rows, _ in source.values()) - len(upsert)
         return EntityChanges(upsert, inserted, delete, unchanged)
+
+    def logged_changes(self, run, entity: Entity, ids: list[int]) -> EntityChanges:
+        """The rows among ``ids`` (those the change log names) that changed: their digests,
+        computed by the legacy database as the export's were, compared with the recorded
+        ones. Runs in a thread of ``move``'s, as ``own_changes``."""
+        started = time.monotonic()
+        try:
+            run.load_parent_ids(entity, _reads_itself(entity))
+            key, fp = run.path.fingerprint_key, bk.fingerprints
+            upsert, inserted, delete, unchanged = [], set(), [], 0
+            with run.engine.connect() as conn:
+                for at in range(0, len(ids), run.options.batch_size):
+                    batch = ids[at:at + run.options.batch_size]
+                    mine = {i: int(digest) + secret_part(key, i, tuple(secrets))
+                            for i, digest, *secrets in run.source.digests_by_id(entity, batch)}
+                    stored = dict(_driver_rows(conn, sa.select(fp.c.source_id, fp.c.row_digest).where(
+                        fp.c.entity == entity.name, fp.c.source_id.in_(batch))))
+                    diff = compare_range(None, None, mine, stored)
+                    upsert += [*diff.missing, *diff.changed]
+                    inserted.update(diff.missing)
+                    delete += diff.extra
+                    unchanged += len(mine) - len(diff.missing) - len(diff.changed)
+            return EntityChanges(sorted(upsert), inserted, sorted(delete), unchanged, time.monotonic() - started)
+        finally:
+            from django.db import connections
+
+            connections.close_all()  # this thread's legacy connection
 
     def add_context_changes(self, run, entity: Entity, found: EntityChanges, stats: SyncStats,
                             changed: Mapping[str, set[int]]) -> None:

@@ -43,6 +43,8 @@ class Command(BaseCommand):
         self.stdout.write(f"export_to_flask → {mask_url(target_url)}"
                           + (" (dry run: nothing is written to the target)" if options.dry_run else ""))
         result = run_export(options, conf)
+        if result.change_log:
+            self.stdout.write(result.change_log)
         if result.nothing_to_do:
             self.stdout.write(result.nothing_to_do)
         else:
