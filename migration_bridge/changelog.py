@@ -113,14 +113,22 @@ def install(source, tables: dict[str, str]) -> str:
     return token
 
 
-def remove(source, tables: dict[str, str]) -> None:
+def remove(source) -> int:
+    """Drop every trigger of the change log, the log and its token (after the cutover);
+    returns the number of triggers dropped (0 when none was installed)."""
     connection = connections[source.alias]
+    if connection.vendor not in ("mysql", "sqlite"):
+        return 0
     try:
         with connection.cursor() as cursor:
-            for statement in dialects.change_log_remove_statements(connection, tables):
+            if not dialects.change_log_tables_exist(cursor, connection):
+                return 0
+            triggers = sorted(name for name, _ in dialects.change_log_triggers(cursor, connection))
+            for statement in dialects.change_log_remove_statements(connection, triggers):
                 cursor.execute(statement)
     except DatabaseError as exc:
         raise _failed("removing it", exc) from None
+    return len(triggers)
 
 
 def read(source, tables: dict[str, str]) -> ChangeLog:
@@ -148,8 +156,9 @@ def read(source, tables: dict[str, str]) -> ChangeLog:
     return out
 
 
-def trim(source, log: ChangeLog) -> None:
-    """Delete the entries ``log`` read (and no other)."""
+def trim(source, log: ChangeLog) -> str | None:
+    """Delete the entries ``log`` read (and no other). The rows are in the target already:
+    a failure only leaves entries the next sync reads again, and is returned, not raised."""
     connection = connections[source.alias]
     table = connection.ops.quote_name(dialects.CHANGE_LOG)
     try:
@@ -159,7 +168,9 @@ def trim(source, log: ChangeLog) -> None:
             with transaction.atomic(using=source.alias), connection.cursor() as cursor:
                 cursor.execute(f"DELETE FROM {table} WHERE {where}", [i for run in runs for i in run])
     except DatabaseError as exc:
-        raise _failed("trimming the entries this sync read (the next sync looks at those rows again)", exc) from None
+        return (f"the entries it read could not be deleted ({first_line(exc)}): the next sync reads them again "
+                f"(the database user needs DELETE on {dialects.CHANGE_LOG})")
+    return None
 
 
 @dataclass
@@ -197,7 +208,7 @@ def start(source, profile_entities: list[Entity], entities: list[Entity], engine
         return Tracking(note=f"change log: installed on {len(tables)} legacy tables; rows written from now on are "
                              "logged for the next --sync")
     if not options.sync:
-        return Tracking()
+        return Tracking(note="change log: in place, installed by an earlier run" if follows else None)
     if follows and options.full_scan:
         return Tracking(note="change log: not read (--full-scan): every row's digest is compared")
     if follows:

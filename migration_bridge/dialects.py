@@ -836,12 +836,10 @@ def change_log_install_statements(connection, tables: dict[str, str]) -> list[st
     return statements
 
 
-def change_log_remove_statements(connection, tables: Iterable[str]) -> list[str]:
-    _change_log_vendor(connection)
+def change_log_remove_statements(connection, triggers: Iterable[str]) -> list[str]:
     q = connection.ops.quote_name
-    triggers = [f"DROP TRIGGER IF EXISTS {q(name)}" for table in tables
-                for name in change_log_trigger_names(table).values()]
-    return [*triggers, f"DROP TABLE IF EXISTS {q(CHANGE_LOG)}", f"DROP TABLE IF EXISTS {q(CHANGE_TRACKING)}"]
+    return [*(f"DROP TRIGGER IF EXISTS {q(name)}" for name in triggers),
+            f"DROP TABLE IF EXISTS {q(CHANGE_LOG)}", f"DROP TABLE IF EXISTS {q(CHANGE_TRACKING)}"]
 
 
 def change_log_triggers(cursor, connection) -> set[tuple[str, str]]:

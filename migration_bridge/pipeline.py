@@ -49,7 +49,7 @@ DEFAULT_LOCK_TIMEOUT = 300.0  # seconds a statement may wait for a lock in the t
 DUPLICATE_POLICIES = ("archive", "fail")
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "DEFAULT_PIN_HASH_METHOD", "DRY_RUN_PIN_HASH_METHOD", "DUPLICATE_POLICIES",
-           "EntityStats", "ExportOptions", "ExportResult", "ExportRun", "run_export", "drop_bookkeeping"]
+           "EntityStats", "ExportOptions", "ExportResult", "ExportRun", "cleanup", "run_export", "drop_bookkeeping"]
 
 
 
@@ -312,8 +312,9 @@ class ExportRun:
                 self.files_result = files_mod.copy_files(
                     engine, self.source, self.profile, self.conf, self.file_options, self.file_stores,
                     only=self.mover.file_rows(run))
-            if run.changes is not None:  # what it read is in the target now
-                changelog.trim(self.source, run.changes)
+            if run.changes is not None and (problem := changelog.trim(self.source, run.changes)):
+                log.warning("change log: %s", problem)  # what it read is in the target: not a failure
+                self.tracking.note = f"{self.tracking.note}; {problem}"
             status = "complete"
         except BaseException as exc:
             error = exc
@@ -441,6 +442,13 @@ class ExportRun:
 
 def default_report_dir(conf: BridgeSettings, started: dt.datetime) -> str:
     return str(reports_base(conf) / stamp(started))
+
+
+def cleanup(target_url: str, conf: BridgeSettings) -> tuple[list[str], int]:
+    """After cutover: the tool's tables in the target (``drop_bookkeeping``), then its
+    change log in the legacy database; returns the tables and the triggers dropped."""
+    dropped = drop_bookkeeping(target_url)
+    return dropped, changelog.remove(LegacySource(conf.LEGACY_APP))
 
 
 def run_export(options: ExportOptions, conf: BridgeSettings) -> ExportResult:

@@ -8,6 +8,7 @@ target dialects from a copy of the session's pre-copy (``test_sync.precopied``).
 """
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from migration_bridge.dialects import CHANGE_LOG, change_log_trigger_names
@@ -154,3 +155,46 @@ def test_trimming_deletes_the_entries_read_and_keeps_one_written_meanwhile(preco
     ids = tracked(legacy, target, tmp_path)
     shell(legacy, tmp_path, TRIM_WHILE_WRITTEN.format(**ids))
     assert log_entries(legacy) == [("video_app_comment", ids["comment"])]
+
+
+def test_cleanup_drops_the_change_log_from_the_legacy_database(precopied, tmp_path):
+    legacy, target = precopied
+    tracked(legacy, target, tmp_path)
+    proc = run_manage("export_to_flask", "--target", target.url, "--cleanup", "--yes", env=env_for(legacy, tmp_path))
+    assert "dropped the change log and its 24 triggers" in proc.stdout  # 8 tables, 3 events each
+    engine = sa.create_engine(legacy.db.url)
+    try:
+        names = set(sa.inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            triggers = conn.execute(sa.text(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'" if legacy.db.kind == "sqlite" else
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()")).all()
+    finally:
+        engine.dispose()
+    assert not {n for n in names if n.startswith("bridge_")} and triggers == []
+
+
+@pytest.mark.parametrize("precopied", ["mariadb-postgresql"], indirect=True)
+def test_a_foreign_key_that_writes_without_triggers_keeps_the_log_out(precopied, tmp_path):
+    """InnoDB fires no trigger for the rows a cascading key changes: no log is installed
+    while one exists, and a log installed before one appears is no longer trusted."""
+    legacy, target = precopied
+    add_key = ("ALTER TABLE video_app_comment ADD COLUMN bridge_test_ref BIGINT NULL, ADD CONSTRAINT bridge_test_key "
+               "FOREIGN KEY (bridge_test_ref) REFERENCES video_app_media (id) ON DELETE SET NULL")
+    engine = sa.create_engine(legacy.db.url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(add_key))
+        proc, _ = export(legacy, target, tmp_path, "--sync", "--track-changes", check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert "the foreign key video_app_comment.bridge_test_key changes rows without firing triggers" in proc.stderr
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE video_app_comment DROP FOREIGN KEY bridge_test_key"))
+        tracked(legacy, target, tmp_path)
+        with engine.begin() as conn:
+            conn.execute(sa.text(add_key.replace("ADD COLUMN bridge_test_ref BIGINT NULL, ", "")))
+    finally:
+        engine.dispose()
+    proc, report = export(legacy, target, tmp_path, "--sync")
+    assert "change log: not usable (foreign key video_app_comment.bridge_test_key writes rows" in proc.stdout
+    assert all(s["compared"] == "every row" for s in report["sync"].values())

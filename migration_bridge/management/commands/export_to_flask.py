@@ -7,7 +7,7 @@ from migration_bridge.cli import add_options, options_from, run_command
 from migration_bridge.conf import bridge_settings
 from migration_bridge.dialects import mask_url
 from migration_bridge.errors import BridgeError
-from migration_bridge.pipeline import ExportOptions, drop_bookkeeping, run_export
+from migration_bridge.pipeline import ExportOptions, cleanup, run_export
 from migration_bridge.report import root_cause_lines, summary_table, sync_table
 
 
@@ -21,7 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--target", help="SQLAlchemy URL of the Flask database (default: "
                             "MIGRATION_BRIDGE['TARGET_URL'], $FLASK_DATABASE_URL, sqlite:///var/flask.sqlite3)")
         parser.add_argument("--cleanup", action="store_true",
-                            help="after cutover: drop the tool's bookkeeping tables from the target (needs --yes)")
+                            help="after cutover: drop the tool's bookkeeping tables from the target, and its change log "
+                                 "from the legacy database (needs --yes)")
         add_options(parser, ExportOptions)
 
     def handle(self, *args, **opts):
@@ -32,11 +33,13 @@ class Command(BaseCommand):
         target_url = opts["target"] or conf.target_url
         if opts["cleanup"]:
             if not opts["yes"]:
-                raise BridgeError("--cleanup drops the checkpoints, notes, fingerprints and file manifest "
-                                  "(no resume or --sync afterwards): add --yes to confirm")
-            dropped = drop_bookkeeping(target_url)
+                raise BridgeError("--cleanup drops the checkpoints, notes, fingerprints and file manifest, and the "
+                                  "legacy database's change log (no resume or --sync afterwards): add --yes to confirm")
+            dropped, triggers = cleanup(target_url, conf)
             self.stdout.write(f"dropped {len(dropped)} bookkeeping tables from {mask_url(target_url)}: "
                               f"{', '.join(dropped) or '(none present)'}")
+            if triggers:
+                self.stdout.write(f"dropped the change log and its {triggers} triggers from the legacy database")
             return
         options = options_from(ExportOptions, opts, target_url=target_url,
                                batch_size=opts["batch_size"] or conf.BATCH_SIZE)
