@@ -39,10 +39,14 @@ class Run:
         """The ids already in the target (and the rows rejected so far) for every table
         this entity's rows or contexts read (and, with ``itself``, its own)."""
         for name in entity.parents | ({entity.name} if itself else set()):
-            if name not in self.path.loaded:
-                with self.engine.connect() as conn:
-                    self.path.loaded[name] = target_legacy_ids(conn, self.profile, self.profile.entity(name))
-                    self.path.gone[name] = bk.gone_rows(conn, name)
+            self.load_ids(name)
+
+    def load_ids(self, name: str) -> None:
+        """The ids the target holds of one entity, and its rows rejected so far (once)."""
+        if name not in self.path.loaded:
+            with self.engine.connect() as conn:
+                self.path.loaded[name] = target_legacy_ids(conn, self.profile, self.profile.entity(name))
+                self.path.gone[name] = bk.gone_rows(conn, name)
 
     def copy_rows(self, entity: Entity, ctx, stats: EntityStats, before_id: int | None = None,
                   after_batch=lambda rows: None) -> None:
@@ -60,13 +64,15 @@ class Run:
                 after_batch(rows)
         stats.seconds += time.monotonic() - started
 
-    def process_ids(self, entity: Entity, ctx, ids: list[int], stats: EntityStats, resolved: bool = False) -> None:
+    def process_ids(self, entity: Entity, ctx, ids: list[int], stats: EntityStats, resolved: bool = False,
+                    read=None) -> None:
         """Read ``ids`` again from the source and take them down the row path, a batch at a
         time (each read while the one before is processed, and written while the next is);
-        ``resolved``: they were waiting for their parent."""
+        ``resolved``: they were waiting for their parent; ``read``: what reads them, in
+        place of ``source.rows_by_id_ahead``."""
         started = time.monotonic()
-        with BatchWriter() as writer, contextlib.closing(
-                self.source.rows_by_id_ahead(entity, ids, self.options.batch_size)) as batches:
+        read = read or self.source.rows_by_id_ahead
+        with BatchWriter() as writer, contextlib.closing(read(entity, ids, self.options.batch_size)) as batches:
             for chunk, rows in batches:
                 outcome = self.path.process(entity, rows, ctx)
                 started = self.store.commit(entity, outcome, stats, started, resolved=chunk if resolved else (),

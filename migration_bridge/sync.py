@@ -13,7 +13,9 @@ thin); the rest are compared row by row, from the text already read and the targ
 recorded digests of those chunks alone. Contexts are recomputed only
 for the rows a context can have changed (``Context.recheck``). No row is pulled through
 the ORM to find that it did not change. Secrets are read (id and secret only) and keyed
-here, since their digest may not be computed where the key would show. Then work
+here, since their digest may not be computed where the key would show. With the legacy
+database's change log (``changelog.py``) to follow, only the rows it names are digested,
+by id, and compared with their recorded digests (``logged_changes``). Then work
 proportional to the change (PINs hashed again only for the students whose row changed),
 and the files of the rows written.
 
@@ -26,6 +28,8 @@ converges.
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +43,7 @@ from .dialects import chunk_start, prepare_aggregate_reads
 from .diff import (ChunkDiff, chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range, differing_chunks,
                    id_parts, single_difference)
 from .errors import BridgeError
-from .fingerprint import FINGERPRINT_VERSION, keyed_digest, secret_part
+from .fingerprint import FINGERPRINT_VERSION, ROW_DIGEST, keyed_digest, secret_part
 from .idmap import id_map
 from .idset import IdSet
 from .load import EntityStats
@@ -54,6 +58,9 @@ RELEASED_LENGTH = 30
 CHUNK_WIDTH = 16
 _NO_ROWS = (0, 0, 0, 0)  # the target's place_moments of a chunk it holds no row of
 FIND_THREADS = 3  # id ranges whose changes are looked for at once (a third fills the waits of two)
+# changed rows the change log's comparison read and keeps for the writing (a sync's
+# changed rows lie each on a page of its own: reading them twice costs a second pass)
+ROWS_HELD = 50_000
 SPAN_IDS = 65_536  # ids one query of the target's digests of differing chunks covers
 
 
@@ -116,6 +123,8 @@ class SyncRows:
         self.sync_stats: list[SyncStats] = []
         self.redecided: dict[str, set[int]] = {}  # entity -> source ids this sync decided again or deleted
         self.retry_every_reject = True
+        self.held: dict[str, dict[int, dict]] = {}  # entity -> changed rows read by ``logged_changes``
+        self._holding = threading.Lock()
 
     def check(self, options) -> None:
         if (options.reset or options.restart or options.dry_run or options.files_only
@@ -166,21 +175,29 @@ class SyncRows:
         with ThreadPoolExecutor(max_workers=FIND_THREADS, thread_name_prefix="bridge-sync-find") as finder:
             work = []  # (rows, entity, lo, hi)
             own: dict[str, list] = {e.name: [] for e in run.entities}
+            logged = {e.name: changelog.logged_table(run.source, e) for e in run.entities} if run.changes else {}
+            named = []  # (rows the change log names, entity)
             for entity in run.entities:
-                table = changelog.logged_table(run.source, entity) if run.changes is not None else None
-                if table is not None:
-                    ids = run.changes.logged(table)
+                if logged.get(entity.name):
+                    ids = run.changes.logged(logged[entity.name])
                     by_name[entity.name].logged = len(ids)
-                    own[entity.name].append(finder.submit(self.logged_changes, run, entity, ids))
+                    named.append((ids, entity))
                     continue
                 rows = stats[entity.name].read if entity.name in stats else 0
                 parts = id_parts(run.source.id_bounds(entity), rows, self.part_rows, CHUNK_WIDTH)
                 by_name[entity.name].ranges = len(parts)
                 work.extend((rows / len(parts), entity, lo, hi) for lo, hi in parts)
             # the largest first, so that no large one is left to run alone at the end
+            for ids, entity in sorted(named, key=lambda n: -len(n[0])):
+                own[entity.name].append(finder.submit(self.logged_changes, run, entity, ids))
             for _, entity, lo, hi in sorted(work, key=lambda w: -w[0]):
                 own[entity.name].append(finder.submit(self.own_changes, run, entity, lo, hi))
+            # the ids the writing of the logged rows needs, read meanwhile (a scanned
+            # entity's first range reads them while the databases scan)
+            loads = [finder.submit(run.load_ids, name) for name in sorted({n for _, e in named for n in _ids_read(e)})]
             try:
+                for load in loads:
+                    load.result()
                 for entity in run.entities:
                     found = changes[entity.name] = EntityChanges.merged([f.result() for f in own[entity.name]])
                     by_name[entity.name].seconds += found.seconds
@@ -189,7 +206,7 @@ class SyncRows:
                         self.add_context_changes(run, entity, found, by_name[entity.name], changed)
                     changed[entity.name] = set(found.upsert) | set(found.delete)
             finally:
-                for future in (f for futures in own.values() for f in futures):
+                for future in [*loads, *(f for futures in own.values() for f in futures)]:
                     future.cancel()
         # Deletes children first; a row still referenced (a derived school whose teachers
         # move to another one, a module no session will use) waits until the updates moved
@@ -275,17 +292,19 @@ class SyncRows:
     def logged_changes(self, run, entity: Entity, ids: list[int]) -> EntityChanges:
         """The rows among ``ids`` (those the change log names) that changed: their digests,
         computed by the legacy database as the export's were, compared with the recorded
-        ones. Runs in a thread of ``move``'s, as ``own_changes``."""
+        ones. The changed rows read are kept for the writing (up to ``ROWS_HELD`` in all).
+        Runs in a thread of ``move``'s, as ``own_changes``."""
         started = time.monotonic()
         try:
-            run.load_parent_ids(entity, _reads_itself(entity))
             key, fp = run.path.fingerprint_key, bk.fingerprints
             upsert, inserted, delete, unchanged = [], set(), [], 0
+            held = self.held.setdefault(entity.name, {})
             with run.engine.connect() as conn:
                 for at in range(0, len(ids), run.options.batch_size):
                     batch = ids[at:at + run.options.batch_size]
-                    mine = {i: int(digest) + secret_part(key, i, tuple(secrets))
-                            for i, digest, *secrets in run.source.digests_by_id(entity, batch)}
+                    rows = {row["id"]: row for row in run.source.rows_by_id(entity, batch)}
+                    mine = {i: int(row[ROW_DIGEST]) + secret_part(key, i, tuple(map(row.get, entity.secret_fields)))
+                            for i, row in rows.items()}
                     stored = dict(_driver_rows(conn, sa.select(fp.c.source_id, fp.c.row_digest).where(
                         fp.c.entity == entity.name, fp.c.source_id.in_(batch))))
                     diff = compare_range(None, None, mine, stored)
@@ -293,11 +312,31 @@ class SyncRows:
                     inserted.update(diff.missing)
                     delete += diff.extra
                     unchanged += len(mine) - len(diff.missing) - len(diff.changed)
+                    with self._holding:
+                        room = ROWS_HELD - sum(map(len, self.held.values()))
+                        held.update((i, rows[i]) for i in [*diff.missing, *diff.changed][:max(room, 0)])
             return EntityChanges(sorted(upsert), inserted, sorted(delete), unchanged, time.monotonic() - started)
         finally:
             from django.db import connections
 
             connections.close_all()  # this thread's legacy connection
+
+    def read_changed(self, entity: Entity, ids: list[int], batch_size: int, source):
+        """``source.rows_by_id_ahead`` for ``process_ids``, the rows ``logged_changes`` kept
+        taken from memory."""
+        held = self.held.pop(entity.name, {})
+        reads = source.rows_by_id_ahead(entity, [i for i in ids if i not in held], batch_size)
+        fetched: dict[int, dict | None] = {}  # None: gone from the source since
+        with contextlib.closing(reads):
+            for start in range(0, len(ids), batch_size):
+                batch = ids[start:start + batch_size]
+                while any(i not in held and i not in fetched for i in batch):
+                    chunk, rows = next(reads, (None, None))
+                    if chunk is None:
+                        break
+                    found = {row["id"]: row for row in rows}
+                    fetched.update((i, found.get(i)) for i in chunk)
+                yield batch, [row for i in batch if (row := held.pop(i, None) or fetched.pop(i, None))]
 
     def add_context_changes(self, run, entity: Entity, found: EntityChanges, stats: SyncStats,
                             changed: Mapping[str, set[int]]) -> None:
@@ -489,7 +528,8 @@ class SyncRows:
         inserted = changes.inserted | retried
         scratch = EntityStats(entity.name)  # the export's checkpoint counters stay as they are
         run.store.written_ids[entity.name] = accepted = IdSet()
-        run.process_ids(entity, ctx, upsert, scratch)
+        run.process_ids(entity, ctx, upsert, scratch,
+                        read=functools.partial(self.read_changed, source=run.source) if self.held else None)
         run.resolve_deferred(entity, ctx, scratch)
         run.store.pins.end_entity()
         stats.inserted = sum(1 for i in inserted if i in accepted)
@@ -570,6 +610,11 @@ def _rejects_settled(run) -> bool:
                 continue
             return status == "complete" and not options.get("only") and not options.get("exclude")
     return False
+
+
+def _ids_read(entity: Entity) -> set[str]:
+    """The entities whose target ids writing this one's rows reads (``Run.load_parent_ids``)."""
+    return set(entity.parents) | ({entity.name} if _reads_itself(entity) else set())
 
 
 def _reads_itself(entity: Entity) -> bool:
