@@ -198,3 +198,33 @@ def test_a_foreign_key_that_writes_without_triggers_keeps_the_log_out(precopied,
     proc, report = export(legacy, target, tmp_path, "--sync")
     assert "change log: not usable (foreign key video_app_comment.bridge_test_key writes rows" in proc.stdout
     assert all(s["compared"] == "every row" for s in report["sync"].values())
+
+
+class _Source:
+    """rows_by_id_ahead over a dict of rows, recording what was read."""
+
+    def __init__(self, rows: dict[int, dict]):
+        self.rows, self.read = rows, []
+
+    def rows_by_id_ahead(self, entity, ids, batch_size):
+        for start in range(0, len(ids), batch_size):
+            batch = ids[start:start + batch_size]
+            self.read.extend(batch)
+            yield batch, [self.rows[i] for i in batch if i in self.rows]
+
+
+@pytest.mark.parametrize("held", [set(), {1, 2, 3, 5, 8, 13}, set(range(1, 21))])
+def test_the_rows_a_logged_comparison_kept_are_written_without_reading_them_again(held):
+    from migration_bridge.sync import SyncRows
+
+    entity = type("E", (), {"name": "comments"})()
+    source = _Source({i: {"id": i, "read": True} for i in range(1, 21) if i != 7})  # 7: deleted since
+    sync = SyncRows(part_rows=10)
+    sync.held = {"comments": {i: {"id": i, "read": False} for i in held}}
+    ids = list(range(1, 21))
+    batches = list(sync.read_changed(entity, ids, 4, source))
+    assert [batch for batch, _ in batches] == [ids[k:k + 4] for k in range(0, 20, 4)]
+    rows = [row for _, rows in batches for row in rows]
+    assert [row["id"] for row in rows] == [i for i in ids if i != 7 or i in held]
+    assert all(row["read"] == (row["id"] not in held) for row in rows)
+    assert source.read == [i for i in ids if i not in held] and sync.held == {}
