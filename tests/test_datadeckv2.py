@@ -173,8 +173,11 @@ def test_a_staged_export_allocates_the_same_ids(exported, make_database, tmp_pat
     assert id_map_rows(staged) == id_map_rows(exported.target)
 
 
-def test_sync_keeps_every_id_and_maps_only_the_new_rows(copied, tmp_path):
+@pytest.mark.parametrize("change_log", [False, True], ids=["digests", "change-log"])
+def test_sync_keeps_every_id_and_maps_only_the_new_rows(copied, tmp_path, change_log):
     legacy, target = copied
+    if change_log:  # the log installed by a sync comparing every row; the next one follows it
+        export(legacy, target, tmp_path, *PROFILE, "--sync", "--track-changes")
     before = id_map_rows(target)
     observer = min(legacy_id for (entity, legacy_id) in before if entity == "observers")
     student = min(legacy_id for (entity, legacy_id) in before if entity == "students")
@@ -191,6 +194,10 @@ CustomAdmin.objects.create(username="new_teacher", password=make_password("Welco
                            email="new_teacher@example.org")
 """)
     proc, report = export(legacy, target, tmp_path, *PROFILE, "--sync")
+    compared = {name: s["compared"] for name, s in report["sync"].items()}
+    logged = {"districts", "observers", "sessions", "students", "media", "comments", "student_media_interactions"}
+    assert compared == {name: "the rows the change log names" if change_log and name in logged else "every row"
+                        for name in compared}  # schools, modules and users hold derived rows
     after = id_map_rows(target)
     kept = {k: v for k, v in before.items() if k != ("observers", observer)}
     assert {k: after[k] for k in kept} == kept  # nobody's id moved
