@@ -18,6 +18,9 @@ the digests.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 
@@ -28,8 +31,10 @@ from . import dialects
 from .errors import BridgeError, first_line
 from .mapping import Entity
 
+log = logging.getLogger("migration_bridge")
+
 TOKEN_SETTING = "change_log"  # the target's record of the installation it follows
-TRIM_RUNS = 500  # runs of consecutive entry ids per DELETE
+TRIM_RUNS = 400  # runs of consecutive entry ids per DELETE (two parameters each: under SQLite's old 999)
 
 
 @dataclass
@@ -50,13 +55,24 @@ def logged_table(source, entity: Entity) -> str | None:
     with derived rows (those are compared by their digests every time)."""
     if not entity.source_model or entity.derived is not None:
         return None
-    return source.model(entity.source_model)._meta.db_table
+    meta = source.model(entity.source_model)._meta.concrete_model._meta
+    # a model inheriting another's table writes part of each row there: not logged here
+    return None if meta.parents else meta.db_table
 
 
 def logged_tables(source, entities: list[Entity]) -> dict[str, str]:
     """Legacy table -> primary key column, for the entities with a ``logged_table``."""
-    return {table: source.model(e.source_model)._meta.pk.column
+    return {table: source.model(e.source_model)._meta.concrete_model._meta.pk.column
             for e in entities if (table := logged_table(source, e))}
+
+
+def target_identity(target_url: str) -> str:
+    """Which target a log follows: its database's address without the password (a copy of
+    the target under another name holds the same token but is not the target)."""
+    url = dialects.normalize_url(target_url).set(password=None)
+    if url.get_backend_name() == "sqlite" and url.database:
+        url = url.set(database=os.path.realpath(url.database))
+    return hashlib.sha256(url.render_as_string(hide_password=False).encode()).hexdigest()[:16]
 
 
 def _failed(what: str, exc: Exception) -> BridgeError:
@@ -88,14 +104,16 @@ def installed_token(source, tables: dict[str, str]) -> tuple[str | None, str]:
     return tokens[0], ""
 
 
-def install(source, tables: dict[str, str]) -> str:
-    """Make the log and the triggers again, empty the log, and return the new token. The
+def install(source, tables: dict[str, str], token: str) -> None:
+    """Make the log and the triggers again, empty the log, and record ``token`` in it. The
     triggers are in place before the log is emptied: a row written after that is logged."""
     connection = connections[source.alias]
-    token = uuid.uuid4().hex
     q = connection.ops.quote_name
     try:
         with connection.cursor() as cursor:
+            if dialects.change_log_read_only(cursor, connection):
+                raise BridgeError("--track-changes: the legacy server is read-only (a replica?); its triggers "
+                                  "would not see the writes replicated to it: install the log on the primary")
             blind = dialects.change_log_blind_spots(cursor, connection, tables)
             if blind:
                 raise BridgeError(f"--track-changes: the foreign key {blind[0]} changes rows without firing "
@@ -110,7 +128,6 @@ def install(source, tables: dict[str, str]) -> str:
     except DatabaseError as exc:
         raise _failed("installing it (it needs the right to create tables and triggers; on MariaDB/MySQL "
                       "with binary logging, SUPER or log_bin_trust_function_creators)", exc) from None
-    return token
 
 
 def remove(source) -> int:
@@ -120,9 +137,7 @@ def remove(source) -> int:
     if connection.vendor not in ("mysql", "sqlite"):
         return 0
     try:
-        with connection.cursor() as cursor:
-            if not dialects.change_log_tables_exist(cursor, connection):
-                return 0
+        with connection.cursor() as cursor:  # the triggers go even when the log went first
             triggers = sorted(name for name, _ in dialects.change_log_triggers(cursor, connection))
             for statement in dialects.change_log_remove_statements(connection, triggers):
                 cursor.execute(statement)
@@ -176,46 +191,80 @@ def trim(source, log: ChangeLog) -> str | None:
 @dataclass
 class Tracking:
     """What a run does with the change log: ``log``, the entries a sync compares instead
-    of every row's digest (None: it compares every row's); ``note``, one line for the user."""
+    of every row's digest (None: it compares every row's); ``note``, one line for the user;
+    ``installed``, the installation it follows or made (legacy database's value);
+    ``record``, the token the target records once the run is complete."""
 
     log: ChangeLog | None = None
     note: str | None = None
+    installed: str | None = None
+    record: str | None = None
+
+
+def _record(engine, token: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(bk.settings.delete().where(bk.settings.c.name == TOKEN_SETTING))
+        conn.execute(bk.settings.insert().values(name=TOKEN_SETTING, value=token))
 
 
 def start(source, profile_entities: list[Entity], entities: list[Entity], engine, options, reads_every_row: bool,
           ) -> Tracking:
     """Before a run reads a row: install the log when asked (only for a run that reads
-    every row after it: an export from the start, or a sync comparing every digest), and
-    tell a sync whether it may read the log instead."""
+    every row after it: an export from the start, or a sync comparing every row of every
+    entity), and tell a sync whether it may read the log instead. The legacy database
+    holds the token and the target it follows; the target, the token."""
     if not (options.track_changes or options.sync) or options.dry_run or options.files_only:
         return Tracking()
     tables = logged_tables(source, profile_entities)
+    identity = target_identity(options.target_url)
     with engine.connect() as conn:
         recorded = bk.recorded_settings(conn).get(TOKEN_SETTING)
     installed, why = installed_token(source, tables) if (recorded or options.track_changes) else (None, "")
-    follows = installed is not None and installed == recorded
+    follows = installed is not None and installed == f"{recorded}:{identity}"
     if installed is not None and not follows:
-        why = "the change log follows another target"
+        why = "the change log follows another target, or this target under another address"
     if options.track_changes and not follows:
-        if not (options.sync or reads_every_row):
-            raise BridgeError("--track-changes: this target was partly exported without a change log, so rows "
-                              "read before it existed may have changed unseen; run it with --sync, which compares "
-                              "every row once, or with --restart")
-        token = install(source, tables)
-        with engine.begin() as conn:
-            conn.execute(bk.settings.delete().where(bk.settings.c.name == TOKEN_SETTING))
-            conn.execute(bk.settings.insert().values(name=TOKEN_SETTING, value=token))
-        return Tracking(note=f"change log: installed on {len(tables)} legacy tables; rows written from now on are "
-                             "logged for the next --sync")
+        every_entity = {e.name for e in entities} >= {e.name for e in profile_entities if logged_table(source, e)}
+        if not (reads_every_row or (options.sync and every_entity)):
+            raise BridgeError("--track-changes: rows read before the change log existed may have changed unseen; "
+                              "install it with an export into an empty target, or with a --sync of every entity "
+                              "(no --only/--exclude), which compares every row once")
+        token = uuid.uuid4().hex
+        install(source, tables, f"{token}:{identity}")
+        note = (f"change log: installed on {len(tables)} legacy tables; rows written from now on are logged "
+                "for the next --sync")
+        if options.sync:  # trusted once this sync has compared every row: recorded when it completes
+            return Tracking(note=note, installed=f"{token}:{identity}", record=token)
+        _record(engine, token)  # an export resumed after a stop still reads the rest after the install
+        return Tracking(note=note, installed=f"{token}:{identity}")
     if not options.sync:
         return Tracking(note="change log: in place, installed by an earlier run" if follows else None)
     if follows and options.full_scan:
         return Tracking(note="change log: not read (--full-scan): every row's digest is compared")
     if follows:
         selected = logged_tables(source, entities)
-        log = read(source, selected)
-        return Tracking(log=log, note=f"change log: {log.entries} entries for {sum(map(len, log.ids.values()))} "
-                                      "rows; the other rows are not read")
+        entries = read(source, selected)
+        if installed_token(source, tables)[0] != installed:  # installed again while it was read
+            return Tracking(note="change log: not usable (installed again meanwhile): every row's digest is compared")
+        return Tracking(log=entries, installed=installed,
+                        note=f"change log: {entries.entries} entries for {sum(map(len, entries.ids.values()))} rows; "
+                             "the other rows are not read")
     if recorded:
         return Tracking(note=f"change log: not usable ({why}): every row's digest is compared")
     return Tracking()
+
+
+def finish(source, engine, profile_entities: list[Entity], tracking: Tracking) -> None:
+    """Once the run is complete: the target records an installation this sync made, and
+    the entries a sync read are deleted, unless the log was installed again since."""
+    if tracking.record:
+        _record(engine, tracking.record)
+    if tracking.log is None:
+        return
+    if installed_token(source, logged_tables(source, profile_entities))[0] != tracking.installed:
+        problem = "the log was installed again during this sync: its entries are left as they are"
+    else:
+        problem = trim(source, tracking.log)
+    if problem:
+        log.warning("change log: %s", problem)  # what it read is in the target: not a failure
+        tracking.note = f"{tracking.note}; {problem}"

@@ -866,6 +866,15 @@ def change_log_blind_spots(cursor, connection, tables: Iterable[str]) -> list[st
     return [f"{table}.{constraint}" for table, constraint in cursor.fetchall()]
 
 
+def change_log_read_only(cursor, connection) -> bool:
+    """Whether the server refuses writes (a replica, most likely): the rows replicated to it
+    would not fire its triggers."""
+    if _change_log_vendor(connection) != "mysql":
+        return False
+    cursor.execute("SELECT @@GLOBAL.read_only")
+    return bool(int(cursor.fetchone()[0]))
+
+
 def change_log_tables_exist(cursor, connection) -> bool:
     tables = set(connection.introspection.table_names(cursor))
     return {CHANGE_LOG, CHANGE_TRACKING} <= tables

@@ -312,9 +312,7 @@ class ExportRun:
                 self.files_result = files_mod.copy_files(
                     engine, self.source, self.profile, self.conf, self.file_options, self.file_stores,
                     only=self.mover.file_rows(run))
-            if run.changes is not None and (problem := changelog.trim(self.source, run.changes)):
-                log.warning("change log: %s", problem)  # what it read is in the target: not a failure
-                self.tracking.note = f"{self.tracking.note}; {problem}"
+            changelog.finish(self.source, engine, list(self.profile.entities), self.tracking)
             status = "complete"
         except BaseException as exc:
             error = exc

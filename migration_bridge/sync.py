@@ -298,7 +298,8 @@ class SyncRows:
         try:
             key, fp = run.path.fingerprint_key, bk.fingerprints
             upsert, inserted, delete, unchanged = [], set(), [], 0
-            held = self.held.setdefault(entity.name, {})
+            with self._holding:
+                held = self.held.setdefault(entity.name, {})
             with run.engine.connect() as conn:
                 for at in range(0, len(ids), run.options.batch_size):
                     batch = ids[at:at + run.options.batch_size]

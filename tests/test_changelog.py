@@ -126,12 +126,54 @@ def test_full_scan_compares_every_row_and_leaves_the_log_as_it_is(precopied, tmp
 
 def test_the_log_is_installed_only_where_every_row_is_read_after_it(precopied, tmp_path):
     legacy, target = precopied
-    proc, _ = export(legacy, target, tmp_path, "--track-changes", check=False)
-    assert proc.returncode != 0
-    assert "partly exported without a change log" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    for args in (["--track-changes"], ["--sync", "--track-changes", "--only", "students"]):
+        proc, _ = export(legacy, target, tmp_path, *args, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "rows read before the change log existed may have changed unseen" in proc.stderr
+        assert "Traceback" not in proc.stderr
     proc, _ = export(legacy, target, tmp_path, "--full-scan", check=False)
-    assert proc.returncode != 0 and "--full-scan goes with --sync" in proc.stderr
+    assert proc.returncode == 2 and "--full-scan goes with --sync" in proc.stderr
+
+
+TRUSTED_ONCE_COMPLETE = """
+import types
+from migration_bridge import bookkeeping as bk, changelog
+from migration_bridge.dialects import create_target_engine
+from migration_bridge.profiles import get_profile
+from migration_bridge.source import LegacySource
+source, entities = LegacySource("video_app"), list(get_profile().entities)
+engine = create_target_engine({url!r})
+options = types.SimpleNamespace(track_changes=True, sync=True, dry_run=False, files_only=False, full_scan=False,
+                                target_url={url!r})
+tracking = changelog.start(source, entities, entities, engine, options, reads_every_row=False)
+with engine.connect() as conn:
+    assert bk.recorded_settings(conn).get("change_log") is None, "recorded before the sync compared every row"
+changelog.finish(source, engine, entities, tracking)
+with engine.connect() as conn:
+    assert bk.recorded_settings(conn).get("change_log") == tracking.record
+"""
+
+
+def test_a_log_installed_by_a_sync_is_trusted_only_once_that_sync_completed(precopied, tmp_path):
+    """A sync that installs the log and stops before the end leaves it untrusted: a row it
+    found changed but did not write has no entry."""
+    legacy, target = precopied
+    shell(legacy, tmp_path, TRUSTED_ONCE_COMPLETE.format(url=target.url))
+
+
+def test_a_copy_of_the_target_does_not_follow_the_log(precopied, make_database, tmp_path):
+    """A copy syncing against the same legacy database must neither trust nor trim the log
+    of the target it was copied from."""
+    legacy, target = precopied
+    ids = tracked(legacy, target, tmp_path)
+    copy = make_database.clone(target)
+    shell(legacy, tmp_path, RAW_SQL_CHANGE.format(**ids))
+    proc, report = export(legacy, copy, tmp_path, "--sync")
+    assert "change log: not usable (the change log follows another target" in proc.stdout
+    assert report["sync"]["comments"]["compared"] == "every row" and report["sync"]["comments"]["updated"] == 1
+    assert log_entries(legacy) == [("video_app_comment", ids["comment"])]
+    _, report = export(legacy, target, tmp_path, "--sync")
+    assert report["sync"]["comments"] == {**report["sync"]["comments"], "logged": 1, "updated": 1}
 
 
 TRIM_WHILE_WRITTEN = """
