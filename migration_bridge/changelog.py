@@ -4,14 +4,15 @@ the rows written since the last run instead of digesting every row.
 ``export_to_flask --track-changes`` installs, before it reads a row, a trigger per event
 on every legacy table an entity reads, writing each written row's id into
 ``bridge_change_log`` in the writing transaction (a rolled-back write leaves no entry, a
-committed one cannot miss its own), and a token naming this installation, which the
-target records. A later ``--sync`` trusts the log only when the legacy database holds the
-target's token and every trigger: then each logged row's digest is computed by the
-database and compared with the recorded one, for those rows alone; otherwise (a trigger
-dropped, the log made again for another target, ``--full-scan``) it compares every
-row's digest as without a log, and says why. The log is trimmed of the entries a sync
-read only once the sync completed, by their own ids: an entry committed meanwhile stays,
-whatever its id.
+committed one cannot miss its own), and a token naming this installation and the target
+it follows (its address), which the target records once every row was read after the
+install. A later ``--sync`` trusts the log only when the legacy database holds the
+target's token, for this target's address, and every trigger: then each logged row's
+digest is computed by the database and compared with the recorded one, for those rows
+alone; otherwise (a trigger dropped, the log made again for another target, a copy of
+the target, ``--full-scan``) it compares every row's digest as without a log, and says
+why. The log is trimmed of the entries a sync read only once the sync completed, by
+their own ids: an entry committed meanwhile stays, whatever its id.
 
 Nothing here is needed to prove the result: ``verify_flask`` reads neither the log nor
 the digests.
