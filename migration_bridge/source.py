@@ -274,11 +274,6 @@ class LegacySource:
                 .annotate(_rows=Count("pk"), _digests=dialects.ChunkRowDigests(F("pk"), width, digest))
                 .values_list("_chunk", "_rows", "_digests").iterator(chunk_size=20_000))
 
-    def digests_by_id(self, entity, ids: list[int]) -> list[tuple]:
-        """(id, the database's digest, *secret fields) of the entity's model rows among ``ids``."""
-        qs = self.objects(entity.source_model).filter(pk__in=ids).order_by().annotate(_digest=self.row_digest(entity))
-        return list(qs.values_list("pk", "_digest", *entity.secret_fields))
-
     def id_bounds(self, entity) -> tuple[int, int] | None:
         """The lowest and the highest id of the entity's model rows (None: it has none)."""
         if not entity.source_model:

@@ -43,7 +43,7 @@ from .dialects import chunk_start, prepare_aggregate_reads
 from .diff import (ChunkDiff, chunk_digest_sum, chunk_row_digests, chunk_spans, compare_range, differing_chunks,
                    id_parts, single_difference)
 from .errors import BridgeError
-from .fingerprint import FINGERPRINT_VERSION, ROW_DIGEST, keyed_digest, secret_part
+from .fingerprint import FINGERPRINT_VERSION, ROW_DIGEST, keyed_digest, row_digest, secret_part
 from .idmap import id_map
 from .idset import IdSet
 from .load import EntityStats
@@ -304,7 +304,7 @@ class SyncRows:
                 for at in range(0, len(ids), run.options.batch_size):
                     batch = ids[at:at + run.options.batch_size]
                     rows = {row["id"]: row for row in run.source.rows_by_id(entity, batch)}
-                    mine = {i: int(row[ROW_DIGEST]) + secret_part(key, i, tuple(map(row.get, entity.secret_fields)))
+                    mine = {i: row_digest(key, i, row[ROW_DIGEST], tuple(map(row.get, entity.secret_fields)), ())
                             for i, row in rows.items()}
                     stored = dict(_driver_rows(conn, sa.select(fp.c.source_id, fp.c.row_digest).where(
                         fp.c.entity == entity.name, fp.c.source_id.in_(batch))))
